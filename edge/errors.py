@@ -1,0 +1,41 @@
+"""Exceptions raised by edge.
+
+    EdgeError
+    ├── SettingsError   a setting or flag has a bad value
+    ├── PolicyError     a policy file is malformed (names file, key and problem)
+    ├── UpstreamError   the storefront could not be reached or answered badly
+    └── AdaptError      adapting a response failed (raised only with fail_mode="closed")
+"""
+
+from __future__ import annotations
+
+__all__ = ["EdgeError", "SettingsError", "PolicyError", "UpstreamError", "AdaptError"]
+
+
+class EdgeError(Exception):
+    """Base class of every error edge raises on purpose."""
+
+
+class SettingsError(EdgeError, ValueError):
+    """A setting, environment variable or CLI flag has a value edge cannot use."""
+
+
+class PolicyError(EdgeError, ValueError):
+    """A policy file is malformed; the message names the file, the key path and the problem."""
+
+    def __init__(self, path: str, key: str, problem: str) -> None:
+        self.path, self.key, self.problem = path, key, problem
+        where = f"{path}: {key}: " if key else f"{path}: "
+        super().__init__(f"{where}{problem}")
+
+
+class UpstreamError(EdgeError):
+    """The storefront was unreachable, reset the connection or timed out."""
+
+
+class AdaptError(EdgeError):
+    """A stage of adaptation failed; ``stage`` says which (signals, predict, decide, rewrite)."""
+
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        self.stage = stage
+        super().__init__(f"adaptation failed at stage {stage!r}: {cause!r}")

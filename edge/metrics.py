@@ -1,0 +1,113 @@
+"""Every Prometheus metric edge exports, declared once.
+
+Labels are small fixed sets (tier, decision source, stage, error kind): never a
+cell id, URL or User-Agent, so a flood of random clients cannot grow the series.
+
+Request and upstream durations use buckets from 5 ms to 30 s: one histogram must
+place both a 20 ms page on 4G and a 10 s page on a congested 2G cell. Rewrite
+time is CPU work measured in fractions of a millisecond, so its buckets start lower.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = [
+    "TIERS",
+    "SOURCES",
+    "STAGES",
+    "UPSTREAM_ERROR_KINDS",
+    "REQUESTS",
+    "REQUEST_DURATION",
+    "UPSTREAM_DURATION",
+    "REWRITE_DURATION",
+    "UPSTREAM_BYTES",
+    "SERVED_BYTES",
+    "FAIL_OPEN",
+    "UPSTREAM_ERRORS",
+    "PREFERENCE_SWITCHES",
+    "TABLE_SIZE",
+    "registry",
+]
+
+TIERS = ("full", "lite", "minimal")
+#: Who decided the tier: the rule baseline, the learned model, a policy override, or nobody (unknown → full).
+SOURCES = ("rules", "model", "override", "none")
+STAGES = ("signals", "predict", "decide", "rewrite", "respond")
+UPSTREAM_ERROR_KINDS = ("connect", "timeout", "protocol", "read", "other")
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
+REWRITE_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+def registry() -> CollectorRegistry:
+    """The registry edge's metrics live in (the process default)."""
+    return REGISTRY
+
+
+REQUESTS = Counter(
+    "edge_requests_total",
+    "Pages edge decided a tier for, by tier served and decision source.",
+    ["tier", "source"],
+)
+REQUEST_DURATION = Histogram(
+    "edge_request_duration_seconds",
+    "Time from request to the last body byte handed to the server, by tier.",
+    ["tier"],
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_DURATION = Histogram(
+    "edge_upstream_duration_seconds",
+    "Time until the storefront's response headers arrived.",
+    buckets=LATENCY_BUCKETS,
+)
+REWRITE_DURATION = Histogram(
+    "edge_rewrite_duration_seconds",
+    "CPU time spent rewriting one body (link splice at full, rewrite at lite/minimal).",
+    ["tier"],
+    buckets=REWRITE_BUCKETS,
+)
+UPSTREAM_BYTES = Counter(
+    "edge_upstream_bytes_total",
+    "Body bytes received from the storefront for pages edge decided on, by tier served.",
+    ["tier"],
+)
+SERVED_BYTES = Counter(
+    "edge_served_bytes_total",
+    "Body bytes sent to shoppers for pages edge decided on, by tier served.",
+    ["tier"],
+)
+FAIL_OPEN = Counter(
+    "edge_fail_open_total",
+    "Adaptations that failed and served the original response instead, by stage.",
+    ["stage"],
+)
+UPSTREAM_ERRORS = Counter(
+    "edge_upstream_errors_total",
+    "Requests the storefront could not answer (502/504 served), by kind.",
+    ["kind"],
+)
+PREFERENCE_SWITCHES = Counter(
+    "edge_preference_switches_total",
+    "Shoppers who followed the 'full page' or 'light page' link, by tier asked for.",
+    ["tier"],
+)
+TABLE_SIZE = Gauge(
+    "edge_table_entries",
+    "Entries held in a bounded in-memory table, by table.",
+    ["table"],
+)
+
+# Pre-create every label combination so dashboards see zeros, not gaps (labels are small, known sets).
+for _tier in TIERS:
+    REWRITE_DURATION.labels(_tier)
+    REQUEST_DURATION.labels(_tier)
+    UPSTREAM_BYTES.labels(_tier)
+    SERVED_BYTES.labels(_tier)
+    PREFERENCE_SWITCHES.labels(_tier)
+    for _source in SOURCES:
+        REQUESTS.labels(_tier, _source)
+for _stage in STAGES:
+    FAIL_OPEN.labels(_stage)
+for _kind in UPSTREAM_ERROR_KINDS:
+    UPSTREAM_ERRORS.labels(_kind)

@@ -1,0 +1,349 @@
+"""AdaptiveMiddleware: the per-request pipeline, as pure ASGI middleware.
+
+Wrap the reverse proxy (``edge serve``) or any ASGI storefront in-process::
+
+    from edge import AdaptiveMiddleware, load_policy
+    app = AdaptiveMiddleware(storefront_app, policy=load_policy("policies/shop.toml"))
+
+For every ``GET`` whose response is an HTML page (status 200, ``text/html``,
+not compressed, not ``Cache-Control: no-transform``, under the size cap):
+
+1. signals   request headers → :class:`~edge.signals.Signals`
+2. features  signals + the cell's live state → feature dict
+3. predict   model → p(degraded), or ``None`` (unknown)
+4. decide    policy → :class:`~edge.policy.Decision` (tier and reason)
+5. rewrite   drop the tier's widgets and add the switch link
+
+Everything else (images, downloads, ``HEAD``, ranges, ``304``, other methods)
+streams through untouched. The decision is made when the response turns out to
+be HTML, so image and asset requests pay nothing.
+
+Fail open: if any stage raises, the shopper gets the original response and
+``edge_fail_open_total{stage}`` counts it; with ``fail_mode="closed"`` (tests)
+the error is raised as :class:`~edge.errors.AdaptError` instead. Per-request
+state lives on a per-request :class:`_Responder`, never on the middleware.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from edge import metrics
+from edge.errors import AdaptError
+from edge.features import to_features
+from edge.model import MIN_THROUGHPUT_BYTES, NetworkModel, RuleModel
+from edge.policy import Decision, Policy
+from edge.rewrite import HtmlRewriter, switch_link
+from edge.settings import Settings
+from edge.signals import ACCEPT_CH, SIGNAL_HEADERS, read_signals
+from edge.towers import TowerTable
+
+__all__ = ["AdaptiveMiddleware", "VARY_HEADERS", "EDGE_PATH_PREFIX"]
+
+log = logging.getLogger("edge.adapt")
+
+#: Edge's own endpoints on the public port; never adapted, never proxied.
+EDGE_PATH_PREFIX = "/__edge/"
+#: Request headers the tier depends on — by presence or absence — so every decided response varies on them.
+VARY_HEADERS = (
+    "User-Agent",
+    "Sec-CH-UA-Mobile",
+    "Device-Memory",
+    "ECT",
+    "RTT",
+    "Downlink",
+    "Save-Data",
+    "Edge-Cell",
+    "Edge-Last-Request",
+    "Cookie",
+)
+_SIGNAL_HEADER_BYTES = frozenset(h.encode() for h in SIGNAL_HEADERS) | {b"cookie"}
+_MAX_COOKIE_BYTES = 8192
+_SWITCH_TEXT = {"full": "Light page", "lite": "Full page", "minimal": "Full page"}
+
+
+class AdaptiveMiddleware:
+    """Predict a degraded network per request and serve the tier's layout (see module docstring)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        policy: Policy,
+        model: NetworkModel | None = None,
+        towers: TowerTable | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings or Settings()
+        self.model: NetworkModel = model or RuleModel()
+        self.towers = towers or TowerTable(self.settings.max_cells, self.settings.cell_half_life_s)
+        self.strict = self.settings.fail_mode == "closed"
+        self.max_body = self.settings.max_rewrite_bytes
+        self.set_policy(policy)
+
+    def set_policy(self, policy: Policy) -> None:
+        """Swap in a new compiled policy; requests already in flight keep the one they started with."""
+        self._compiled = (policy, HtmlRewriter(policy))
+
+    @property
+    def policy(self) -> Policy:
+        return self._compiled[0]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or scope["path"].startswith(EDGE_PATH_PREFIX)
+        ):
+            await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, _Responder(self, scope, send).send)
+
+    # The adaptive steps, plain synchronous code: the responder calls them once it knows the page is HTML.
+
+    def decide(self, scope: Scope, now: float) -> tuple[Decision, float]:
+        """Stages 1–4 for one request. Returns the decision and the model's time in seconds."""
+        policy = self._compiled[0]
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            if name in _SIGNAL_HEADER_BYTES and name.decode() not in headers:
+                headers[name.decode()] = value.decode("latin-1")
+        stage = "signals"
+        try:
+            signals = read_signals(headers)
+            self._observe_last_request(signals, now)
+            cell = self.towers.lookup(signals.cell_id, now) if signals.cell_id else None
+            x = to_features(signals, cell)
+            stage = "predict"
+            started = time.perf_counter()
+            p = self.model.predict(x)
+            model_s = time.perf_counter() - started
+            stage = "decide"
+            preference = _cookie(headers.get("cookie"), policy.preference_cookie)
+            return policy.decide(p, source=self.model.source, save_data=signals.save_data, preference=preference), model_s
+        except Exception as exc:
+            self.fail_open(stage, exc)
+            return Decision("full", "error", "none"), 0.0
+
+    def _observe_last_request(self, signals, now: float) -> None:  # noqa: ANN001
+        """An app's report of its last request is a throughput sample for the cell it was made on."""
+        cell_id = signals.last_cell_id or signals.cell_id
+        kbps = signals.last_kbps
+        if cell_id and kbps is not None and (signals.last_bytes or 0) >= MIN_THROUGHPUT_BYTES:
+            self.towers.observe(cell_id, kbps, kbps < 700.0, now)
+            metrics.TABLE_SIZE.labels("cells").set(len(self.towers))
+
+    def fail_open(self, stage: str, exc: BaseException) -> None:
+        metrics.FAIL_OPEN.labels(stage).inc()
+        if self.strict:
+            raise AdaptError(stage, exc) from exc
+        log.warning("adaptation failed at %s, serving the original: %r", stage, exc)
+
+
+class _Responder:
+    """Per-request state: holds the HTML response start until the body is rewritten."""
+
+    __slots__ = ("mw", "scope", "downstream", "started", "mode", "start", "chunks", "size", "decision", "model_s", "upstream_s")
+
+    def __init__(self, mw: AdaptiveMiddleware, scope: Scope, send: Send) -> None:
+        self.mw = mw
+        self.scope = scope
+        self.downstream = send
+        self.started = time.perf_counter()
+        self.mode = "pending"  # pending → pass | buffer → done
+        self.start: Message | None = None
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.decision: Decision | None = None
+        self.model_s = self.upstream_s = 0.0
+
+    async def send(self, message: Message) -> None:
+        if self.mode == "pass":
+            await self.downstream(message)
+        elif message["type"] == "http.response.start":
+            self.upstream_s = time.perf_counter() - self.started
+            metrics.UPSTREAM_DURATION.observe(self.upstream_s)
+            if self._adaptable(message):
+                # Hold the start message: Content-Length, ETag and Vary change with the body.
+                self.start = message
+                self.mode = "buffer"
+                self.decision, self.model_s = self.mw.decide(self.scope, time.time())
+            else:
+                self.mode = "pass"
+                await self.downstream(message)
+        elif message["type"] == "http.response.body" and self.mode == "buffer":
+            await self._buffer(message)
+        else:
+            await self.downstream(message)
+
+    def _adaptable(self, start: Message) -> bool:
+        if start["status"] != 200:
+            return False
+        content_type = encoding = b""
+        for name, value in start["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-encoding":
+                encoding = value
+            elif name == b"cache-control" and b"no-transform" in value.lower():
+                return False
+            elif name == b"content-length" and (not value.isdigit() or int(value) > self.mw.max_body):
+                return False
+        if not content_type.lower().startswith(b"text/html") or encoding.strip().lower() not in (b"", b"identity"):
+            return False
+        for name, value in self.scope["headers"]:
+            if name == b"cache-control" and b"no-transform" in value.lower():
+                return False
+        return True
+
+    async def _buffer(self, message: Message) -> None:
+        chunk = message.get("body", b"")
+        self.size += len(chunk)
+        if self.size > self.mw.max_body:
+            # Too big to rewrite (no Content-Length told us earlier): stream it through unmodified.
+            self.mode = "pass"
+            await self.downstream(self.start)
+            for held in self.chunks:
+                await self.downstream({"type": "http.response.body", "body": held, "more_body": True})
+            self.chunks.clear()
+            await self.downstream(message)
+            return
+        if chunk:
+            self.chunks.append(chunk)
+        if not message.get("more_body", False):
+            self.mode = "done"
+            await self._respond(b"".join(self.chunks))
+
+    async def _respond(self, original: bytes) -> None:
+        decision = self.decision
+        assert decision is not None and self.start is not None
+        tier = decision.tier
+        rewrite_started = time.perf_counter()
+        try:
+            policy, rewriter = self.mw._compiled
+            path = self.scope["path"] + ("?" + self.scope["query_string"].decode("latin-1") if self.scope.get("query_string") else "")
+            link = switch_link("lite" if tier == "full" else "full", path, _SWITCH_TEXT[tier])
+            body = rewriter.rewrite(original, tier, link)
+        except Exception as exc:
+            self.mw.fail_open("rewrite", exc)
+            tier, body = "full", None
+        rewrite_s = time.perf_counter() - rewrite_started
+        if body is None:
+            await self.downstream(self.start)
+            await self.downstream({"type": "http.response.body", "body": original})
+            served = original
+        else:
+            metrics.REWRITE_DURATION.labels(tier).observe(rewrite_s)
+            headers = _adapted_headers(self.start["headers"], tier, decision, len(body), self.upstream_s, self.model_s, rewrite_s)
+            await self.downstream({**self.start, "headers": headers})
+            await self.downstream({"type": "http.response.body", "body": body})
+            served = body
+        metrics.REQUESTS.labels(tier, decision.source).inc()
+        metrics.UPSTREAM_BYTES.labels(tier).inc(len(original))
+        metrics.SERVED_BYTES.labels(tier).inc(len(served))
+        metrics.REQUEST_DURATION.labels(tier).observe(time.perf_counter() - self.started)
+
+
+def _adapted_headers(
+    upstream: list[tuple[bytes, bytes]],
+    tier: str,
+    decision: Decision,
+    length: int,
+    upstream_s: float,
+    model_s: float,
+    rewrite_s: float,
+) -> list[tuple[bytes, bytes]]:
+    headers: list[tuple[bytes, bytes]] = []
+    vary: list[str] = []
+    cache_control: bytes | None = None
+    for name, value in upstream:
+        if name == b"content-length":
+            continue
+        if name == b"vary":
+            vary.extend(v.strip() for v in value.decode("latin-1").split(",") if v.strip())
+            continue
+        if name == b"cache-control":
+            cache_control = value
+            continue
+        if name == b"etag":
+            value = _weaken_etag(value, tier)
+        headers.append((name, value))
+    headers.append((b"content-length", str(length).encode()))
+    headers.append((b"vary", _merge_vary(vary).encode("latin-1")))
+    if tier != "full":
+        headers.append((b"cache-control", _private(cache_control)))
+    elif cache_control is not None:
+        headers.append((b"cache-control", cache_control))
+    headers.append((b"edge-tier", tier.encode()))
+    headers.append((b"accept-ch", ACCEPT_CH.encode()))
+    timing = (
+        f"upstream;dur={upstream_s * 1000:.2f}, model;dur={model_s * 1000:.3f}, "
+        f'rewrite;dur={rewrite_s * 1000:.2f}, edge;desc="{tier}/{decision.source}/{decision.reason}"'
+    )
+    headers.append((b"server-timing", timing.encode()))
+    return headers
+
+
+def _merge_vary(upstream: list[str]) -> str:
+    """Union of the upstream's ``Vary`` and edge's, case-insensitively; ``*`` stays ``*``.
+
+    >>> _merge_vary(["Accept-Encoding", "cookie"]).startswith("Accept-Encoding, cookie, User-Agent")
+    True
+    >>> _merge_vary(["*"])
+    '*'
+    """
+    if "*" in upstream:
+        return "*"
+    seen = {v.lower() for v in upstream}
+    merged = list(upstream)
+    for name in VARY_HEADERS:
+        if name.lower() not in seen:
+            merged.append(name)
+            seen.add(name.lower())
+    return ", ".join(merged)
+
+
+def _private(upstream: bytes | None) -> bytes:
+    """A ``Cache-Control`` no weaker than the upstream's that keeps shared caches away.
+
+    >>> _private(b"public, max-age=60, s-maxage=600")
+    b'private, max-age=60'
+    >>> _private(b"no-store")
+    b'no-store'
+    >>> _private(None)
+    b'private'
+    """
+    if upstream is None:
+        return b"private"
+    directives = [d.strip() for d in upstream.split(b",") if d.strip()]
+    kept = [d for d in directives if d.lower() != b"public" and not d.lower().startswith(b"s-maxage")]
+    if any(d.lower() in (b"no-store", b"private") or d.lower().startswith(b"private=") for d in kept):
+        return b", ".join(kept)
+    return b", ".join([b"private", *kept])
+
+
+def _weaken_etag(value: bytes, tier: str) -> bytes:
+    """Adapted bodies differ from the upstream's: a strong validator must not claim byte equality.
+
+    >>> _weaken_etag(b'"abc"', "lite"), _weaken_etag(b'W/"abc"', "full")
+    (b'W/"abc-lite"', b'W/"abc"')
+    """
+    weak = value.startswith(b"W/")
+    tag = value[2:] if weak else value
+    if tier != "full" and tag.endswith(b'"'):
+        tag = tag[:-1] + b"-" + tier.encode() + b'"'
+    return b"W/" + tag
+
+
+def _cookie(header: str | None, name: str) -> str | None:
+    if not header or len(header) > _MAX_COOKIE_BYTES:
+        return None
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value.strip().strip('"') or None
+    return None

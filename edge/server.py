@@ -1,0 +1,87 @@
+"""Run several uvicorn servers (public port, admin port, demo storefront) in one process.
+
+uvicorn's ``Server.serve`` installs its own signal handlers, which would leave
+the second server running when the first gets SIGTERM. Here one handler stops
+them all: each stops accepting, finishes in-flight requests within
+``graceful_timeout`` seconds, runs its lifespan shutdown, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.types import ASGIApp
+
+__all__ = ["Listener", "serve_all", "run"]
+
+log = logging.getLogger("edge")
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One ASGI app on one socket."""
+
+    app: ASGIApp
+    host: str
+    port: int
+    name: str
+    lifespan: str = "on"
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # Signals are handled once for all servers in serve_all().
+        yield
+
+
+async def serve_all(listeners: list[Listener], *, log_level: str = "info", graceful_timeout: float = 20.0) -> None:
+    """Serve every listener until SIGINT/SIGTERM, then shut all of them down gracefully."""
+    servers = [
+        _Server(
+            uvicorn.Config(
+                item.app,
+                host=item.host,
+                port=item.port,
+                lifespan=item.lifespan,
+                log_level=log_level,
+                access_log=False,
+                timeout_graceful_shutdown=graceful_timeout,
+                server_header=False,
+                date_header=True,
+            )
+        )
+        for item in listeners
+    ]
+    loop = asyncio.get_running_loop()
+
+    def stop(signum: int) -> None:
+        log.info("received %s, draining", signal.Signals(signum).name)
+        for server in servers:
+            server.should_exit = True
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        await asyncio.gather(*(server.serve() for server in servers))
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    if any(not server.started for server in servers):
+        raise SystemExit(3)  # like uvicorn's STARTUP_FAILURE: a port was taken or a lifespan failed
+
+
+def run(listeners: list[Listener], *, log_level: str = "info") -> None:
+    """Blocking entry point for the CLI (uvloop when available)."""
+    try:
+        import uvloop
+
+        uvloop.run(serve_all(listeners, log_level=log_level))
+    except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
+        asyncio.run(serve_all(listeners, log_level=log_level))

@@ -1,0 +1,107 @@
+"""One typed settings object for edge: defaults, ``EDGE_*`` environment variables, CLI flags.
+
+Precedence is CLI flag > environment variable > default. Every value is cast and
+checked when the object is built, and a bad value names its key::
+
+    >>> Settings.from_env({"EDGE_PORT": "8088"}).port
+    8088
+    >>> Settings.from_env({"EDGE_PORT": "eighty"})
+    Traceback (most recent call last):
+    ...
+    edge.errors.SettingsError: EDGE_PORT: 'eighty' is not a valid int
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+from edge.errors import SettingsError
+
+__all__ = ["Settings", "DEFAULT_POLICY"]
+
+#: The policy bundled with the demo storefront (``policies/demo.toml``).
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "demo.toml"
+
+FailMode = Literal["open", "closed"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything edge can be told, in one place.
+
+    ``fail_mode="open"`` (production) serves the original response when
+    adaptation fails and counts it; ``"closed"`` (tests) raises instead.
+    """
+
+    upstream: str = "http://127.0.0.1:8081"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9090
+    policy: Path = DEFAULT_POLICY
+    # Upstream timeouts (seconds). read_timeout bounds a slow storefront: past it the shopper gets a 504.
+    connect_timeout: float = 2.0
+    read_timeout: float = 15.0
+    pool_size: int = 100
+    # Keep the storefront's Host header (True) or send the upstream's own (False, like nginx's default).
+    preserve_host: bool = False
+    # Bodies larger than this are streamed through unmodified rather than buffered for rewriting.
+    max_rewrite_bytes: int = 2 * 1024 * 1024
+    # Per-cell statistics: how many cells are remembered and how fast old evidence fades.
+    max_cells: int = 50_000
+    cell_half_life_s: float = 300.0
+    fail_mode: FailMode = "open"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``EDGE_<NAME>`` variables, then apply non-``None`` overrides."""
+        environ = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = f"EDGE_{f.name.upper()}"
+            if overrides.get(f.name) is not None:
+                values[f.name] = _cast(f"--{f.name.replace('_', '-')}", overrides[f.name], hints[f.name])
+            elif key in environ:
+                values[f.name] = _cast(key, environ[key], hints[f.name])
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied (values are cast like env values)."""
+        hints = get_type_hints(type(self))
+        return dataclasses.replace(self, **{k: _cast(k, v, hints[k]) for k, v in changes.items()})
+
+
+def _cast(key: str, raw: Any, kind: Any) -> Any:
+    choices = get_args(kind) if getattr(kind, "__origin__", None) is Literal else ()
+    try:
+        if choices:
+            if raw not in choices:
+                raise ValueError
+            return raw
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in {"1", "true", "yes", "on"}:
+                return True
+            if str(raw).lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError
+        if kind is Path:
+            return Path(raw)
+        value = kind(raw)
+        if kind in (int, float) and value < 0:
+            raise ValueError
+        return value
+    except (TypeError, ValueError):
+        expected = " or ".join(map(repr, choices)) if choices else f"a valid {getattr(kind, '__name__', kind)}"
+        raise SettingsError(f"{key}: {raw!r} is not {expected}") from None

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Debian packages the test suite needs. Idempotent; needs root (CI and the dev machines run as root).
+set -euo pipefail
+needed=()
+# (none yet: Prometheus and Chromium join when their tests do)
+if [ ${#needed[@]} -eq 0 ]; then exit 0; fi
+missing=()
+for pkg in "${needed[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then echo "system-deps: need root to install: ${missing[*]}" >&2; exit 1; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,16 @@
+"""Shared fixtures: small in-process apps and metric readers."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import REGISTRY
+
+
+@pytest.fixture
+def metric():
+    """Read one sample of edge's registry: ``metric("edge_fail_open_total", stage="rewrite")``."""
+
+    def read(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    return read
