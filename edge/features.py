@@ -4,7 +4,7 @@ A missing signal is an *absent key*, never ``None``: that is how River models
 and the rule baseline expect it, and most clients send only a few signals.
 
     >>> from edge.signals import Signals
-    >>> to_features(Signals(ect="2g", radio="edge", last_ms=4000.0, last_bytes=40000.0))
+    >>> to_features(Signals(ect="2g", radio="edge", last_ms=4000.0, last_bytes=40000.0, last_kbps=80.0))
     {'save_data': 0.0, 'ect': '2g', 'radio': 'edge', 'last_ms': 4000.0, 'last_bytes': 40000.0, 'last_kbps': 80.0}
 """
 
@@ -30,6 +30,9 @@ _NUMERIC = (
     "speed",
     "last_ms",
     "last_bytes",
+    "last_kbps",
+    "last_rtt_ms",
+    "last_age_s",
 )
 _CATEGORICAL = ("device_class", "os", "ect", "radio")
 
@@ -47,9 +50,6 @@ def to_features(signals: Signals, cell: CellState | None = None) -> Features:
             x[name] = value
     if signals.low_end is not None:
         x["low_end"] = 1.0 if signals.low_end else 0.0
-    last_kbps = signals.last_kbps
-    if last_kbps is not None:
-        x["last_kbps"] = last_kbps
     if signals.tower_switch is not None:
         x["tower_switch"] = 1.0 if signals.tower_switch else 0.0
     if cell is not None:

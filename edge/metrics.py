@@ -27,6 +27,14 @@ __all__ = [
     "UPSTREAM_ERRORS",
     "PREFERENCE_SWITCHES",
     "TABLE_SIZE",
+    "LABELS",
+    "FEEDBACK_REJECTED",
+    "MODEL_ROC_AUC",
+    "MODEL_LOG_LOSS",
+    "MODEL_CHAMPION",
+    "MODEL_DRIFTS",
+    "CHECKPOINTS",
+    "POLICY_RELOADS",
     "registry",
 ]
 
@@ -92,6 +100,51 @@ PREFERENCE_SWITCHES = Counter(
     "Shoppers who followed the 'full page' or 'light page' link, by tier asked for.",
     ["tier"],
 )
+# Learning (edge.feedback, edge.model): labels in, feedback refused, model health.
+LABEL_SOURCES = ("beacon", "app")
+REJECT_REASONS = ("malformed", "oversized", "forged", "expired", "replayed", "overloaded")
+MODELS = ("model", "rules")
+
+LABELS = Counter(
+    "edge_labels_total",
+    "Labels learned from feedback, by source and label.",
+    ["source", "label"],
+)
+FEEDBACK_REJECTED = Counter(
+    "edge_feedback_rejected_total",
+    "Feedback refused before it reached the model, by reason.",
+    ["reason"],
+)
+MODEL_ROC_AUC = Gauge(
+    "edge_model_roc_auc",
+    "Rolling ROC-AUC on the latest labels (predict, then learn), by model.",
+    ["model"],
+)
+MODEL_LOG_LOSS = Gauge(
+    "edge_model_log_loss",
+    "Rolling log-loss on the latest labels, by model.",
+    ["model"],
+)
+MODEL_CHAMPION = Gauge(
+    "edge_model_champion",
+    "1 for the model whose predictions decide tiers now, 0 for the other.",
+    ["model"],
+)
+MODEL_DRIFTS = Counter(
+    "edge_model_drift_detections_total",
+    "Concept drifts detected in the learned model's errors (ADWIN).",
+)
+CHECKPOINTS = Counter(
+    "edge_model_checkpoints_total",
+    "Model checkpoints written or loaded, by result.",
+    ["result"],
+)
+POLICY_RELOADS = Counter(
+    "edge_policy_reloads_total",
+    "Policy reloads, by result (a failed reload keeps the old policy in force).",
+    ["result"],
+)
+
 TABLE_SIZE = Gauge(
     "edge_table_entries",
     "Entries held in a bounded in-memory table, by table.",
@@ -111,3 +164,14 @@ for _stage in STAGES:
     FAIL_OPEN.labels(_stage)
 for _kind in UPSTREAM_ERROR_KINDS:
     UPSTREAM_ERRORS.labels(_kind)
+for _source in LABEL_SOURCES:
+    for _label in ("degraded", "ok"):
+        LABELS.labels(_source, _label)
+for _reason in REJECT_REASONS:
+    FEEDBACK_REJECTED.labels(_reason)
+for _model in MODELS:
+    MODEL_CHAMPION.labels(_model)
+for _result in ("written", "loaded", "failed"):
+    CHECKPOINTS.labels(_result)
+for _result in ("success", "failure"):
+    POLICY_RELOADS.labels(_result)

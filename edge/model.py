@@ -122,9 +122,13 @@ class RuleModel:
         if ect is not None:
             add(ECT_DEGRADED_P[ect], 2.0)
         # The client's last request: a real measurement of its network, weighted highest.
+        # (A browser's beacon measures throughput and RTT itself: no byte count to check.)
         last_kbps, last_bytes, last_ms = _num(x, "last_kbps"), _num(x, "last_bytes"), _num(x, "last_ms")
-        if last_kbps is not None and last_bytes is not None and last_bytes >= MIN_THROUGHPUT_BYTES:
-            add(ECT_DEGRADED_P[ect_class(downlink_kbps=last_kbps) or "4g"], 3.0)
+        last_rtt = _num(x, "last_rtt_ms")
+        if last_kbps is not None and (last_bytes is None or last_bytes >= MIN_THROUGHPUT_BYTES):
+            add(ECT_DEGRADED_P[ect_class(rtt_ms=last_rtt, downlink_kbps=last_kbps) or "4g"], 3.0)
+        elif last_rtt is not None:
+            add(ECT_DEGRADED_P[ect_class(rtt_ms=last_rtt) or "4g"], 3.0)
         elif last_ms is not None:
             # A small response's latency is mostly round trips: classify it as an RTT.
             add(ECT_DEGRADED_P[ect_class(rtt_ms=last_ms) or "4g"], 1.0)

@@ -9,6 +9,10 @@ only looks things up. Format (see ``policies/demo.toml`` and the README)::
     lite = 0.5              # p ≥ 0.5  → lite
     minimal = 0.95          # p ≥ 0.95 → minimal
 
+    [labels]                # when is a measured network "degraded"? (edge.labels)
+    threshold_kbps = 700    # effective throughput below this
+    rtt_ms = 1000           # or round-trip time above this
+
     [overrides]
     save_data = "lite"              # tier for requests with `Save-Data: on` ("full" to ignore it)
     preference_cookie = "edge_tier" # cookie set by the injected "Full page" / "Light page" links
@@ -49,6 +53,7 @@ from lolhtml import HTMLRewriter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.errors import PolicyError
+from edge.labels import DEFAULT_RTT_MS, DEFAULT_THRESHOLD_KBPS, LabelRule
 
 __all__ = ["Policy", "Decision", "Tier", "TIERS", "load_policy"]
 
@@ -70,6 +75,11 @@ class TierThresholds(_Strict):
         if self.minimal < self.lite:
             raise ValueError(f"minimal ({self.minimal}) must be ≥ lite ({self.lite})")
         return self
+
+
+class Labels(_Strict):
+    threshold_kbps: float = Field(DEFAULT_THRESHOLD_KBPS, gt=0.0, le=1_000_000.0)
+    rtt_ms: float = Field(DEFAULT_RTT_MS, gt=0.0, le=600_000.0)
 
 
 class Overrides(_Strict):
@@ -105,6 +115,7 @@ class WidgetRule(_Strict):
 class PolicyFile(_Strict):
     name: str = "default"
     tiers: TierThresholds = TierThresholds()
+    labels: Labels = Labels()
     overrides: Overrides = Overrides()
     widgets: list[WidgetRule] = []
 
@@ -130,6 +141,7 @@ class Policy:
         self.minimal_threshold = spec.tiers.minimal
         self.save_data_tier: Tier = spec.overrides.save_data
         self.preference_cookie = spec.overrides.preference_cookie
+        self.labels = LabelRule(spec.labels.threshold_kbps, spec.labels.rtt_ms)
         for i, rule in enumerate(spec.widgets):
             _check_selector(path, f"widgets[{i}].{'selector' if rule.selector else 'widget'}", rule.css)
         self._drops: dict[str, tuple[str, ...]] = {

@@ -152,16 +152,14 @@ class Signals:
     cqi: float | None = None
     speed: float | None = None
     # The client's previous request (app header Edge-Last-Request)
+    # The client's previous request: from the app header Edge-Last-Request, or from the
+    # signed last-measurement cookie a browser's beacon left (edge.feedback).
     last_ms: float | None = None
     last_bytes: float | None = None
+    last_kbps: float | None = None  # measured throughput, kbit/s (bytes·8/ms for the app header)
+    last_rtt_ms: float | None = None
+    last_age_s: float | None = None  # how old that measurement is
     last_cell_id: str | None = None
-
-    @property
-    def last_kbps(self) -> float | None:
-        """Throughput of the previous request in kbit/s (bytes·8/ms), if it was measured."""
-        if self.last_ms is None or self.last_bytes is None or self.last_bytes <= 0:
-            return None
-        return self.last_bytes * 8.0 / self.last_ms
 
     @property
     def tower_switch(self) -> bool | None:
@@ -346,4 +344,6 @@ def _read_last_request(s: Signals, raw: str | None) -> None:
     if ms is not None:
         s.last_ms = ms
         s.last_bytes = size
+        if size is not None and size > 0:
+            s.last_kbps = size * 8.0 / ms
     s.last_cell_id = _identifier(members.get("cell"))

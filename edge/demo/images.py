@@ -7,7 +7,7 @@ in a small LRU cache.
 
 Why the PNGs look the way they do:
 
-- Pixels are a smooth two-colour gradient plus 7 bits of seeded noise, so the
+- Pixels are a smooth two-colour gradient plus 7 bits of seeded grain, so the
   image is recognisably "a picture" but barely compressible: a proxy cannot
   make the byte budget look better than it is by gzip-ing images.
 - The zlib stream uses *stored* (uncompressed) deflate blocks written by hand,
@@ -143,7 +143,11 @@ def _scanlines(seed: int, width: int, height: int) -> bytes:
     for y in range(height):
         shade = 64 * y // max(1, height - 1)  # vertical gradient, 0..64
         grad = hrow.translate(bytes(min(b + shade, 255) for b in range(256)))
-        noise = rng.randbytes(n).translate(noise_mask)
+        # Luminance grain (one random value per pixel, same for R, G, B) reads as a
+        # photo's film grain rather than coloured confetti, and is still incompressible.
+        grain = rng.randbytes(width).translate(noise_mask)
+        noise = bytearray(n)
+        noise[0::3] = noise[1::3] = noise[2::3] = grain
         # Per byte: grad <= 128 and noise <= 127, so big-int addition never carries
         # between bytes: a fast, exact byte-wise add without a Python pixel loop.
         row = (int.from_bytes(grad, "big") + int.from_bytes(noise, "big")).to_bytes(n, "big")
