@@ -15,12 +15,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from edge import metrics
@@ -30,9 +30,8 @@ from edge.policy import Policy, load_policy
 from edge.proxy import ReverseProxy
 from edge.settings import Settings
 
-__all__ = ["Edge", "build_edge", "safe_next"]
+__all__ = ["Edge", "build_edge"]
 
-PREFERENCE_MAX_AGE = 30 * 24 * 3600
 
 
 @dataclass
@@ -48,7 +47,11 @@ class Edge:
 
 
 def build_edge(settings: Settings, *, policy: Policy | None = None, model: NetworkModel | None = None) -> Edge:
-    """Build edge's two ASGI apps from ``settings`` (the policy file is loaded and validated here)."""
+    """Build edge's two ASGI apps from ``settings`` (the policy file is loaded and validated here).
+
+    The public app is the middleware (which serves ``/__edge/…`` itself) around
+    a Starlette app whose lifespan opens the proxy's shared upstream client.
+    """
     policy = policy or load_policy(settings.policy)
     proxy = ReverseProxy(settings)
     edge: Edge  # bound below; the lifespan and endpoints close over it
@@ -63,27 +66,8 @@ def build_edge(settings: Settings, *, policy: Policy | None = None, model: Netwo
             edge.ready = False
             await proxy.aclose()
 
-    async def switch_tier(request: Request) -> Response:
-        tier = request.path_params["tier"]
-        if tier not in ("full", "lite", "auto"):
-            return await not_found(request)  # never set a cookie nobody honours
-        response = RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
-        cookie = edge.middleware.policy.preference_cookie
-        if tier == "auto":
-            response.delete_cookie(cookie, path="/")
-        else:
-            metrics.PREFERENCE_SWITCHES.labels(tier).inc()
-            response.set_cookie(cookie, tier, max_age=PREFERENCE_MAX_AGE, path="/", httponly=True, samesite="lax")
-        response.headers["cache-control"] = "no-store"
-        return response
-
-    async def not_found(request: Request) -> Response:
-        return PlainTextResponse("not found\n", status_code=404)
-
     starlette = Starlette(
         routes=[
-            Route("/__edge/tier/{tier:str}", switch_tier, methods=["GET"]),
-            Route("/__edge/{rest:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
             Mount("/", app=proxy),
         ],
         lifespan=lifespan,
@@ -104,6 +88,11 @@ def build_edge(settings: Settings, *, policy: Policy | None = None, model: Netwo
             return PlainTextResponse("ready\n")
         return PlainTextResponse("starting\n", status_code=503)
 
+    async def model_state(request: Request) -> Response:
+        model = edge.middleware.model
+        snapshot = model.snapshot() if hasattr(model, "snapshot") else {"champion": model.source}
+        return Response(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2), media_type="application/json")
+
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry()), media_type=CONTENT_TYPE_LATEST)
 
@@ -112,21 +101,8 @@ def build_edge(settings: Settings, *, policy: Policy | None = None, model: Netwo
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", prometheus),
+            Route("/admin/model", model_state),
         ]
     )
     edge = Edge(settings=settings, proxy=proxy, middleware=middleware, public=middleware, admin=admin)
     return edge
-
-
-def safe_next(target: str | None) -> str:
-    """Where to send a shopper after a tier switch: a path on this site, never another host.
-
-    >>> safe_next("/search?q=tea"), safe_next("//evil.example/"), safe_next("https://evil.example"), safe_next(None)
-    ('/search?q=tea', '/', '/', '/')
-    """
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
-        return "/"
-    return target

@@ -27,18 +27,22 @@ state lives on a per-request :class:`_Responder`, never on the middleware.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge import metrics
+from edge.endpoints import build_endpoints
 from edge.errors import AdaptError
-from edge.features import to_features
-from edge.model import MIN_THROUGHPUT_BYTES, NetworkModel, RuleModel
+from edge.features import Features, to_features
+from edge.feedback import Feedback, FeedbackRejected, TokenSigner
+from edge.model import NetworkModel, RuleModel
 from edge.policy import Decision, Policy
-from edge.rewrite import HtmlRewriter, switch_link
+from edge.rewrite import HtmlRewriter, beacon_script, switch_link
 from edge.settings import Settings
-from edge.signals import ACCEPT_CH, SIGNAL_HEADERS, read_signals
+from edge.signals import ACCEPT_CH, SIGNAL_HEADERS, Signals, read_signals
 from edge.towers import TowerTable
 
 __all__ = ["AdaptiveMiddleware", "VARY_HEADERS", "EDGE_PATH_PREFIX"]
@@ -62,6 +66,10 @@ VARY_HEADERS = (
 )
 _SIGNAL_HEADER_BYTES = frozenset(h.encode() for h in SIGNAL_HEADERS) | {b"cookie"}
 _MAX_COOKIE_BYTES = 8192
+#: The signed cookie holding a browser's last measured throughput and RTT (set by the beacon).
+MEASUREMENT_COOKIE = "edge_m"
+#: A last measurement older than this says little about the network now.
+MEASUREMENT_MAX_AGE_S = 1800.0
 _SWITCH_TEXT = {"full": "Light page", "lite": "Full page", "minimal": "Full page"}
 
 
@@ -76,37 +84,46 @@ class AdaptiveMiddleware:
         model: NetworkModel | None = None,
         towers: TowerTable | None = None,
         settings: Settings | None = None,
+        feedback: Feedback | None = None,
     ) -> None:
         self.app = app
-        self.settings = settings or Settings()
-        self.model: NetworkModel = model or RuleModel()
-        self.towers = towers or TowerTable(self.settings.max_cells, self.settings.cell_half_life_s)
+        # (`is None`, not `or`: an empty TowerTable or guard is falsy but very much wanted.)
+        self.settings = settings if settings is not None else Settings()
+        self.model: NetworkModel = model if model is not None else RuleModel()
+        self.towers = towers if towers is not None else TowerTable(self.settings.max_cells, self.settings.cell_half_life_s)
+        if feedback is None:
+            feedback = Feedback(_signer(self.settings), self.model, self.towers, policy.labels)
+        self.feedback = feedback
         self.strict = self.settings.fail_mode == "closed"
         self.max_body = self.settings.max_rewrite_bytes
         self.set_policy(policy)
+        self.endpoints = build_endpoints(self)
 
     def set_policy(self, policy: Policy) -> None:
         """Swap in a new compiled policy; requests already in flight keep the one they started with."""
         self._compiled = (policy, HtmlRewriter(policy))
+        self.feedback.labels = policy.labels
 
     @property
     def policy(self) -> Policy:
         return self._compiled[0]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "GET"
-            or scope["path"].startswith(EDGE_PATH_PREFIX)
-        ):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith(EDGE_PATH_PREFIX):
+            await self.endpoints(scope, receive, send)
+            return
+        if scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
         await self.app(scope, receive, _Responder(self, scope, send).send)
 
     # The adaptive steps, plain synchronous code: the responder calls them once it knows the page is HTML.
 
-    def decide(self, scope: Scope, now: float) -> tuple[Decision, float]:
-        """Stages 1–4 for one request. Returns the decision and the model's time in seconds."""
+    def decide(self, scope: Scope, now: float) -> _Verdict:
+        """Stages 1–4 for one request (signals, features, predict, decide)."""
         policy = self._compiled[0]
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
@@ -115,7 +132,8 @@ class AdaptiveMiddleware:
         stage = "signals"
         try:
             signals = read_signals(headers)
-            self._observe_last_request(signals, now)
+            cookies = headers.get("cookie")
+            self._last_measurement(signals, cookies, now)
             cell = self.towers.lookup(signals.cell_id, now) if signals.cell_id else None
             x = to_features(signals, cell)
             stage = "predict"
@@ -123,19 +141,34 @@ class AdaptiveMiddleware:
             p = self.model.predict(x)
             model_s = time.perf_counter() - started
             stage = "decide"
-            preference = _cookie(headers.get("cookie"), policy.preference_cookie)
-            return policy.decide(p, source=self.model.source, save_data=signals.save_data, preference=preference), model_s
+            preference = _cookie(cookies, policy.preference_cookie)
+            decision = policy.decide(p, source=self.model.source, save_data=signals.save_data, preference=preference)
+            return _Verdict(decision, model_s, x, signals.cell_id)
         except Exception as exc:
             self.fail_open(stage, exc)
-            return Decision("full", "error", "none"), 0.0
+            return _Verdict(Decision("full", "error", "none"), 0.0, {}, None)
 
-    def _observe_last_request(self, signals, now: float) -> None:  # noqa: ANN001
-        """An app's report of its last request is a throughput sample for the cell it was made on."""
-        cell_id = signals.last_cell_id or signals.cell_id
-        kbps = signals.last_kbps
-        if cell_id and kbps is not None and (signals.last_bytes or 0) >= MIN_THROUGHPUT_BYTES:
-            self.towers.observe(cell_id, kbps, kbps < 700.0, now)
-            metrics.TABLE_SIZE.labels("cells").set(len(self.towers))
+    def _last_measurement(self, signals: Signals, cookies: str | None, now: float) -> None:
+        """Fill the last-request signals: the app's header, else the browser's signed cookie.
+
+        An app's report that carries its previous response's token is also a label.
+        """
+        if signals.last_token is not None and signals.last_ms is not None:
+            try:
+                self.feedback.app_report(signals.last_token, signals.last_ms, signals.last_bytes, now)
+            except FeedbackRejected:
+                pass  # counted by reason; the figures still serve as this request's signals
+        if signals.last_ms is not None:
+            return
+        raw = _cookie(cookies, MEASUREMENT_COOKIE)
+        payload = self.feedback.read_measurement_cookie(raw, now, MEASUREMENT_MAX_AGE_S) if raw else None
+        if payload is None:
+            return
+        kbps, rtt, cell = payload.get("k"), payload.get("r"), payload.get("c")
+        signals.last_kbps = float(kbps) if isinstance(kbps, (int, float)) else None
+        signals.last_rtt_ms = float(rtt) if isinstance(rtt, (int, float)) else None
+        signals.last_age_s = max(0.0, now - float(payload["t"]))
+        signals.last_cell_id = cell if isinstance(cell, str) else None
 
     def fail_open(self, stage: str, exc: BaseException) -> None:
         metrics.FAIL_OPEN.labels(stage).inc()
@@ -144,10 +177,35 @@ class AdaptiveMiddleware:
         log.warning("adaptation failed at %s, serving the original: %r", stage, exc)
 
 
-class _Responder:
-    """Per-request state: holds the HTML response start until the body is rewritten."""
+@dataclass(slots=True)
+class _Verdict:
+    """What stages 1–4 concluded for one request."""
 
-    __slots__ = ("mw", "scope", "downstream", "started", "mode", "start", "chunks", "size", "decision", "model_s", "upstream_s")
+    decision: Decision
+    model_s: float
+    features: Features
+    cell_id: str | None
+
+
+def _signer(settings: Settings) -> TokenSigner:
+    keys = [k for k in (settings.feedback_key, settings.feedback_key_previous) if k]
+    if not keys:
+        log.warning("EDGE_FEEDBACK_KEY is not set: using a random key; feedback tokens die with this process")
+        return TokenSigner([secrets.token_bytes(32)], settings.feedback_ttl_s)
+    return TokenSigner([_key_bytes(k) for k in keys], settings.feedback_ttl_s)
+
+
+def _key_bytes(key: str) -> bytes:
+    try:
+        return bytes.fromhex(key)
+    except ValueError:
+        return key.encode()
+
+
+class _Responder:
+    """Per-request state: holds an HTML response's start message until the body is rewritten."""
+
+    __slots__ = ("mw", "scope", "downstream", "started", "mode", "start", "chunks", "size", "verdict", "upstream_s")
 
     def __init__(self, mw: AdaptiveMiddleware, scope: Scope, send: Send) -> None:
         self.mw = mw
@@ -158,8 +216,8 @@ class _Responder:
         self.start: Message | None = None
         self.chunks: list[bytes] = []
         self.size = 0
-        self.decision: Decision | None = None
-        self.model_s = self.upstream_s = 0.0
+        self.verdict: _Verdict | None = None
+        self.upstream_s = 0.0
 
     async def send(self, message: Message) -> None:
         if self.mode == "pass":
@@ -167,11 +225,16 @@ class _Responder:
         elif message["type"] == "http.response.start":
             self.upstream_s = time.perf_counter() - self.started
             metrics.UPSTREAM_DURATION.observe(self.upstream_s)
-            if self._adaptable(message):
+            kind = self._adaptable(message)
+            if kind == "html":
                 # Hold the start message: Content-Length, ETag and Vary change with the body.
                 self.start = message
                 self.mode = "buffer"
-                self.decision, self.model_s = self.mw.decide(self.scope, time.time())
+                self.verdict = self.mw.decide(self.scope, time.time())
+            elif kind == "json":
+                # App responses carry their token in a header; their body passes through.
+                self.mode = "pass"
+                await self.downstream({**message, "headers": [*message["headers"], *self._token_header()]})
             else:
                 self.mode = "pass"
                 await self.downstream(message)
@@ -180,9 +243,20 @@ class _Responder:
         else:
             await self.downstream(message)
 
-    def _adaptable(self, start: Message) -> bool:
+    def _token_header(self) -> list[tuple[bytes, bytes]]:
+        try:
+            v = self.mw.decide(self.scope, time.time())
+            token = self.mw.feedback.issue(
+                v.features, "full", v.decision.source, v.decision.p, self.upstream_s * 1000, v.cell_id, time.time()
+            )
+        except Exception as exc:
+            self.mw.fail_open("respond", exc)
+            return []
+        return [(b"edge-token", token.encode())]
+
+    def _adaptable(self, start: Message) -> str | None:
         if start["status"] != 200:
-            return False
+            return None
         content_type = encoding = b""
         for name, value in start["headers"]:
             if name == b"content-type":
@@ -190,15 +264,18 @@ class _Responder:
             elif name == b"content-encoding":
                 encoding = value
             elif name == b"cache-control" and b"no-transform" in value.lower():
-                return False
+                return None
             elif name == b"content-length" and (not value.isdigit() or int(value) > self.mw.max_body):
-                return False
-        if not content_type.lower().startswith(b"text/html") or encoding.strip().lower() not in (b"", b"identity"):
-            return False
+                return None
         for name, value in self.scope["headers"]:
             if name == b"cache-control" and b"no-transform" in value.lower():
-                return False
-        return True
+                return None
+        content_type = content_type.lower()
+        if content_type.startswith(b"application/json"):
+            return "json"
+        if not content_type.startswith(b"text/html") or encoding.strip().lower() not in (b"", b"identity"):
+            return None
+        return "html"
 
     async def _buffer(self, message: Message) -> None:
         chunk = message.get("body", b"")
@@ -219,15 +296,21 @@ class _Responder:
             await self._respond(b"".join(self.chunks))
 
     async def _respond(self, original: bytes) -> None:
-        decision = self.decision
-        assert decision is not None and self.start is not None
+        verdict = self.verdict
+        assert verdict is not None and self.start is not None
+        decision = verdict.decision
         tier = decision.tier
         rewrite_started = time.perf_counter()
+        token = ""
         try:
             policy, rewriter = self.mw._compiled
-            path = self.scope["path"] + ("?" + self.scope["query_string"].decode("latin-1") if self.scope.get("query_string") else "")
-            link = switch_link("lite" if tier == "full" else "full", path, _SWITCH_TEXT[tier])
-            body = rewriter.rewrite(original, tier, link)
+            query = self.scope.get("query_string", b"")
+            path = self.scope["path"] + ("?" + query.decode("latin-1") if query else "")
+            token = self.mw.feedback.issue(
+                verdict.features, tier, decision.source, decision.p, self.upstream_s * 1000, verdict.cell_id, time.time()
+            )
+            snippet = switch_link("lite" if tier == "full" else "full", path, _SWITCH_TEXT[tier]) + beacon_script(token)
+            body = rewriter.rewrite(original, tier, snippet)
         except Exception as exc:
             self.mw.fail_open("rewrite", exc)
             tier, body = "full", None
@@ -238,7 +321,10 @@ class _Responder:
             served = original
         else:
             metrics.REWRITE_DURATION.labels(tier).observe(rewrite_s)
-            headers = _adapted_headers(self.start["headers"], tier, decision, len(body), self.upstream_s, self.model_s, rewrite_s)
+            headers = _adapted_headers(
+                self.start["headers"], tier, decision, len(body), self.upstream_s, verdict.model_s, rewrite_s
+            )
+            headers.append((b"edge-token", token.encode()))
             await self.downstream({**self.start, "headers": headers})
             await self.downstream({"type": "http.response.body", "body": body})
             served = body

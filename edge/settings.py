@@ -55,6 +55,16 @@ class Settings:
     # Per-cell statistics: how many cells are remembered and how fast old evidence fades.
     max_cells: int = 50_000
     cell_half_life_s: float = 300.0
+    # Feedback: HMAC key for tokens and cookies (hex or text, ≥ 16 bytes). Unset: a random key per
+    # process, fine for one sidecar and the demo, but tokens then die with the process.
+    feedback_key: str = ""
+    feedback_key_previous: str = ""  # still accepted while rotating keys
+    feedback_ttl_s: float = 600.0
+    # Which model decides: "auto" (rules until the learned model earns trust), "rules", "off".
+    model: str = "auto"
+    # Where the learned model is checkpointed (empty: no checkpoints).
+    checkpoint: str = ""
+    checkpoint_interval_s: float = 60.0
     fail_mode: FailMode = "open"
     log_level: str = "info"
 

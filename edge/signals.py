@@ -45,6 +45,8 @@ __all__ = [
 
 #: A header longer than this is ignored whole (no parser sees a 10 KB header).
 MAX_HEADER_BYTES = 1024
+#: Edge-Last-Request carries a feedback token (a few hundred bytes) besides its figures.
+MAX_LAST_REQUEST_BYTES = 4096
 #: User-Agents are long; past this they are junk or an attack.
 MAX_USER_AGENT_BYTES = 1024
 
@@ -160,6 +162,7 @@ class Signals:
     last_rtt_ms: float | None = None
     last_age_s: float | None = None  # how old that measurement is
     last_cell_id: str | None = None
+    last_token: str | None = None  # the feedback token of the app's previous response
 
     @property
     def tower_switch(self) -> bool | None:
@@ -226,8 +229,8 @@ def _sf_item(raw: str | None) -> object | None:
     return item.value
 
 
-def _sf_dict(raw: str | None) -> dict[str, object] | None:
-    if raw is None or len(raw) > MAX_HEADER_BYTES:
+def _sf_dict(raw: str | None, limit: int = MAX_HEADER_BYTES) -> dict[str, object] | None:
+    if raw is None or len(raw) > limit:
         return None
     parsed = http_sfv.Dictionary()
     try:
@@ -336,7 +339,7 @@ def _read_cell(s: Signals, raw: str | None) -> None:
 
 
 def _read_last_request(s: Signals, raw: str | None) -> None:
-    members = _sf_dict(raw)
+    members = _sf_dict(raw, MAX_LAST_REQUEST_BYTES)
     if not members:
         return
     ms = _sf_number(members.get("ms"), "last_ms")
@@ -347,3 +350,6 @@ def _read_last_request(s: Signals, raw: str | None) -> None:
         if size is not None and size > 0:
             s.last_kbps = size * 8.0 / ms
     s.last_cell_id = _identifier(members.get("cell"))
+    token = members.get("token")
+    if isinstance(token, str) and 0 < len(token) <= MAX_LAST_REQUEST_BYTES:
+        s.last_token = token

@@ -118,7 +118,6 @@ def test_full_tier_keeps_the_upstream_cache_policy_but_weakens_the_etag():
         ("/raw?content-encoding=gzip", "GET", {}),
         ("/raw?cache-control=no-transform", "GET", {}),
         ("/", "GET", {"Cache-Control": "no-transform"}),
-        ("/__edge/anything", "GET", {}),
     ],
 )
 def test_responses_edge_must_not_touch_pass_through_unchanged(path, method, headers):
@@ -180,12 +179,61 @@ def test_bytes_saved_are_counted(metric):
     assert metric("edge_served_bytes_total", tier="lite") - served == len(r.content)
 
 
-def test_app_reports_feed_the_cell_table_and_the_next_request_on_that_cell():
+def test_signed_app_reports_feed_the_cell_table_and_the_next_request_on_that_cell(metric):
     app = edge()
-    report = {"Edge-Cell": 'id="cell-9"', "Edge-Last-Request": 'ms=8000, bytes=40000, cell="cell-9"'}
+    before = metric("edge_labels_total", source="app", label="degraded")
+    token = fetch(app, headers={"Edge-Cell": 'id="cell-9"'}).headers["edge-token"]
     for _ in range(10):
-        fetch(app, headers=report)
+        # Each response's token comes back with the measurement of that response's download.
+        report = f'token="{token}", ms=8000, bytes=40000'
+        token = fetch(app, headers={"Edge-Cell": 'id="cell-9"', "Edge-Last-Request": report}).headers["edge-token"]
+    assert metric("edge_labels_total", source="app", label="degraded") == before + 10
     # A different client on the same cell, with no measurement of its own, inherits the cell's congestion.
     r = fetch(app, headers={"Edge-Cell": 'id="cell-9", radio=lte'})
     assert r.headers["edge-tier"] == "lite"
     assert len(app.towers) == 1
+
+
+def test_unsigned_app_reports_are_signals_but_never_labels_or_cell_statistics(metric):
+    app = edge()
+    before = metric("edge_labels_total", source="app", label="degraded")
+    r = fetch(app, headers={"Edge-Cell": 'id="cell-7"', "Edge-Last-Request": "ms=8000, bytes=40000"})
+    assert r.headers["edge-tier"] == "minimal"  # 40 kbit/s: this request's own signal, slow-2g
+    assert len(app.towers) == 0
+    assert metric("edge_labels_total", source="app", label="degraded") == before
+
+
+def test_replayed_or_forged_app_tokens_are_refused_and_counted(metric):
+    app = edge()
+    token = fetch(app).headers["edge-token"]
+    report = {"Edge-Last-Request": f'token="{token}", ms=8000, bytes=40000'}
+    replayed, forged = metric("edge_feedback_rejected_total", reason="replayed"), metric("edge_feedback_rejected_total", reason="forged")
+    assert fetch(app, headers=report).status_code == 200
+    assert fetch(app, headers=report).status_code == 200  # the page is still served
+    assert metric("edge_feedback_rejected_total", reason="replayed") == replayed + 1
+    other = edge()  # another key
+    assert fetch(other, headers={"Edge-Last-Request": f'token="{fetch(other).headers["edge-token"][:-2]}AA", ms=1, bytes=1'}).status_code == 200
+    assert metric("edge_feedback_rejected_total", reason="forged") == forged + 1
+
+
+def test_json_responses_carry_a_token_and_pass_through():
+    r = fetch(edge(), "/api", headers={"ECT": "2g"})
+    assert r.json() == {"a": 1}
+    assert "edge-token" in r.headers and "edge-tier" not in r.headers
+
+
+def test_html_pages_carry_the_beacon_with_their_token():
+    r = fetch(edge(), headers={"ECT": "2g"})
+    token = r.headers["edge-token"]
+    assert f't:"{token}"' in r.text
+    assert "/__edge/beacon" in r.text and "sendBeacon" in r.text
+
+
+def test_edge_owns_its_path_prefix_even_in_process():
+    assert fetch(STOREFRONT, "/__edge/anything").status_code == 200
+    assert fetch(edge(), "/__edge/anything").status_code == 404
+    switched = fetch(edge(), "/__edge/tier/full?next=/search%3Fq%3Dtea")
+    assert switched.status_code == 303 and switched.headers["location"] == "/search?q=tea"
+    assert "edge_tier=full" in switched.headers["set-cookie"]
+    assert fetch(edge(), "/__edge/tier/bogus").status_code == 404
+    assert fetch(edge(), "/__edge/tier/full?next=//evil.example/").headers["location"] == "/"

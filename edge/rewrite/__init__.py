@@ -8,6 +8,6 @@
 The full tier is the hot path for most shoppers: it is a byte splice, never a parse.
 """
 
-from edge.rewrite.html import HtmlRewriter, splice_before_body_end, switch_link
+from edge.rewrite.html import HtmlRewriter, beacon_script, splice_before_body_end, switch_link
 
-__all__ = ["HtmlRewriter", "splice_before_body_end", "switch_link"]
+__all__ = ["HtmlRewriter", "beacon_script", "splice_before_body_end", "switch_link"]

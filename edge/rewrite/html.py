@@ -22,13 +22,30 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 from urllib.parse import quote
 
 from lolhtml import ContentType, HTMLRewriter
 
 from edge.policy import Policy
 
-__all__ = ["HtmlRewriter", "splice_before_body_end", "switch_link"]
+__all__ = ["HtmlRewriter", "splice_before_body_end", "switch_link", "beacon_script"]
+
+_BEACON_JS = (Path(__file__).with_name("beacon.js")).read_text().strip()
+
+
+def beacon_script(token: str) -> bytes:
+    """The inline beacon (``beacon.js``, under 1 KB, no dependencies) carrying this page's token.
+
+    After ``load`` it posts Navigation and Resource Timing figures (and
+    ``navigator.connection`` where present) to ``/__edge/beacon`` with
+    ``navigator.sendBeacon``. Tokens are base64url and ``.``, safe in a JS string.
+
+    >>> script = beacon_script("abc.def")
+    >>> script.startswith(b"<script>") and b'"abc.def"' in script and len(script) < 1024
+    True
+    """
+    return b"<script>" + _BEACON_JS.replace("__EDGE_TOKEN__", token).encode() + b"</script>"
 
 _BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
 

@@ -1,0 +1,349 @@
+"""Feedback: signed tokens, the beacon, the app's report, and labels for the model.
+
+The page carries its own training example (see ``docs/feedback.md``): edge
+signs the request's features and decision into a compact token; the browser's
+beacon (or the app's next request) brings it back with a measurement of the
+network; edge checks the signature, age and uniqueness, turns the measurement
+into a label (:class:`~edge.labels.LabelRule`) and the model learns. Nothing is
+remembered per request, so any worker or replica can learn from any token.
+
+Forged, expired, replayed, oversized or malformed feedback is refused with a
+4xx, counted in ``edge_feedback_rejected_total{reason}``, and never reaches the
+model. The replay guard is bounded: when full of unexpired nonces it refuses
+new feedback (``overloaded``) rather than forget, so a flood cannot grow memory
+or wash out the guard.
+
+    >>> signer = TokenSigner([b"k" * 32], ttl_s=600)
+    >>> token = signer.sign({"x": {"ect": "2g"}, "d": "lite"}, now=1000.0)
+    >>> signer.verify(token, now=1001.0)["x"]
+    {'ect': '2g'}
+    >>> signer.verify(token, now=5000.0)
+    Traceback (most recent call last):
+    ...
+    edge.feedback.FeedbackRejected: expired
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import math
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from edge import metrics
+from edge.labels import LabelRule
+from edge.model import NetworkModel
+from edge.towers import TowerTable
+
+__all__ = [
+    "TokenSigner",
+    "ReplayGuard",
+    "FeedbackRejected",
+    "Measurement",
+    "Feedback",
+    "measure_beacon",
+    "BEACON_PATH",
+    "MAX_BEACON_BYTES",
+    "REJECT_STATUS",
+]
+
+BEACON_PATH = "/__edge/beacon"
+MAX_BEACON_BYTES = 8 * 1024
+MAX_TOKEN_BYTES = 2048
+MAX_RESOURCES = 30
+#: Below this many bytes a transfer says more about round trips than throughput.
+MIN_THROUGHPUT_BYTES = 16 * 1024
+#: Timings past ten minutes after navigation start are not a page load.
+MAX_TIMING_MS = 600_000.0
+
+REJECT_STATUS = {
+    "malformed": 400,
+    "forged": 403,
+    "replayed": 409,
+    "expired": 410,
+    "oversized": 413,
+    "overloaded": 429,
+}
+
+
+class FeedbackRejected(Exception):
+    """Feedback that must not reach the model; ``reason`` is one of :data:`REJECT_STATUS`."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+
+
+class TokenSigner:
+    """HMAC-SHA256 signing of small JSON payloads, with key rotation.
+
+    ``keys[0]`` signs; every key in ``keys`` verifies (put the previous key
+    second while rotating). ``purpose`` separates token kinds, so a signed
+    cookie can never be replayed as a feedback token or the other way round.
+    """
+
+    def __init__(self, keys: list[bytes], ttl_s: float = 600.0) -> None:
+        if not keys or any(len(k) < 16 for k in keys):
+            raise ValueError("feedback keys must be at least 16 bytes")
+        self.keys = list(keys)
+        self.ttl_s = ttl_s
+
+    def _mac(self, key: bytes, purpose: bytes, payload: bytes) -> bytes:
+        return hmac.new(key, purpose + b"|" + payload, hashlib.sha256).digest()[:16]
+
+    def sign(self, payload: dict[str, Any], now: float, purpose: bytes = b"t") -> str:
+        """A compact token for ``payload`` (adds the issue time ``t`` and a nonce ``n``)."""
+        raw = orjson.dumps({**payload, "t": round(now, 3), "n": secrets.randbits(63)})
+        return _b64(raw) + "." + _b64(self._mac(self.keys[0], purpose, raw))
+
+    def verify(self, token: str, now: float, purpose: bytes = b"t", ttl_s: float | None = None) -> dict[str, Any]:
+        """The payload of a genuine, unexpired token; raises :class:`FeedbackRejected` otherwise."""
+        ttl_s = self.ttl_s if ttl_s is None else ttl_s
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
+            raise FeedbackRejected("malformed")
+        body, _, mac = token.partition(".")
+        try:
+            raw, given = _unb64(body), _unb64(mac)
+        except (binascii.Error, ValueError):
+            raise FeedbackRejected("malformed") from None
+        if not any(hmac.compare_digest(given, self._mac(key, purpose, raw)) for key in self.keys):
+            raise FeedbackRejected("forged")
+        payload = orjson.loads(raw)  # signed by us, so well-formed
+        issued = payload.get("t")
+        if not isinstance(issued, (int, float)) or not (now - ttl_s <= issued <= now + 60.0):
+            raise FeedbackRejected("expired")
+        return payload
+
+
+class ReplayGuard:
+    """Remembers the nonces of accepted tokens until they expire; bounded to ``max_entries``.
+
+    >>> guard = ReplayGuard(max_entries=2, window_s=10)
+    >>> guard.admit(1, issued=0.0, now=1.0), guard.admit(1, issued=0.0, now=2.0)
+    (True, False)
+    >>> guard.admit(2, issued=0.0, now=2.0), guard.admit(3, issued=0.0, now=2.0)   # full
+    (True, None)
+    >>> guard.admit(3, issued=0.0, now=11.0)    # the old nonces have expired
+    True
+    """
+
+    def __init__(self, max_entries: int = 200_000, window_s: float = 600.0) -> None:
+        self.max_entries = max_entries
+        self.window_s = window_s
+        self._seen: OrderedDict[int, float] = OrderedDict()  # nonce → expiry, in arrival order
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def admit(self, nonce: int, issued: float, now: float) -> bool | None:
+        """True: first sighting (now remembered); False: a replay; None: full, refuse for now."""
+        if nonce in self._seen:
+            return False
+        self._evict(now)
+        if len(self._seen) >= self.max_entries:
+            return None
+        self._seen[nonce] = issued + self.window_s
+        return True
+
+    def _evict(self, now: float) -> None:
+        # Tokens arrive roughly in issue order, so expired nonces collect at the front.
+        while self._seen:
+            nonce, expiry = next(iter(self._seen.items()))
+            if expiry > now:
+                break
+            del self._seen[nonce]
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """What the network did for one page view: throughput (kbit/s) and RTT (ms), either may be unknown."""
+
+    kbps: float | None
+    rtt_ms: float | None
+
+
+def _finite(value: Any, lo: float = 0.0, hi: float = MAX_TIMING_MS) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
+        raise FeedbackRejected("malformed")
+    return float(value)
+
+
+def measure_beacon(beacon: dict[str, Any], server_ms: float) -> Measurement:
+    """Derive the network's throughput and RTT from a beacon (the rules are in docs/feedback.md).
+
+    >>> m = measure_beacon({"nav": [10, 410, 810, 40_000], "res": [[500, 1300, 40_000]]}, server_ms=100)
+    >>> m.rtt_ms, round(m.kbps)    # 80 KB over the union [410, 1300] = 890 ms
+    (300.0, 719)
+    """
+    intervals: list[tuple[float, float]] = []
+    total_bytes = 0.0
+    rtt = None
+    nav = beacon.get("nav")
+    if nav is not None:
+        if not isinstance(nav, list) or len(nav) != 4:
+            raise FeedbackRejected("malformed")
+        request_start, response_start, response_end, size = (_finite(v, hi=1e10 if i == 3 else MAX_TIMING_MS) for i, v in enumerate(nav))
+        if not request_start <= response_start <= response_end:
+            raise FeedbackRejected("malformed")
+        if response_start > 0:
+            rtt = max(1.0, response_start - request_start - server_ms)
+        if size > 0 and response_end > response_start:
+            intervals.append((response_start, response_end))
+            total_bytes += size
+    resources = beacon.get("res") or []
+    if not isinstance(resources, list) or len(resources) > 100:
+        raise FeedbackRejected("malformed")
+    for entry in resources[:MAX_RESOURCES]:
+        if not isinstance(entry, list) or len(entry) != 3:
+            raise FeedbackRejected("malformed")
+        start, end, size = _finite(entry[0]), _finite(entry[1]), _finite(entry[2], hi=1e10)
+        if start > 0 and end > start and size > 0:
+            intervals.append((start, end))
+            total_bytes += size
+    kbps = None
+    if total_bytes >= MIN_THROUGHPUT_BYTES and intervals:
+        kbps = total_bytes * 8.0 / _union_length(intervals)
+    if kbps is None and rtt is None:
+        # Neither figure measured: fall back to Chromium's estimates (navigator.connection).
+        connection = beacon.get("c")
+        if isinstance(connection, list) and len(connection) == 3:
+            _, est_rtt, est_downlink = connection
+            try:
+                rtt = _finite(est_rtt) if est_rtt is not None else None
+                kbps = _finite(est_downlink, hi=1e6) * 1000.0 if est_downlink is not None else None
+            except FeedbackRejected:
+                rtt = kbps = None
+    return Measurement(kbps, rtt)
+
+
+def _union_length(intervals: list[tuple[float, float]]) -> float:
+    """Total length covered by possibly overlapping intervals (parallel downloads share the link).
+
+    >>> _union_length([(0, 10), (5, 15), (20, 30)])
+    25.0
+    """
+    total = 0.0
+    current_start, current_end = None, None
+    for start, end in sorted(intervals):
+        if current_end is None or start > current_end:
+            if current_end is not None:
+                total += current_end - current_start
+            current_start, current_end = start, end
+        else:
+            current_end = max(current_end, end)
+    if current_end is not None:
+        total += current_end - current_start
+    return float(total)
+
+
+class Feedback:
+    """Issues tokens and turns returned feedback into labels for ``model`` and ``towers``."""
+
+    def __init__(
+        self,
+        signer: TokenSigner,
+        model: NetworkModel,
+        towers: TowerTable,
+        labels: LabelRule,
+        guard: ReplayGuard | None = None,
+    ) -> None:
+        self.signer = signer
+        self.model = model
+        self.towers = towers
+        self.labels = labels
+        self.guard = guard if guard is not None else ReplayGuard(window_s=signer.ttl_s)
+
+    def issue(self, x: dict[str, Any], tier: str, source: str, p: float | None, upstream_ms: float, cell_id: str | None, now: float) -> str:
+        """The token a served page or app response carries."""
+        payload: dict[str, Any] = {"x": x, "d": tier, "s": source, "p": None if p is None else round(p, 4), "u": round(upstream_ms, 1)}
+        if cell_id:
+            payload["c"] = cell_id
+        return self.signer.sign(payload, now)
+
+    def _accept(self, token: str, now: float) -> dict[str, Any]:
+        payload = self.signer.verify(token, now)
+        admitted = self.guard.admit(int(payload.get("n", 0)), float(payload["t"]), now)
+        metrics.TABLE_SIZE.labels("replay_guard").set(len(self.guard))
+        if admitted is None:
+            raise FeedbackRejected("overloaded")
+        if not admitted:
+            raise FeedbackRejected("replayed")
+        return payload
+
+    def beacon(self, body: bytes, now: float) -> tuple[dict[str, Any], Measurement, bool | None]:
+        """Handle a beacon body. Returns (token payload, measurement, label); raises FeedbackRejected."""
+        try:
+            if len(body) > MAX_BEACON_BYTES:
+                raise FeedbackRejected("oversized")
+            try:
+                beacon = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise FeedbackRejected("malformed") from None
+            if not isinstance(beacon, dict) or not isinstance(beacon.get("t"), str):
+                raise FeedbackRejected("malformed")
+            payload = self.signer.verify(beacon["t"], now)  # cheap checks before the guard remembers anything
+            measurement = measure_beacon(beacon, server_ms=float(payload.get("u") or 0.0))
+            self._accept(beacon["t"], now)
+        except FeedbackRejected as exc:
+            metrics.FEEDBACK_REJECTED.labels(exc.reason).inc()
+            raise
+        return payload, measurement, self._learn(payload, measurement, "beacon", now)
+
+    def app_report(self, token: str, ms: float, size: float | None, now: float) -> bool | None:
+        """An app's ``Edge-Last-Request`` with a token: learn from its measured throughput."""
+        try:
+            payload = self._accept(token, now)
+        except FeedbackRejected as exc:
+            metrics.FEEDBACK_REJECTED.labels(exc.reason).inc()
+            raise
+        kbps = size * 8.0 / ms if size and size >= MIN_THROUGHPUT_BYTES else None
+        rtt = ms if kbps is None else None  # a small response's time is mostly round trips
+        return self._learn(payload, Measurement(kbps, rtt), "app", now)
+
+    def _learn(self, payload: dict[str, Any], m: Measurement, source: str, now: float) -> bool | None:
+        degraded = self.labels.degraded(m.kbps, m.rtt_ms)
+        if degraded is None:
+            return None
+        x = payload.get("x")
+        if isinstance(x, dict):
+            self.model.learn(x, degraded)
+            metrics.LABELS.labels(source, "degraded" if degraded else "ok").inc()
+        cell = payload.get("c")
+        if isinstance(cell, str) and m.kbps is not None:
+            self.towers.observe(cell, m.kbps, m.kbps < self.labels.threshold_kbps, now)
+            metrics.TABLE_SIZE.labels("cells").set(len(self.towers))
+        return degraded
+
+    # The browser's last measurement, kept in a signed cookie so the next page view can use it.
+
+    def measurement_cookie(self, m: Measurement, cell_id: str | None, now: float) -> str:
+        payload: dict[str, Any] = {}
+        if m.kbps is not None:
+            payload["k"] = round(m.kbps, 1)
+        if m.rtt_ms is not None:
+            payload["r"] = round(m.rtt_ms, 1)
+        if cell_id:
+            payload["c"] = cell_id
+        return self.signer.sign(payload, now, purpose=b"m")
+
+    def read_measurement_cookie(self, value: str, now: float, max_age_s: float) -> dict[str, Any] | None:
+        """The cookie's payload if genuine and younger than ``max_age_s``; else None (never raises)."""
+        try:
+            return self.signer.verify(value, now, purpose=b"m", ttl_s=max_age_s)
+        except FeedbackRejected:
+            return None

@@ -1,0 +1,195 @@
+"""Signed tokens, the beacon, and labels: each rejection reason, and learning from what comes back."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import orjson
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from edge import AdaptiveMiddleware, Policy, Settings
+from edge.feedback import Feedback, FeedbackRejected, Measurement, ReplayGuard, TokenSigner, measure_beacon
+from edge.labels import LabelRule
+from edge.model import RuleModel
+from edge.towers import TowerTable
+
+KEY, OLD_KEY = b"k" * 32, b"o" * 32
+
+
+class RecordingModel(RuleModel):
+    def __init__(self):
+        self.seen = []
+
+    def learn(self, x, degraded):
+        self.seen.append((x, degraded))
+
+
+def make_feedback(**kw):
+    model = RecordingModel()
+    fb = Feedback(TokenSigner([KEY], ttl_s=600), model, TowerTable(), LabelRule(), **kw)
+    return fb, model
+
+
+def beacon_body(token, nav=(0, 400, 2400, 100_000), res=(), c=None):
+    body = {"t": token, "nav": list(nav), "res": [list(r) for r in res]}
+    if c is not None:
+        body["c"] = c
+    return orjson.dumps(body)
+
+
+def test_tokens_round_trip_and_rotate_keys():
+    old = TokenSigner([OLD_KEY]).sign({"d": "lite"}, now=100.0)
+    rotated = TokenSigner([KEY, OLD_KEY])
+    assert rotated.verify(old, now=101.0)["d"] == "lite"
+    with pytest.raises(FeedbackRejected, match="forged"):
+        TokenSigner([KEY]).verify(old, now=101.0)
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("not a token", "malformed"),
+        ("!!!.???", "malformed"),
+        ("x" * 5000, "malformed"),
+        (TokenSigner([b"z" * 32]).sign({}, now=100.0), "forged"),
+        (TokenSigner([KEY]).sign({}, now=100.0 - 601), "expired"),
+        (TokenSigner([KEY]).sign({}, now=100.0 + 3600), "expired"),  # from the future
+    ],
+)
+def test_bad_tokens_are_refused_with_a_reason(token, reason):
+    with pytest.raises(FeedbackRejected) as info:
+        TokenSigner([KEY], ttl_s=600).verify(token, now=100.0)
+    assert info.value.reason == reason
+
+
+def test_tampering_with_the_payload_is_forgery():
+    token = TokenSigner([KEY]).sign({"x": {"ect": "4g"}}, now=100.0)
+    body, mac = token.split(".")
+    tampered = orjson.dumps({**orjson.loads(__import__("base64").urlsafe_b64decode(body + "==")), "x": {"ect": "2g"}})
+    forged = __import__("base64").urlsafe_b64encode(tampered).rstrip(b"=").decode() + "." + mac
+    with pytest.raises(FeedbackRejected, match="forged"):
+        TokenSigner([KEY]).verify(forged, now=100.0)
+
+
+def test_cookie_tokens_and_feedback_tokens_are_not_interchangeable():
+    signer = TokenSigner([KEY])
+    cookie = signer.sign({"k": 100.0}, now=100.0, purpose=b"m")
+    with pytest.raises(FeedbackRejected, match="forged"):
+        signer.verify(cookie, now=100.0)
+
+
+def test_measurement_from_beacon_timings():
+    # 100 KB document from 400 to 2400 ms, RTT = 400 − 0 − 100 ms server time.
+    m = measure_beacon({"nav": [0, 400, 2400, 100_000]}, server_ms=100.0)
+    assert m == Measurement(kbps=400.0, rtt_ms=300.0)
+    # Parallel image downloads share the link: the union of intervals, not the sum.
+    m = measure_beacon({"nav": [0, 100, 200, 10_000], "res": [[200, 1200, 50_000], [200, 1200, 50_000]]}, server_ms=0.0)
+    assert m.kbps == pytest.approx(110_000 * 8 / 1100)
+    # Too few bytes for throughput; still an RTT.
+    assert measure_beacon({"nav": [0, 1500, 1510, 2000]}, server_ms=10.0) == Measurement(None, 1490.0)
+    # No timings at all: Chromium's own estimate.
+    assert measure_beacon({"c": ["2g", 1800, 0.05]}, server_ms=0.0) == Measurement(50.0, 1800.0)
+
+
+@pytest.mark.parametrize(
+    "beacon",
+    [
+        {"nav": [0, 1]},
+        {"nav": [0, 500, 100, 1000]},  # ends before it starts
+        {"nav": [0, "400", 800, 1000]},
+        {"nav": [0, float("inf"), 800, 1000]},
+        {"nav": [0, 400, 800, -5]},
+        {"res": "lots"},
+        {"res": [[1, 2]]},
+        {"res": [[0, 1, 1]] * 101},
+    ],
+)
+def test_malformed_timings_are_refused(beacon):
+    with pytest.raises(FeedbackRejected, match="malformed"):
+        measure_beacon(beacon, server_ms=0.0)
+
+
+def test_beacon_labels_the_tokens_features_and_feeds_the_cell(metric):
+    fb, model = make_feedback()
+    token = fb.issue({"ect": "3g"}, "lite", "rules", 0.7, 100.0, "cell-1", now=1000.0)
+    before = metric("edge_labels_total", source="beacon", label="degraded")
+    payload, m, label = fb.beacon(beacon_body(token), now=1001.0)
+    assert label is True and model.seen == [({"ect": "3g"}, True)]
+    assert fb.towers.lookup("cell-1", now=1001.0).degraded_share == 1.0
+    assert metric("edge_labels_total", source="beacon", label="degraded") == before + 1
+
+
+def test_each_rejection_reason_is_counted_and_never_reaches_the_model(metric):
+    fb, model = make_feedback(guard=ReplayGuard(max_entries=1, window_s=600))
+    good = fb.issue({}, "full", "none", None, 1.0, None, now=1000.0)
+    cases = [
+        (b"x" * 9000, "oversized"),
+        (b"{not json", "malformed"),
+        (b'{"t": 5}', "malformed"),
+        (beacon_body(TokenSigner([b"q" * 32]).sign({}, now=1000.0)), "forged"),
+        (beacon_body(fb.issue({}, "full", "none", None, 1.0, None, now=0.0)), "expired"),
+    ]
+    for body, reason in cases:
+        before = metric("edge_feedback_rejected_total", reason=reason)
+        with pytest.raises(FeedbackRejected, match=reason):
+            fb.beacon(body, now=1000.0)
+        assert metric("edge_feedback_rejected_total", reason=reason) == before + 1
+    fb.beacon(beacon_body(good), now=1000.0)
+    with pytest.raises(FeedbackRejected, match="replayed"):
+        fb.beacon(beacon_body(good), now=1000.0)
+    another = fb.issue({}, "full", "none", None, 1.0, None, now=1000.0)
+    with pytest.raises(FeedbackRejected, match="overloaded"):  # the guard is full of unexpired nonces
+        fb.beacon(beacon_body(another), now=1000.0)
+    assert len(model.seen) == 1
+
+
+def test_replay_guard_stays_bounded_under_a_flood():
+    guard = ReplayGuard(max_entries=1000, window_s=60)
+    for i in range(100_000):
+        guard.admit(i, issued=i / 100, now=i / 100)
+    assert len(guard) <= 1000
+
+
+# In-process: the middleware around a storefront, a page, its beacon, and the next page view.
+
+PAGE = '<html><body><div data-edge-widget="ads">ads</div><p>shop</p></body></html>'
+STOREFRONT = Starlette(routes=[Route("/", lambda r: HTMLResponse(PAGE))])
+
+
+def run(app, requests):
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client:
+            return [await client.request(m, u, **kw) for m, u, kw in requests]
+
+    return asyncio.run(go())
+
+
+def test_a_slow_beacon_makes_the_next_page_view_lite():
+    app = AdaptiveMiddleware(
+        STOREFRONT,
+        policy=Policy.from_toml('[[widgets]]\nwidget = "ads"\npriority = 1\nlite = "drop"\n'),
+        settings=Settings(fail_mode="closed", feedback_key="s" * 32),
+    )
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client:
+            first = await client.get("/")
+            token = first.headers["edge-token"]
+            # 100 KB in 2 s: 400 kbit/s, a 2G-like load.
+            accepted = await client.post("/__edge/beacon", content=beacon_body(token), headers={"content-type": "text/plain"})
+            again = await client.post("/__edge/beacon", content=beacon_body(token))
+            forged = await client.post("/__edge/beacon", content=beacon_body(token[:-3] + "AAA"))
+            huge = await client.post("/__edge/beacon", content=b"x" * 100_000)
+            second = await client.get("/")  # the client now carries the signed measurement cookie
+            return first, accepted, again, forged, huge, second
+
+    first, accepted, again, forged, huge, second = asyncio.run(go())
+    assert first.headers["edge-tier"] == "full"
+    assert accepted.status_code == 204 and "edge_m=" in accepted.headers["set-cookie"]
+    assert (again.status_code, forged.status_code, huge.status_code) == (409, 403, 413)
+    assert second.headers["edge-tier"] == "lite"
+    assert "ads" not in second.text
