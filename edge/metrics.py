@@ -41,7 +41,7 @@ __all__ = [
 TIERS = ("full", "lite", "minimal")
 #: Who decided the tier: the rule baseline, the learned model, a policy override, or nobody (unknown → full).
 SOURCES = ("rules", "model", "override", "none")
-STAGES = ("signals", "predict", "decide", "rewrite", "respond")
+STAGES = ("signals", "predict", "decide", "decode", "rewrite", "respond")
 UPSTREAM_ERROR_KINDS = ("connect", "timeout", "protocol", "read", "other")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge import metrics
+from edge.encoding import CODINGS, DecodeFailed, charset_of, decode, encode, negotiate
 from edge.endpoints import build_endpoints
 from edge.errors import AdaptError
 from edge.features import Features, to_features
@@ -53,6 +54,7 @@ log = logging.getLogger("edge.adapt")
 EDGE_PATH_PREFIX = "/__edge/"
 #: Request headers the tier depends on — by presence or absence — so every decided response varies on them.
 VARY_HEADERS = (
+    "Accept-Encoding",
     "User-Agent",
     "Sec-CH-UA-Mobile",
     "Device-Memory",
@@ -66,6 +68,9 @@ VARY_HEADERS = (
 )
 _SIGNAL_HEADER_BYTES = frozenset(h.encode() for h in SIGNAL_HEADERS) | {b"cookie"}
 _MAX_COOKIE_BYTES = 8192
+_DECODABLE = frozenset({"", "identity", "x-gzip", *CODINGS})
+#: Below this, compressing the adapted page costs more than it saves.
+_MIN_COMPRESS_BYTES = 1024
 #: The signed cookie holding a browser's last measured throughput and RTT (set by the beacon).
 MEASUREMENT_COOKIE = "edge_m"
 #: A last measurement older than this says little about the network now.
@@ -118,7 +123,14 @@ class AdaptiveMiddleware:
         if scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, _Responder(self, scope, send).send)
+        responder = _Responder(self, scope, send)
+        if _header(scope, b"if-none-match") is not None:
+            # A conditional request must be checked against the validator of the tier it will get,
+            # so decide first and translate our variant ETags back to the storefront's.
+            responder.verdict = self.decide(scope, time.time())
+            scope = {**scope, "headers": _translate_if_none_match(scope["headers"], responder.verdict.decision.tier)}
+            responder.scope = scope
+        await self.app(scope, receive, responder.send)
 
     # The adaptive steps, plain synchronous code: the responder calls them once it knows the page is HTML.
 
@@ -205,7 +217,10 @@ def _key_bytes(key: str) -> bytes:
 class _Responder:
     """Per-request state: holds an HTML response's start message until the body is rewritten."""
 
-    __slots__ = ("mw", "scope", "downstream", "started", "mode", "start", "chunks", "size", "verdict", "upstream_s")
+    __slots__ = (
+        "mw", "scope", "downstream", "started", "mode", "start", "chunks", "size", "verdict", "upstream_s",
+        "content_type", "coding",
+    )
 
     def __init__(self, mw: AdaptiveMiddleware, scope: Scope, send: Send) -> None:
         self.mw = mw
@@ -218,6 +233,8 @@ class _Responder:
         self.size = 0
         self.verdict: _Verdict | None = None
         self.upstream_s = 0.0
+        self.content_type = b""
+        self.coding = ""
 
     async def send(self, message: Message) -> None:
         if self.mode == "pass":
@@ -225,12 +242,17 @@ class _Responder:
         elif message["type"] == "http.response.start":
             self.upstream_s = time.perf_counter() - self.started
             metrics.UPSTREAM_DURATION.observe(self.upstream_s)
+            if message["status"] == 304 and self.verdict is not None:
+                self.mode = "pass"
+                await self.downstream({**message, "headers": _not_modified_headers(message["headers"], self.verdict.decision.tier)})
+                return
             kind = self._adaptable(message)
             if kind == "html":
                 # Hold the start message: Content-Length, ETag and Vary change with the body.
                 self.start = message
                 self.mode = "buffer"
-                self.verdict = self.mw.decide(self.scope, time.time())
+                if self.verdict is None:
+                    self.verdict = self.mw.decide(self.scope, time.time())
             elif kind == "json":
                 # App responses carry their token in a header; their body passes through.
                 self.mode = "pass"
@@ -273,8 +295,9 @@ class _Responder:
         content_type = content_type.lower()
         if content_type.startswith(b"application/json"):
             return "json"
-        if not content_type.startswith(b"text/html") or encoding.strip().lower() not in (b"", b"identity"):
+        if not content_type.startswith(b"text/html") or encoding.strip().lower().decode("latin-1") not in _DECODABLE:
             return None
+        self.content_type, self.coding = content_type, encoding.strip().lower().decode("latin-1")
         return "html"
 
     async def _buffer(self, message: Message) -> None:
@@ -302,18 +325,30 @@ class _Responder:
         tier = decision.tier
         rewrite_started = time.perf_counter()
         token = ""
+        body: bytes | None = None
         try:
-            policy, rewriter = self.mw._compiled
-            query = self.scope.get("query_string", b"")
-            path = self.scope["path"] + ("?" + query.decode("latin-1") if query else "")
-            token = self.mw.feedback.issue(
-                verdict.features, tier, decision.source, decision.p, self.upstream_s * 1000, verdict.cell_id, time.time()
-            )
-            snippet = switch_link("lite" if tier == "full" else "full", path, _SWITCH_TEXT[tier]) + beacon_script(token)
-            body = rewriter.rewrite(original, tier, snippet)
-        except Exception as exc:
-            self.mw.fail_open("rewrite", exc)
-            tier, body = "full", None
+            page = decode(original, self.coding, self.mw.max_body)
+        except DecodeFailed as exc:
+            self.mw.fail_open("decode", exc)
+            page = None
+        if page is None:
+            # Over the cap once decoded (a compression bomb, or just huge) or undecodable: pass it through.
+            tier = "full"
+        else:
+            try:
+                policy, rewriter = self.mw._compiled
+                query = self.scope.get("query_string", b"")
+                path = self.scope["path"] + ("?" + query.decode("latin-1") if query else "")
+                token = self.mw.feedback.issue(
+                    verdict.features, tier, decision.source, decision.p, self.upstream_s * 1000, verdict.cell_id, time.time()
+                )
+                snippet = switch_link("lite" if tier == "full" else "full", path, _SWITCH_TEXT[tier]) + beacon_script(token)
+                body = rewriter.rewrite(page, tier, snippet)
+                coding = negotiate(_header(self.scope, b"accept-encoding")) if len(body) >= _MIN_COMPRESS_BYTES else None
+                body = encode(body, coding) if coding else body
+            except Exception as exc:
+                self.mw.fail_open("rewrite", exc)
+                tier, body = "full", None
         rewrite_s = time.perf_counter() - rewrite_started
         if body is None:
             await self.downstream(self.start)
@@ -322,7 +357,7 @@ class _Responder:
         else:
             metrics.REWRITE_DURATION.labels(tier).observe(rewrite_s)
             headers = _adapted_headers(
-                self.start["headers"], tier, decision, len(body), self.upstream_s, verdict.model_s, rewrite_s
+                self.start["headers"], tier, decision, len(body), coding, self.upstream_s, verdict.model_s, rewrite_s
             )
             headers.append((b"edge-token", token.encode()))
             await self.downstream({**self.start, "headers": headers})
@@ -334,11 +369,60 @@ class _Responder:
         metrics.REQUEST_DURATION.labels(tier).observe(time.perf_counter() - self.started)
 
 
+def _translate_if_none_match(headers: list[tuple[bytes, bytes]], tier: str) -> list[tuple[bytes, bytes]]:
+    """Keep only the validators of ``tier``'s variant, as the storefront knows them.
+
+    >>> _translate_if_none_match([(b"if-none-match", b'W/"v1-lite", W/"v1", "v0-minimal"')], "lite")
+    [(b'if-none-match', b'"v1"')]
+    >>> _translate_if_none_match([(b"if-none-match", b'W/"v1-lite", W/"v1"')], "full")
+    [(b'if-none-match', b'W/"v1"')]
+    >>> _translate_if_none_match([(b"if-none-match", b'W/"v1"'), (b"accept", b"*/*")], "lite")
+    [(b'accept', b'*/*')]
+    """
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        if name != b"if-none-match":
+            out.append((name, value))
+            continue
+        kept = []
+        for tag in (t.strip() for t in value.split(b",")):
+            if tag == b"*":
+                kept.append(tag)
+                continue
+            variant = next((t for t in ("lite", "minimal") if tag.endswith(b"-" + t.encode() + b'"')), "full")
+            if variant != tier:
+                continue  # validates another tier's page: the client does not have this one
+            if tier != "full":
+                opaque = tag[2:] if tag.startswith(b"W/") else tag
+                tag = opaque[: -len(tier) - 2] + b'"'
+            kept.append(tag)
+        if kept:
+            out.append((name, b", ".join(kept)))
+    return out
+
+
+def _not_modified_headers(headers: list[tuple[bytes, bytes]], tier: str) -> list[tuple[bytes, bytes]]:
+    """A 304 names the variant the client holds: our weak, tier-suffixed ETag and edge's Vary."""
+    out = [(n, _weaken_etag(v, tier) if n == b"etag" else v) for n, v in headers if n != b"vary"]
+    upstream_vary = [v.strip() for n, value in headers if n == b"vary" for v in value.decode("latin-1").split(",") if v.strip()]
+    out.append((b"vary", _merge_vary(upstream_vary).encode("latin-1")))
+    out.append((b"edge-tier", tier.encode()))
+    return out
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 def _adapted_headers(
     upstream: list[tuple[bytes, bytes]],
     tier: str,
     decision: Decision,
     length: int,
+    coding: str | None,
     upstream_s: float,
     model_s: float,
     rewrite_s: float,
@@ -347,7 +431,7 @@ def _adapted_headers(
     vary: list[str] = []
     cache_control: bytes | None = None
     for name, value in upstream:
-        if name == b"content-length":
+        if name in (b"content-length", b"content-encoding"):
             continue
         if name == b"vary":
             vary.extend(v.strip() for v in value.decode("latin-1").split(",") if v.strip())
@@ -359,6 +443,8 @@ def _adapted_headers(
             value = _weaken_etag(value, tier)
         headers.append((name, value))
     headers.append((b"content-length", str(length).encode()))
+    if coding:
+        headers.append((b"content-encoding", coding.encode()))
     headers.append((b"vary", _merge_vary(vary).encode("latin-1")))
     if tier != "full":
         headers.append((b"cache-control", _private(cache_control)))

@@ -63,7 +63,8 @@ class ExplodingModel:
 def fetch(app, path="/", method="GET", headers=None):
     async def go():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client:
-            return await client.request(method, path, headers=headers or {})
+            # identity unless a test asks otherwise: most tests look at the raw bytes
+            return await client.request(method, path, headers={"Accept-Encoding": "identity", **(headers or {})})
 
     return asyncio.run(go())
 
@@ -115,7 +116,6 @@ def test_full_tier_keeps_the_upstream_cache_policy_but_weakens_the_etag():
         ("/missing", "GET", {}),  # not a 200
         ("/", "HEAD", {}),
         ("/", "POST", {}),
-        ("/raw?content-encoding=gzip", "GET", {}),
         ("/raw?cache-control=no-transform", "GET", {}),
         ("/", "GET", {"Cache-Control": "no-transform"}),
     ],
@@ -237,3 +237,88 @@ def test_edge_owns_its_path_prefix_even_in_process():
     assert "edge_tier=full" in switched.headers["set-cookie"]
     assert fetch(edge(), "/__edge/tier/bogus").status_code == 404
     assert fetch(edge(), "/__edge/tier/full?next=//evil.example/").headers["location"] == "/"
+
+
+@pytest.mark.parametrize("upstream_coding", ["gzip", "identity"])
+@pytest.mark.parametrize(("accept", "served_coding"), [("br, gzip", "br"), ("gzip;q=1, zstd;q=0.5", "gzip"), ("zstd", "zstd"), ("identity", None)])
+def test_compressed_pages_are_decoded_rewritten_and_encoded_for_the_client(upstream_coding, accept, served_coding):
+    from edge.encoding import decode
+
+    path = "/raw?content-encoding=gzip" if upstream_coding == "gzip" else "/raw"
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=edge()), base_url="http://shop") as client:
+            async with client.stream("GET", path, headers={"ECT": "2g", "Accept-Encoding": accept}) as r:
+                raw = b"".join([chunk async for chunk in r.aiter_raw()])
+                return r, raw
+
+    r, raw = asyncio.run(go())
+    assert r.headers["edge-tier"] == "lite"
+    assert r.headers.get("content-encoding") == served_coding
+    assert int(r.headers["content-length"]) == len(raw)
+    page = decode(raw, served_coding or "identity", 10**6)
+    assert b"grid" in page and b"ads</div>" not in page
+    assert "Accept-Encoding" in r.headers["vary"]
+
+
+def test_compression_bombs_pass_through_unmodified_without_expanding():
+    bomb = gzip.compress(b"<html><body>" + b" " * 50_000_000 + b"</body></html>")
+    shop = Starlette(routes=[Route("/", lambda r: Response(bomb, media_type="text/html", headers={"content-encoding": "gzip"}))])
+    app = AdaptiveMiddleware(shop, policy=POLICY, settings=Settings(fail_mode="closed", max_rewrite_bytes=1_000_000))
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client:
+            async with client.stream("GET", "/", headers={"ECT": "2g", "Accept-Encoding": "gzip"}) as r:
+                return r, b"".join([chunk async for chunk in r.aiter_raw()])
+
+    r, raw = asyncio.run(go())
+    assert raw == bomb and r.headers["content-encoding"] == "gzip"
+    assert "edge-tier" not in r.headers
+
+
+def test_undecodable_bodies_fail_open(metric):
+    broken = Starlette(routes=[Route("/", lambda r: Response(b"\x1f\x8bnot gzip", media_type="text/html", headers={"content-encoding": "gzip"}))])
+    app = AdaptiveMiddleware(broken, policy=POLICY, settings=Settings(fail_mode="open"))
+    before = metric("edge_fail_open_total", stage="decode")
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client:
+            async with client.stream("GET", "/", headers={"ECT": "2g"}) as r:
+                return b"".join([chunk async for chunk in r.aiter_raw()])
+
+    assert asyncio.run(go()) == b"\x1f\x8bnot gzip"
+    assert metric("edge_fail_open_total", stage="decode") == before + 1
+
+
+class ConditionalStorefront:
+    """Answers 304 when If-None-Match names its ETag "v1" (weak comparison), else the page."""
+
+    def __init__(self):
+        self.seen = []
+
+    async def __call__(self, scope, receive, send):
+        inm = dict(scope["headers"]).get(b"if-none-match")
+        self.seen.append(inm)
+        if inm is not None and any(t.strip().removeprefix(b"W/") == b'"v1"' for t in inm.split(b",")):
+            await HTMLResponse(status_code=304, headers={"etag": '"v1"'}, content=None)(scope, receive, send)
+        else:
+            await HTMLResponse(PAGE, headers={"etag": '"v1"'})(scope, receive, send)
+
+
+def test_conditional_requests_never_get_a_304_for_another_tiers_page():
+    shop = ConditionalStorefront()
+    app = AdaptiveMiddleware(shop, policy=POLICY, settings=Settings(fail_mode="closed"))
+    full = fetch(app, headers={"ECT": "4g"})
+    lite = fetch(app, headers={"ECT": "2g"})
+    assert (full.headers["etag"], lite.headers["etag"]) == ('W/"v1"', 'W/"v1-lite"')
+    # A 2G shopper holding the full page's validator must get the lite page, not a 304.
+    r = fetch(app, headers={"ECT": "2g", "If-None-Match": full.headers["etag"]})
+    assert r.status_code == 200 and r.headers["edge-tier"] == "lite"
+    assert shop.seen[-1] is None  # the full page's validator was not forwarded
+    # Holding the lite page's own validator: a 304 naming the lite variant.
+    r = fetch(app, headers={"ECT": "2g", "If-None-Match": lite.headers["etag"]})
+    assert r.status_code == 304 and r.headers["etag"] == 'W/"v1-lite"' and r.headers["edge-tier"] == "lite"
+    assert shop.seen[-1] == b'"v1"'
+    # And the full tier revalidates its own.
+    r = fetch(app, headers={"ECT": "4g", "If-None-Match": full.headers["etag"]})
+    assert r.status_code == 304 and r.headers["etag"] == 'W/"v1"'
