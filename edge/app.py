@@ -1,20 +1,27 @@
-"""Wiring: build edge's public app (proxy + middleware + ``/__edge/`` endpoints) and its admin app.
+"""Wiring: build edge's public app (proxy + middleware + ``/__edge/``) and its admin app.
 
     >>> from edge.settings import Settings
     >>> edge = build_edge(Settings())
-    >>> sorted(edge.__dict__)
-    ['admin', 'middleware', 'proxy', 'public', 'ready', 'settings']
+    >>> edge.middleware.policy.name, edge.ready
+    ('demo', False)
 
 The public port serves only proxied traffic and edge's own ``/__edge/…`` paths;
-``/metrics``, ``/healthz`` and ``/readyz`` live on the admin port, so shoppers
-cannot read or scrape them.
+``/metrics``, ``/healthz``, ``/readyz``, ``/admin/model`` and
+``POST /admin/policy/reload`` live on the admin port, so shoppers cannot reach them.
+
+The public app's lifespan owns the long-lived pieces: the proxy's shared
+upstream client, the policy watcher (hot reload on file change), and the model
+checkpoints (restored at start, written every ``checkpoint_interval_s`` and
+at shutdown).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,85 +31,165 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from edge import metrics
+from edge.errors import PolicyError
 from edge.middleware import AdaptiveMiddleware
 from edge.model import MODELS, NetworkModel
 from edge.policy import Policy, load_policy
 from edge.proxy import ReverseProxy
 from edge.settings import Settings
 
-__all__ = ["Edge", "build_edge"]
+__all__ = ["Edge", "build_edge", "make_model"]
+
+log = logging.getLogger("edge")
+
+#: How often the policy file's modification time is checked.
+POLICY_POLL_S = 1.0
 
 
+def make_model(settings: Settings) -> NetworkModel:
+    """The model named by ``settings.model``, restored from ``settings.checkpoint`` when one exists.
 
-@dataclass
-class Edge:
-    """The running pieces of one edge process."""
-
-    settings: Settings
-    proxy: ReverseProxy
-    middleware: AdaptiveMiddleware
-    public: AdaptiveMiddleware  # the ASGI app for the public port
-    admin: Starlette  # the ASGI app for the admin port
-    ready: bool = False
-
-
-def build_edge(settings: Settings, *, policy: Policy | None = None, model: NetworkModel | None = None) -> Edge:
-    """Build edge's two ASGI apps from ``settings`` (the policy file is loaded and validated here).
-
-    The public app is the middleware (which serves ``/__edge/…`` itself) around
-    a Starlette app whose lifespan opens the proxy's shared upstream client.
+    A checkpoint that cannot be read is logged, counted and set aside; edge starts fresh.
     """
-    policy = policy or load_policy(settings.policy)
-    proxy = ReverseProxy(settings)
-    edge: Edge  # bound below; the lifespan and endpoints close over it
+    factory = MODELS.get(settings.model) or MODELS["rules"]
+    load = getattr(factory, "load", None)
+    path = Path(settings.checkpoint) if settings.checkpoint else None
+    if load is not None and path is not None and path.exists():
+        try:
+            model = load(path)
+        except Exception as exc:  # a corrupt or incompatible file must not stop the sidecar
+            metrics.CHECKPOINTS.labels("failed").inc()
+            log.error("model checkpoint %s unusable, starting fresh: %s", path, exc)
+        else:
+            metrics.CHECKPOINTS.labels("loaded").inc()
+            log.info("model restored from %s", path)
+            return model
+    return factory()
+
+
+class Edge:
+    """The running pieces of one edge process: its two ASGI apps and what they share."""
+
+    def __init__(self, settings: Settings, policy: Policy, model: NetworkModel) -> None:
+        self.settings = settings
+        self.policy_path = Path(settings.policy)
+        self.proxy = ReverseProxy(settings)
+        self.ready = False
+        self._policy_mtime = _mtime(self.policy_path)
+        inner = Starlette(routes=[Mount("/", app=self.proxy)], lifespan=self._lifespan)
+        self.middleware = AdaptiveMiddleware(inner, policy=policy, model=model, settings=settings)
+        #: The ASGI app for the public port.
+        self.public = self.middleware
+        #: The ASGI app for the admin port.
+        self.admin = Starlette(
+            routes=[
+                Route("/healthz", self._healthz),
+                Route("/readyz", self._readyz),
+                Route("/metrics", self._metrics),
+                Route("/admin/model", self._model_state),
+                Route("/admin/policy/reload", self._reload_endpoint, methods=["POST"]),
+            ]
+        )
+
+    @property
+    def model(self) -> NetworkModel:
+        return self.middleware.model
+
+    # Policy hot reload: an invalid new file keeps the old policy in force and says so.
+
+    def reload_policy(self) -> str | None:
+        """Load the policy file again. Returns None on success, else the error (old policy kept)."""
+        try:
+            policy = load_policy(self.policy_path)
+        except PolicyError as exc:
+            metrics.POLICY_RELOADS.labels("failure").inc()
+            log.error("policy reload failed, keeping policy %r in force: %s", self.middleware.policy.name, exc)
+            return str(exc)
+        self.middleware.set_policy(policy)
+        metrics.POLICY_RELOADS.labels("success").inc()
+        log.info("policy %r reloaded from %s", policy.name, self.policy_path)
+        return None
+
+    async def _watch_policy(self) -> None:
+        while True:
+            await asyncio.sleep(POLICY_POLL_S)
+            mtime = _mtime(self.policy_path)
+            if mtime is not None and mtime != self._policy_mtime:
+                self._policy_mtime = mtime
+                self.reload_policy()
+
+    # Checkpoints of the learned model.
+
+    def checkpoint(self) -> bool:
+        """Write the model's checkpoint now (atomically, by the model's ``save``). True if written."""
+        save = getattr(self.model, "save", None)
+        if save is None or not self.settings.checkpoint:
+            return False
+        try:
+            save(Path(self.settings.checkpoint))
+        except Exception as exc:  # a full disk must not take the sidecar down
+            metrics.CHECKPOINTS.labels("failed").inc()
+            log.error("model checkpoint to %s failed: %s", self.settings.checkpoint, exc)
+            return False
+        metrics.CHECKPOINTS.labels("written").inc()
+        return True
+
+    async def _checkpoint_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.checkpoint_interval_s)
+            await asyncio.to_thread(self.checkpoint)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await proxy.open()
-        edge.ready = True
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.proxy.open()
+        tasks = [asyncio.create_task(self._watch_policy())]
+        if self.settings.checkpoint:
+            tasks.append(asyncio.create_task(self._checkpoint_periodically()))
+        self.ready = True
         try:
             yield
         finally:
-            edge.ready = False
-            await proxy.aclose()
+            # Runs after the server has drained in-flight requests (uvicorn's graceful shutdown).
+            self.ready = False
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.checkpoint()
+            await self.proxy.aclose()
 
-    starlette = Starlette(
-        routes=[
-            Mount("/", app=proxy),
-        ],
-        lifespan=lifespan,
-    )
+    # Admin endpoints.
 
-    middleware = AdaptiveMiddleware(
-        starlette,
-        policy=policy,
-        model=model or MODELS["rules"](),
-        settings=settings,
-    )
-
-    async def healthz(request: Request) -> Response:
+    async def _healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
-    async def readyz(request: Request) -> Response:
-        if edge.ready:
+    async def _readyz(self, request: Request) -> Response:
+        if self.ready:
             return PlainTextResponse("ready\n")
-        return PlainTextResponse("starting\n", status_code=503)
+        return PlainTextResponse("not ready\n", status_code=503)
 
-    async def model_state(request: Request) -> Response:
-        model = edge.middleware.model
-        snapshot = model.snapshot() if hasattr(model, "snapshot") else {"champion": model.source}
-        return Response(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2), media_type="application/json")
-
-    async def prometheus(request: Request) -> Response:
+    async def _metrics(self, request: Request) -> Response:
         return Response(generate_latest(metrics.registry()), media_type=CONTENT_TYPE_LATEST)
 
-    admin = Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", prometheus),
-            Route("/admin/model", model_state),
-        ]
-    )
-    edge = Edge(settings=settings, proxy=proxy, middleware=middleware, public=middleware, admin=admin)
-    return edge
+    async def _model_state(self, request: Request) -> Response:
+        model = self.model
+        snapshot = model.snapshot() if hasattr(model, "snapshot") else {"champion": model.source}
+        return Response(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+
+    async def _reload_endpoint(self, request: Request) -> Response:
+        error = self.reload_policy()
+        body = {"result": "success", "policy": self.middleware.policy.name} if error is None else {"result": "failure", "error": error, "policy": self.middleware.policy.name}
+        return Response(orjson.dumps(body), status_code=200 if error is None else 422, media_type="application/json")
+
+
+def build_edge(settings: Settings, *, policy: Policy | None = None, model: NetworkModel | None = None) -> Edge:
+    """Build edge from ``settings``: the policy file is loaded and validated here, the model restored."""
+    policy = policy if policy is not None else load_policy(settings.policy)
+    model = model if model is not None else make_model(settings)
+    return Edge(settings, policy, model)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None

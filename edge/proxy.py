@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 from starlette.types import Message, Receive, Scope, Send
@@ -97,9 +98,12 @@ class ReverseProxy:
             max_keepalive_connections=self.settings.pool_size,
             keepalive_expiry=30.0,
         )
-        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)
-        # No default headers (User-Agent, Accept-Encoding…): forward exactly what the client sent.
-        self.client.headers = httpx.Headers()
+        # A jar that refuses every cookie: the client is shared by all shoppers, so a storefront's
+        # Set-Cookie must go to the shopper who caused it and never be replayed for anyone else.
+        no_cookies = httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
+        self.client = httpx.AsyncClient(
+            timeout=timeout, limits=limits, follow_redirects=False, trust_env=False, cookies=no_cookies
+        )
 
     async def aclose(self) -> None:
         if self.client is not None:
@@ -112,11 +116,14 @@ class ReverseProxy:
         if client is None:
             await _plain(send, 503, b"edge is starting\n")
             return
-        request = client.build_request(
+        # httpx.Request directly, not client.build_request: the client would merge its default
+        # headers (User-Agent, Accept, Accept-Encoding) and cookies into what the shopper sent.
+        request = httpx.Request(
             scope["method"],
             self._url(scope),
             headers=self._request_headers(scope),
             content=self._body(scope, receive),
+            extensions={"timeout": client.timeout.as_dict()},
         )
         try:
             response = await client.send(request, stream=True)

@@ -32,6 +32,8 @@ class Listener:
     port: int
     name: str
     lifespan: str = "on"
+    #: Trust X-Forwarded-* only from these peers (empty: trust nobody, the peer is the client).
+    forwarded_allow_ips: str = ""
 
 
 class _Server(uvicorn.Server):
@@ -54,6 +56,8 @@ async def serve_all(listeners: list[Listener], *, log_level: str = "info", grace
                 access_log=False,
                 timeout_graceful_shutdown=graceful_timeout,
                 server_header=False,
+                proxy_headers=bool(item.forwarded_allow_ips),
+                forwarded_allow_ips=item.forwarded_allow_ips or None,
                 date_header=True,
             )
         )

@@ -48,6 +48,9 @@ class Settings:
     connect_timeout: float = 2.0
     read_timeout: float = 15.0
     pool_size: int = 100
+    # Addresses of load balancers whose X-Forwarded-For/-Proto edge trusts (comma-separated, "*" for
+    # any). Empty: edge is the first hop and the peer address is the client (the sidecar default).
+    forwarded_allow_ips: str = ""
     # Keep the storefront's Host header (True) or send the upstream's own (False, like nginx's default).
     preserve_host: bool = False
     # Bodies larger than this are streamed through unmodified rather than buffered for rewriting.
