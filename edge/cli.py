@@ -58,6 +58,7 @@ _serve_options = [
     click.option("--connect-timeout", type=float, help="Seconds to connect upstream.  [env EDGE_CONNECT_TIMEOUT; default 2]"),
     click.option("--read-timeout", type=float, help="Seconds to wait for upstream (504 after).  [env EDGE_READ_TIMEOUT; default 15]"),
     click.option("--forwarded-allow-ips", help="Trust X-Forwarded-* from these load balancers.  [env EDGE_FORWARDED_ALLOW_IPS; default none]"),
+    click.option("--upstream-transport", type=click.Choice(["aiohttp", "httpx"]), help="What carries httpx's requests upstream.  [env EDGE_UPSTREAM_TRANSPORT; default aiohttp]"),
     click.option("--preserve-host/--no-preserve-host", default=None, help="Forward the client's Host.  [env EDGE_PRESERVE_HOST]"),
     click.option("--max-rewrite-bytes", type=int, help="Larger pages stream through unmodified.  [env EDGE_MAX_REWRITE_BYTES]"),
     click.option("--fail-mode", type=click.Choice(["open", "closed"]), help="open: serve the original on errors.  [env EDGE_FAIL_MODE]"),
@@ -83,7 +84,10 @@ def serve(**flags: object) -> None:
     click.echo(f"edge: public http://{settings.host}:{settings.port} → {settings.upstream}; admin http://{settings.admin_host}:{settings.admin_port}/metrics", err=True)
     run(
         [
-            Listener(edge.public, settings.host, settings.port, "public", forwarded_allow_ips=settings.forwarded_allow_ips),
+            Listener(
+                edge.public, settings.host, settings.port, "public",
+                forwarded_allow_ips=settings.forwarded_allow_ips, date_header=False,
+            ),
             Listener(edge.admin, settings.admin_host, settings.admin_port, "admin", lifespan="off"),
         ],
         log_level=settings.log_level,
@@ -139,7 +143,7 @@ Ctrl-C stops it.""",
     run(
         [
             Listener(build_storefront(), host, storefront_port, "storefront"),
-            Listener(edge.public, host, port, "public"),
+            Listener(edge.public, host, port, "public", date_header=False),
             Listener(edge.admin, host, admin_port, "admin", lifespan="off"),
         ],
         log_level=log_level,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from email.utils import formatdate
 import time
 from dataclasses import dataclass
 
@@ -118,7 +119,7 @@ class AdaptiveMiddleware:
             await self.app(scope, receive, send)
             return
         if scope["path"].startswith(EDGE_PATH_PREFIX):
-            await self.endpoints(scope, receive, send)
+            await self.endpoints(scope, receive, _with_date(send))
             return
         if scope["method"] != "GET":
             await self.app(scope, receive, send)
@@ -408,6 +409,17 @@ def _not_modified_headers(headers: list[tuple[bytes, bytes]], tier: str) -> list
     out.append((b"vary", _merge_vary(upstream_vary).encode("latin-1")))
     out.append((b"edge-tier", tier.encode()))
     return out
+
+
+def _with_date(send: Send) -> Send:
+    """edge originates its /__edge/ responses, so it dates them (uvicorn's Date is off for the proxy)."""
+
+    async def dated(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message["headers"], (b"date", formatdate(usegmt=True).encode())]}
+        await send(message)
+
+    return dated
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

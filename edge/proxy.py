@@ -24,6 +24,7 @@ that client can decode.
 from __future__ import annotations
 
 import logging
+from email.utils import formatdate
 from collections.abc import AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 
@@ -32,6 +33,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from edge import metrics
 from edge.settings import Settings
+from edge.transport import make_transport, upstream_error_kind
 
 __all__ = ["ReverseProxy", "HOP_BY_HOP"]
 
@@ -102,7 +104,12 @@ class ReverseProxy:
         # Set-Cookie must go to the shopper who caused it and never be replayed for anyone else.
         no_cookies = httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
         self.client = httpx.AsyncClient(
-            timeout=timeout, limits=limits, follow_redirects=False, trust_env=False, cookies=no_cookies
+            timeout=timeout,
+            limits=limits,
+            follow_redirects=False,
+            trust_env=False,
+            cookies=no_cookies,
+            transport=make_transport(self.settings),
         )
 
     async def aclose(self) -> None:
@@ -127,15 +134,14 @@ class ReverseProxy:
         )
         try:
             response = await client.send(request, stream=True)
-        except httpx.TimeoutException:
-            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
-            await _plain(send, 504, b"upstream timed out\n")
-            return
         except httpx.HTTPError as exc:
-            kind = _error_kind(exc)
+            kind, timed_out = upstream_error_kind(exc)
             metrics.UPSTREAM_ERRORS.labels(kind).inc()
-            log.warning("upstream %s error: %s", kind, exc.__class__.__name__)
-            await _plain(send, 502, b"upstream unavailable\n")
+            if timed_out:
+                await _plain(send, 504, b"upstream timed out\n")
+            else:
+                log.warning("upstream %s error: %s", kind, (exc.__cause__ or exc).__class__.__name__)
+                await _plain(send, 502, b"upstream unavailable\n")
             return
         try:
             headers = strip_hop_by_hop(response.headers.raw)
@@ -147,8 +153,7 @@ class ReverseProxy:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except httpx.HTTPError as exc:
                 # Headers are out: the only honest signal left is to abort the connection.
-                kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "read"
-                metrics.UPSTREAM_ERRORS.labels(kind).inc()
+                metrics.UPSTREAM_ERRORS.labels(upstream_error_kind(exc)[0]).inc()
                 raise UpstreamStreamBroken(f"upstream body broke off: {exc.__class__.__name__}") from None
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
@@ -200,16 +205,6 @@ async def _stream_request_body(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
-def _error_kind(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return "connect"
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.LocalProtocolError)):
-        return "protocol"
-    if isinstance(exc, (httpx.ReadError, httpx.WriteError)):
-        return "read"
-    return "other"
-
-
 async def _plain(send: Send, status: int, body: bytes) -> None:
     await send(
         {
@@ -219,6 +214,7 @@ async def _plain(send: Send, status: int, body: bytes) -> None:
                 (b"content-type", b"text/plain; charset=utf-8"),
                 (b"content-length", str(len(body)).encode()),
                 (b"cache-control", b"no-store"),
+                (b"date", formatdate(usegmt=True).encode()),
             ],
         }
     )

@@ -34,6 +34,8 @@ class Listener:
     lifespan: str = "on"
     #: Trust X-Forwarded-* only from these peers (empty: trust nobody, the peer is the client).
     forwarded_allow_ips: str = ""
+    #: Let uvicorn add Date (for apps that originate their responses; not for the proxy).
+    date_header: bool = True
 
 
 class _Server(uvicorn.Server):
@@ -58,7 +60,9 @@ async def serve_all(listeners: list[Listener], *, log_level: str = "info", grace
                 server_header=False,
                 proxy_headers=bool(item.forwarded_allow_ips),
                 forwarded_allow_ips=item.forwarded_allow_ips or None,
-                date_header=True,
+                # The proxy forwards the storefront's Date; a second one from uvicorn would be wrong.
+                # edge adds Date itself to the responses it originates (edge.http_date).
+                date_header=item.date_header,
             )
         )
         for item in listeners
