@@ -1,0 +1,253 @@
+"""Failure modes through real processes: dead and slow upstreams, hostile headers, bad policy files, metrics."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.integration
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parents[2]
+EDGE_BIN = str(Path(sys.executable).parent / "edge")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def metric_samples(admin_url: str, name: str) -> list[tuple[dict[str, str], float]]:
+    text = httpx.get(admin_url + "/metrics", timeout=5, trust_env=False).text
+    return [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
+@pytest.fixture(scope="module")
+def dead_upstream_edge(start_edge):
+    """An edge whose upstream port has nothing listening.
+
+    The port stays bound (never listening) for the module, so connections to it are refused
+    and no process started later can take it.
+    """
+    with socket.socket() as reserved:
+        reserved.bind((HOST, 0))
+        port = reserved.getsockname()[1]
+        yield start_edge(f"http://{HOST}:{port}", "--fail-mode", "open", "--connect-timeout", "1", name="edge-dead-upstream")
+
+
+# --- the upstream is down or slow ----------------------------------------------------------------
+
+
+def test_dead_upstream_gives_a_short_plain_502_and_edge_keeps_serving(dead_upstream_edge, client):
+    for _ in range(2):
+        response = client.get(dead_upstream_edge.url + "/", headers={"ECT": "2g"})
+        assert response.status_code == 502
+        assert response.headers["content-type"].startswith("text/plain")
+        assert len(response.content) < 200
+        assert b"Traceback" not in response.content and b"Error" not in response.content
+        assert int(response.headers["content-length"]) == len(response.content)
+        assert len(response.headers.get_list("date")) == 1
+    assert client.get(dead_upstream_edge.admin_url + "/healthz").status_code == 200
+    assert dead_upstream_edge.proc.alive()
+
+
+def test_dead_upstream_counts_connect_errors(dead_upstream_edge, client):
+    client.get(dead_upstream_edge.url + "/")
+    connect = [v for labels, v in metric_samples(dead_upstream_edge.admin_url, "edge_upstream_errors_total") if labels == {"kind": "connect"}]
+    assert connect and connect[0] > 0
+
+
+def test_slow_upstream_gives_504(tight_edge):
+    edge = tight_edge  # --read-timeout 1
+    # The client's own timeout is only a hang guard: edge must answer well before it.
+    with httpx.Client(timeout=httpx.Timeout(10.0), trust_env=False) as client:
+        started = time.monotonic()
+        response = client.get(edge.url + "/slow", params={"ms": "5000"})
+        elapsed = time.monotonic() - started
+    assert response.status_code == 504
+    assert len(response.content) < 200
+    assert elapsed < 4.5, f"504 took {elapsed:.1f} s"
+    timeouts = [v for labels, v in metric_samples(edge.admin_url, "edge_upstream_errors_total") if labels == {"kind": "timeout"}]
+    assert timeouts and timeouts[0] > 0
+    # and it still serves normal pages
+    assert httpx.get(edge.url + "/", timeout=5, trust_env=False).status_code == 200
+
+
+# --- hostile or broken request headers never break a page ---------------------------------------
+
+MALFORMED = {
+    "ect-bogus": {"ECT": "bogus"},
+    "rtt-negative": {"RTT": "-5"},
+    "rtt-nan": {"RTT": "nan"},
+    "downlink-overflow": {"Downlink": "1e999"},
+    "device-memory-negative": {"Device-Memory": "-1"},
+    "edge-cell-10kb": {"Edge-Cell": 'id="' + "9" * 10_000 + '", radio=edge'},
+    "edge-cell-unbalanced": {"Edge-Cell": "id=(("},
+    "edge-cell-string-rsrp": {"Edge-Cell": 'radio=lte, rsrp="x"'},
+    "last-request-garbage": {"Edge-Last-Request": "ms=-1, bytes=abc"},
+    "ua-mobile-maybe": {"Sec-CH-UA-Mobile": "maybe"},
+    "user-agent-10kb": {"User-Agent": "Mozilla/5.0 (Linux; Android 8) " + "A" * 10_000},
+    "everything-at-once": {
+        "ECT": "bogus",
+        "RTT": "nan",
+        "Downlink": "1e999",
+        "Device-Memory": "-1",
+        "Edge-Cell": "id=((",
+        "Edge-Last-Request": "ms=-1, bytes=abc",
+        "Sec-CH-UA-Mobile": "maybe",
+        "Save-Data": "maybe",
+        "Cookie": "edge_tier=" + "x" * 9000,
+    },
+}
+
+
+@pytest.mark.parametrize("headers", list(MALFORMED.values()), ids=list(MALFORMED))
+def test_malformed_signal_headers_still_get_a_page(stack, client, headers):
+    response = client.get(stack.edge_url + "/", headers=headers)
+    assert response.status_code == 200
+    assert response.headers.get("edge-tier") in ("full", "lite", "minimal")
+    assert b"</html>" in response.content.lower()
+    assert stack.edge.proc.alive()
+
+
+NON_ASCII = {
+    "user-agent-utf8": b"User-Agent: Mozilla/5.0 (Linux; Android 13) caf\xc3\xa9 \xe2\x98\x83\r\n",
+    "ect-latin1": b"ECT: 2g\xff\r\n",
+    "edge-cell-latin1": b'Edge-Cell: id="caf\xe9", radio=edge\r\n',
+    "ua-mobile-bytes": b"Sec-CH-UA-Mobile: ?\xc3\xbf\r\n",
+    "cookie-bytes": b"Cookie: edge_tier=f\xfcll\r\n",
+}
+
+
+@pytest.mark.parametrize("line", list(NON_ASCII.values()), ids=list(NON_ASCII))
+def test_non_ascii_header_bytes_still_get_a_page(stack, raw, line):
+    host, port = stack.edge.url.removeprefix("http://").split(":")
+    head = f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n".encode() + line + b"\r\n"
+    response = raw(host, int(port), head)
+    assert response.status == 200, response.body[:300]
+    assert response.get("edge-tier") in ("full", "lite", "minimal")
+    assert stack.edge.proc.alive()
+
+
+def test_malformed_headers_did_not_make_any_stage_fail_open(stack, client):
+    # read_signals turns bad input into missing signals; it must not get there by raising and failing open.
+    for headers in MALFORMED.values():
+        client.get(stack.edge_url + "/", headers=headers)
+    failed = {labels["stage"]: value for labels, value in metric_samples(stack.admin_url, "edge_fail_open_total")}
+    assert failed and not any(failed.values()), failed
+
+
+# --- metrics live on the admin port only --------------------------------------------------------
+
+
+def test_requests_are_counted_by_tier_and_source(stack, client):
+    client.get(stack.edge_url + "/", headers={"ECT": "2g"})
+    client.get(stack.edge_url + "/", headers={"Save-Data": "on"})
+    samples = metric_samples(stack.admin_url, "edge_requests_total")
+    assert samples and all(set(labels) == {"tier", "source"} for labels, _ in samples)
+    counted = {(labels["tier"], labels["source"]): value for labels, value in samples}
+    assert counted[("lite", "rules")] >= 1
+    assert counted[("lite", "override")] >= 1
+
+
+def test_public_port_does_not_serve_edge_metrics(stack, client):
+    direct = client.get(stack.storefront_url + "/metrics")
+    proxied = client.get(stack.edge_url + "/metrics")
+    assert direct.status_code == 404
+    assert proxied.status_code == 404
+    assert proxied.content == direct.content
+    assert b"edge_requests_total" not in proxied.content
+    for path in ("/healthz", "/readyz", "/__edge/metrics"):
+        assert b"edge_requests_total" not in client.get(stack.edge_url + path).content
+
+
+def test_admin_health_endpoints(stack, client):
+    assert client.get(stack.admin_url + "/healthz").status_code == 200
+    assert client.get(stack.admin_url + "/readyz").status_code == 200
+
+
+# --- configuration errors ----------------------------------------------------------------------
+
+BAD_POLICY = """\
+name = "broken"
+
+[tiers]
+lite = 0.5
+minimal = 0.95
+
+[[widgets]]
+widget = "header"
+priority = 100
+
+[[widgets]]
+widget = "carousel"
+priority = 20
+lite = "hide"
+"""
+
+
+def test_invalid_policy_file_exits_quickly_naming_file_key_and_problem(tmp_path):
+    policy = tmp_path / "broken-policy.toml"
+    policy.write_text(BAD_POLICY, encoding="utf-8")
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            EDGE_BIN, "serve",
+            "--upstream", f"http://{HOST}:{free_port()}",
+            "--port", str(free_port()),
+            "--admin-port", str(free_port()),
+            "--policy", str(policy),
+        ],
+        capture_output=True,
+        timeout=15,
+        cwd=ROOT,
+        text=True,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0
+    assert elapsed < 10
+    assert str(policy) in result.stderr
+    assert "widgets[1].lite" in result.stderr
+    assert "'hide'" in result.stderr and "keep" in result.stderr and "drop" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- shutdown ----------------------------------------------------------------------------------
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_0(stack, start_edge):
+    import signal
+    import threading
+
+    edge = start_edge(stack.storefront_url, "--read-timeout", "5", name="edge-sigterm")
+    result: dict[str, object] = {}
+
+    def slow_request() -> None:
+        try:
+            result["response"] = httpx.get(edge.url + "/slow", params={"ms": "1500"}, timeout=10, trust_env=False)
+        except httpx.HTTPError as exc:  # pragma: no cover - reported below
+            result["error"] = exc
+
+    worker = threading.Thread(target=slow_request)
+    worker.start()
+    time.sleep(0.5)  # the request is in flight, waiting on the storefront
+    edge.proc.popen.send_signal(signal.SIGTERM)
+    worker.join(10)
+    rc = edge.proc.popen.wait(10)
+    assert "error" not in result, result.get("error")
+    assert result["response"].status_code == 200
+    assert b"1500 ms" in result["response"].content
+    assert rc == 0, edge.proc.logs()
