@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -176,6 +177,9 @@ class Edge:
         return Response(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
     async def _reload_endpoint(self, request: Request) -> Response:
+        token = self.settings.admin_token
+        if token and not hmac.compare_digest(request.headers.get("authorization", ""), f"Bearer {token}"):
+            return PlainTextResponse("admin token required\n", status_code=401)
         error = self.reload_policy()
         body = {"result": "success", "policy": self.middleware.policy.name} if error is None else {"result": "failure", "error": error, "policy": self.middleware.policy.name}
         return Response(orjson.dumps(body), status_code=200 if error is None else 422, media_type="application/json")

@@ -61,6 +61,8 @@ _serve_options = [
     click.option("--upstream-transport", type=click.Choice(["aiohttp", "httpx"]), help="What carries httpx's requests upstream.  [env EDGE_UPSTREAM_TRANSPORT; default aiohttp]"),
     click.option("--preserve-host/--no-preserve-host", default=None, help="Forward the client's Host.  [env EDGE_PRESERVE_HOST]"),
     click.option("--max-rewrite-bytes", type=int, help="Larger pages stream through unmodified.  [env EDGE_MAX_REWRITE_BYTES]"),
+    click.option("--graceful-timeout", type=float, help="Seconds SIGTERM waits for in-flight requests.  [env EDGE_GRACEFUL_TIMEOUT; default 20]"),
+    click.option("--admin-token", help="Bearer token for admin POST endpoints.  [env EDGE_ADMIN_TOKEN; default none]"),
     click.option("--fail-mode", type=click.Choice(["open", "closed"]), help="open: serve the original on errors.  [env EDGE_FAIL_MODE]"),
     click.option("--log-level", help="debug, info, warning, error.  [env EDGE_LOG_LEVEL; default info]"),
 ]
@@ -91,6 +93,7 @@ def serve(**flags: object) -> None:
             Listener(edge.admin, settings.admin_host, settings.admin_port, "admin", lifespan="off"),
         ],
         log_level=settings.log_level,
+        graceful_timeout=settings.graceful_timeout,
     )
 
 
@@ -157,11 +160,26 @@ def policy() -> None:
 
 @policy.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def policy_check(files: tuple[Path, ...]) -> None:
-    """Validate policy FILES; print each one's tiers and widget plan. Exit 1 on the first error."""
+@click.option("--page", "page", metavar="FILE_OR_URL", help="A sample page (HTML or JSON): print what each tier keeps and drops, and its bytes.")
+@click.option("--path", "route_path", metavar="/ROUTE", help="Request path the page is served at (picks the route).  [default: the URL's path, else /]")
+def policy_check(files: tuple[Path, ...], page: str | None, route_path: str | None) -> None:
+    """Validate policy FILES; print each one's routes and widget plan. Exit 1 on any error.
+
+    With --page, also rewrite the sample page at every tier and print what each keeps and drops
+    and its bytes (HTML plus referenced images by declared size).
+    """
     from edge.policy import load_policy
 
     failed = False
+    sample = None
+    if page is not None:
+        try:
+            sample = _sample_page(page)
+        except (OSError, ValueError) as exc:
+            click.echo(f"error: cannot read page {page}: {exc}", err=True)
+            sys.exit(1)
+        if route_path is None:
+            route_path = sample[3]
     for path in files:
         try:
             compiled = load_policy(path)
@@ -169,11 +187,81 @@ def policy_check(files: tuple[Path, ...]) -> None:
             click.echo(f"error: {exc}", err=True)
             failed = True
             continue
-        click.echo(f"{path}: ok (policy {compiled.name!r}: lite at p ≥ {compiled.lite_threshold}, minimal at p ≥ {compiled.minimal_threshold})")
-        for rule in sorted(compiled.widgets, key=lambda r: -r.priority):
-            target = rule.widget or rule.selector
-            click.echo(f"  {target:<24} priority {rule.priority:>3}   lite: {rule.action('lite'):<5} minimal: {rule.action('minimal')}")
+        routes = ", ".join(f"{r.name} {r.pattern}" for r in compiled.routes[1:]) or "none"
+        click.echo(
+            f"{path}: ok (policy {compiled.name!r}: lite at p ≥ {compiled.lite_threshold}, minimal at p ≥ {compiled.minimal_threshold};"
+            f" holdback {compiled.holdback:g}; routes: {routes})"
+        )
+        plan = compiled.default if route_path is None else compiled.for_path(route_path)
+        for w in sorted(plan.widgets, key=lambda w: -w.priority):
+            click.echo(f"  {w.name:<24} priority {w.priority:>3}   lite: {w.actions['lite']:<8} minimal: {w.actions['minimal']}")
+        if sample is not None:
+            try:
+                _print_tiers(compiled, sample, route_path or "/")
+            except Exception as exc:  # noqa: BLE001 - any failure on the sample is reported, not raised
+                click.echo(f"error: {path}: rewriting {page} failed: {exc}", err=True)
+                failed = True
     sys.exit(1 if failed else 0)
+
+
+def _sample_page(page: str) -> tuple[bytes, str, str | None, str]:
+    """(body, kind "html"|"json", charset, path) of a sample page given as a file or an http(s) URL."""
+    import re
+    from urllib.parse import urlsplit
+
+    if page.startswith(("http://", "https://")):
+        import httpx
+
+        try:
+            response = httpx.get(page, follow_redirects=True, timeout=10.0)
+        except httpx.HTTPError as exc:
+            raise OSError(str(exc)) from None
+        if response.status_code != 200:
+            raise ValueError(f"HTTP {response.status_code}")
+        content_type = response.headers.get("content-type", "")
+        body, path = response.content, urlsplit(str(response.url)).path or "/"
+    else:
+        body, content_type, path = Path(page).read_bytes(), "", "/"
+    kind = "json" if "json" in content_type or (not content_type and body.lstrip()[:1] in (b"{", b"[")) else "html"
+    m = re.search(r"charset=[\"']?([A-Za-z0-9_.:\-]+)", content_type, re.I) or re.search(
+        rb"<meta[^>]+charset=[\"']?([A-Za-z0-9_.:\-]+)", body[:4096], re.I
+    )
+    charset = None if m is None else (m.group(1).decode("ascii") if isinstance(m.group(1), bytes) else m.group(1))
+    return body, kind, charset, path
+
+
+def _print_tiers(compiled, sample: tuple[bytes, str, str | None, str], route_path: str) -> None:  # noqa: ANN001
+    from edge.rewrite import HtmlRewriter, JsonRewriter
+
+    body, kind, charset, _ = sample
+    route = compiled.for_path(route_path)
+    click.echo(f"  page: {len(body):,} B {kind}{f' ({charset})' if charset else ''} at {route_path} → route {route.name!r}")
+    if kind == "json":
+        rewriter = JsonRewriter(compiled)
+        for tier in ("full", "lite", "minimal"):
+            out = body if tier == "full" else rewriter.rewrite(body, tier, route_path)
+            click.echo(f"  {tier:<8} {len(out):>10,} B JSON")
+        return
+    rewriter = HtmlRewriter(compiled)
+    for tier in ("full", "lite", "minimal"):
+        _, report = rewriter.rewrite_with_report(body, tier, path=route_path, charset=charset)
+        budget = "" if report.budget is None else f"  budget {report.budget:,} B: {'fits' if report.fits else 'OVER'}"
+        click.echo(
+            f"  {tier:<8} {report.total_bytes:>10,} B = {report.html_bytes:,} B HTML + {report.image_bytes:,} B in {report.images_kept} images{budget}"
+        )
+        click.echo(f"           kept: {', '.join(report.kept) or '-'}")
+        if report.dropped:
+            click.echo(f"           dropped: {', '.join(report.dropped)}")
+        if report.collapsed:
+            click.echo(f"           collapsed: {', '.join(report.collapsed)}")
+        for name, n in report.trimmed.items():
+            click.echo(f"           trimmed: {name} (-{n} items)")
+        if report.images_dropped or report.images_rewritten:
+            click.echo(f"           images: {report.images_rewritten} to a variant, {len(report.images_dropped)} dropped over the size cap")
+        if report.scripts_deferred or report.scripts_dropped:
+            click.echo(f"           scripts: {report.scripts_deferred} deferred, {report.scripts_dropped} dropped")
+        if report.budget_dropped:
+            click.echo(f"           dropped for the budget: {', '.join(report.budget_dropped)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -35,6 +35,7 @@ __all__ = [
     "MODEL_DRIFTS",
     "CHECKPOINTS",
     "POLICY_RELOADS",
+    "PROXIED",
     "registry",
 ]
 
@@ -145,6 +146,13 @@ POLICY_RELOADS = Counter(
     ["result"],
 )
 
+PROXIED = Counter(
+    "edge_proxied_requests_total",
+    "Requests proxied to the storefront, by status class of the response served (502/504: edge's own).",
+    ["code"],
+)
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
 TABLE_SIZE = Gauge(
     "edge_table_entries",
     "Entries held in a bounded in-memory table, by table.",
@@ -175,3 +183,7 @@ for _result in ("written", "loaded", "failed"):
     CHECKPOINTS.labels(_result)
 for _result in ("success", "failure"):
     POLICY_RELOADS.labels(_result)
+for _code in STATUS_CLASSES:
+    PROXIED.labels(_code)
+for _table in ("cells", "replay_guard"):
+    TABLE_SIZE.labels(_table).set(0)

@@ -137,6 +137,7 @@ class ReverseProxy:
         except httpx.HTTPError as exc:
             kind, timed_out = upstream_error_kind(exc)
             metrics.UPSTREAM_ERRORS.labels(kind).inc()
+            _PROXIED_5XX.inc()
             if timed_out:
                 await _plain(send, 504, b"upstream timed out\n")
             else:
@@ -144,6 +145,7 @@ class ReverseProxy:
                 await _plain(send, 502, b"upstream unavailable\n")
             return
         try:
+            _PROXIED[response.status_code // 100].inc()
             headers = strip_hop_by_hop(response.headers.raw)
             headers.append((b"via", VIA))
             await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
@@ -189,6 +191,10 @@ class ReverseProxy:
             return None
         return _stream_request_body(receive)
 
+
+# Label children resolved once: the per-request path only increments.
+_PROXIED = {i: metrics.PROXIED.labels(f"{i}xx") for i in range(1, 6)}
+_PROXIED_5XX = _PROXIED[5]
 
 _REPLACED_REQUEST_HEADERS = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"via"})
 

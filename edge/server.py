@@ -85,11 +85,12 @@ async def serve_all(listeners: list[Listener], *, log_level: str = "info", grace
         raise SystemExit(3)  # like uvicorn's STARTUP_FAILURE: a port was taken or a lifespan failed
 
 
-def run(listeners: list[Listener], *, log_level: str = "info") -> None:
+def run(listeners: list[Listener], *, log_level: str = "info", graceful_timeout: float = 20.0) -> None:
     """Blocking entry point for the CLI (uvloop when available)."""
+    main = serve_all(listeners, log_level=log_level, graceful_timeout=graceful_timeout)
     try:
         import uvloop
-
-        uvloop.run(serve_all(listeners, log_level=log_level))
     except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
-        asyncio.run(serve_all(listeners, log_level=log_level))
+        asyncio.run(main)
+    else:
+        uvloop.run(main)

@@ -24,8 +24,9 @@ from edge.errors import SettingsError
 
 __all__ = ["Settings", "DEFAULT_POLICY"]
 
-#: The policy bundled with the demo storefront (``policies/demo.toml``).
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "demo.toml"
+#: The policy of the demo storefront: ``policies/demo.toml``, shipped inside the package as
+#: ``edge/demo/policy.toml`` (a symlink in the source tree, a copy in wheels and images).
+DEFAULT_POLICY = Path(__file__).resolve().parent / "demo" / "policy.toml"
 
 FailMode = Literal["open", "closed"]
 
@@ -70,6 +71,10 @@ class Settings:
     # Where the learned model is checkpointed (empty: no checkpoints).
     checkpoint: str = ""
     checkpoint_interval_s: float = 60.0
+    # Seconds SIGTERM waits for in-flight requests before closing (Kubernetes' grace period must be longer).
+    graceful_timeout: float = 20.0
+    # Bearer token for the admin port's POST endpoints (policy reload); empty: no token asked.
+    admin_token: str = ""
     fail_mode: FailMode = "open"
     log_level: str = "info"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs. Idempotent; needs root (CI and the dev machines run as root).
 set -euo pipefail
-needed=()
+needed=(prometheus)
 # (none yet: Prometheus and Chromium join when their tests do)
 if [ ${#needed[@]} -eq 0 ]; then exit 0; fi
 missing=()

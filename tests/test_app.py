@@ -38,7 +38,9 @@ def test_reload_endpoint_keeps_the_old_policy_when_the_new_file_is_invalid(tmp_p
     write_policy(path, "v2", lite_action="hide")
     r = admin.post("/admin/policy/reload")
     assert r.status_code == 422
-    assert r.json() == {"result": "failure", "policy": "v1", "error": f"{path}: widgets[0].lite: 'hide' is not one of keep, drop"}
+    body = r.json()
+    assert (body["result"], body["policy"]) == ("failure", "v1")
+    assert body["error"].startswith(f"{path}: widgets[0].lite: 'hide' is not one of keep, drop")
     assert edge.middleware.policy.name == "v1"
     assert metric("edge_policy_reloads_total", result="failure") == failures + 1
 
@@ -67,3 +69,19 @@ def _wait(condition, seconds: float) -> bool:
             return True
         time.sleep(0.05)
     return condition()
+
+
+def test_policy_reload_asks_for_the_admin_token_when_one_is_set(tmp_path):
+    path = tmp_path / "shop.toml"
+    write_policy(path, "v1")
+    admin = TestClient(build_edge(Settings(policy=path, admin_token="s3cret")).admin)
+    assert admin.post("/admin/policy/reload").status_code == 401
+    assert admin.post("/admin/policy/reload", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert admin.post("/admin/policy/reload", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_fresh_process_exports_every_table_and_status_class(metric):
+    TestClient(build_edge(Settings(policy=DEMO)).admin).get("/metrics")
+    text = TestClient(build_edge(Settings(policy=DEMO)).admin).get("/metrics").text
+    for series in ('edge_table_entries{table="cells"}', 'edge_table_entries{table="replay_guard"}', 'edge_proxied_requests_total{code="5xx"}'):
+        assert series in text
