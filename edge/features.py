@@ -53,7 +53,8 @@ def to_features(signals: Signals, cell: CellState | None = None) -> Features:
     if signals.tower_switch is not None:
         x["tower_switch"] = 1.0 if signals.tower_switch else 0.0
     if cell is not None:
-        x["cell_kbps"] = cell.kbps
+        if cell.kbps is not None:
+            x["cell_kbps"] = cell.kbps
         x["cell_degraded_share"] = cell.degraded_share
         x["cell_samples"] = cell.samples
     return x

@@ -40,6 +40,7 @@ import orjson
 from edge import metrics
 from edge.labels import LabelRule
 from edge.model import NetworkModel
+from edge.signals import app_throughput
 from edge.towers import TowerTable
 
 __all__ = [
@@ -304,15 +305,24 @@ class Feedback:
             raise
         return payload, measurement, self._learn(payload, measurement, "beacon", now)
 
-    def app_report(self, token: str, ms: float, size: float | None, now: float) -> bool | None:
-        """An app's ``Edge-Last-Request`` with a token: learn from its measured throughput."""
+    def app_report(self, token: str, ms: float, size: float | None, now: float, ttfb_ms: float | None = None) -> bool | None:
+        """An app's ``Edge-Last-Request`` with a token: learn from what it measured.
+
+        Throughput as :func:`edge.signals.app_throughput`; the round trip is the
+        time to first byte when reported. Without either, a request slower than
+        the RTT threshold is still degraded, and a small response so fast that
+        even bytes·8/ms clears the throughput threshold is not; anything else is
+        ambiguous and gives no label.
+        """
         try:
             payload = self._accept(token, now)
         except FeedbackRejected as exc:
             metrics.FEEDBACK_REJECTED.labels(exc.reason).inc()
             raise
-        kbps = size * 8.0 / ms if size and size >= MIN_THROUGHPUT_BYTES else None
-        rtt = ms if kbps is None else None  # a small response's time is mostly round trips
+        kbps = app_throughput(ms, size, ttfb_ms)
+        if kbps is None and size and size * 8.0 / ms >= self.labels.threshold_kbps:
+            kbps = size * 8.0 / ms  # a lower bound, and already fast enough
+        rtt = ttfb_ms if ttfb_ms is not None else (ms if ms > self.labels.rtt_ms else None)
         return self._learn(payload, Measurement(kbps, rtt), "app", now)
 
     def _learn(self, payload: dict[str, Any], m: Measurement, source: str, now: float) -> bool | None:
@@ -324,8 +334,8 @@ class Feedback:
             self.model.learn(x, degraded)
             metrics.LABELS.labels(source, "degraded" if degraded else "ok").inc()
         cell = payload.get("c")
-        if isinstance(cell, str) and m.kbps is not None:
-            self.towers.observe(cell, m.kbps, m.kbps < self.labels.threshold_kbps, now)
+        if isinstance(cell, str):
+            self.towers.observe(cell, m.kbps, degraded, now)
             metrics.TABLE_SIZE.labels("cells").set(len(self.towers))
         return degraded
 

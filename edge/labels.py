@@ -14,6 +14,8 @@ cures the network.
     (True, False, True)
     >>> rule.degraded() is None     # nothing measured: no label
     True
+    >>> rule.degraded(rtt_ms=150.0) is None   # a fast round trip says nothing about throughput
+    True
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ class LabelRule:
     rtt_ms: float = DEFAULT_RTT_MS
 
     def degraded(self, kbps: float | None = None, rtt_ms: float | None = None) -> bool | None:
-        """True/False from whatever was measured; ``None`` when neither figure is known."""
-        if kbps is None and rtt_ms is None:
-            return None
-        return (kbps is not None and kbps < self.threshold_kbps) or (rtt_ms is not None and rtt_ms > self.rtt_ms)
+        """True/False from whatever was measured; ``None`` when the measurement cannot decide.
+
+        A slow round trip alone is degraded; a fast one alone is not "not degraded"
+        (a 150 ms link can still carry only 250 kbit/s), so it gives no label.
+        """
+        slow_rtt = rtt_ms is not None and rtt_ms > self.rtt_ms
+        if kbps is None:
+            return True if slow_rtt else None
+        return kbps < self.threshold_kbps or slow_rtt

@@ -168,7 +168,7 @@ class AdaptiveMiddleware:
         """
         if signals.last_token is not None and signals.last_ms is not None:
             try:
-                self.feedback.app_report(signals.last_token, signals.last_ms, signals.last_bytes, now)
+                self.feedback.app_report(signals.last_token, signals.last_ms, signals.last_bytes, now, signals.last_rtt_ms)
             except FeedbackRejected:
                 pass  # counted by reason; the figures still serve as this request's signals
         if signals.last_ms is not None:

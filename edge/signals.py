@@ -338,6 +338,33 @@ def _read_cell(s: Signals, raw: str | None) -> None:
     s.speed = _sf_number(members.get("speed"), "speed")
 
 
+#: Without a time to first byte, bytes·8/ms includes the round trips; from this size on they are a
+#: small share of the time and the figure is a fair throughput.
+APP_THROUGHPUT_MIN_BYTES = 64 * 1024
+#: With a time to first byte, the download time alone is known; this many bytes make a measurement.
+APP_THROUGHPUT_MIN_BYTES_WITH_TTFB = 16 * 1024
+
+
+def app_throughput(ms: float, size: float | None, ttfb_ms: float | None) -> float | None:
+    """Throughput (kbit/s) of an app's request from its duration, bytes and time to first byte.
+
+    ``bytes·8 / (ms − ttfb)`` when the app reports ``ttfb``; ``bytes·8 / ms`` for
+    large responses without it; ``None`` when the round trips would dominate.
+
+    >>> app_throughput(200, 16_000, None) is None     # 16 KB in 200 ms on 4G: mostly round trips
+    True
+    >>> app_throughput(200, 16_384, 170)              # its download took 30 ms
+    4369.06...
+    >>> app_throughput(4000, 200_000, None)
+    400.0
+    """
+    if not size or size <= 0:
+        return None
+    if ttfb_ms is not None and ms > ttfb_ms:
+        return size * 8.0 / (ms - ttfb_ms) if size >= APP_THROUGHPUT_MIN_BYTES_WITH_TTFB else None
+    return size * 8.0 / ms if size >= APP_THROUGHPUT_MIN_BYTES else None
+
+
 def _read_last_request(s: Signals, raw: str | None) -> None:
     members = _sf_dict(raw, MAX_LAST_REQUEST_BYTES)
     if not members:
@@ -347,8 +374,10 @@ def _read_last_request(s: Signals, raw: str | None) -> None:
     if ms is not None:
         s.last_ms = ms
         s.last_bytes = size
-        if size is not None and size > 0:
-            s.last_kbps = size * 8.0 / ms
+        ttfb = _sf_number(members.get("ttfb"), "last_ms")
+        if ttfb is not None and ttfb < ms:
+            s.last_rtt_ms = ttfb
+        s.last_kbps = app_throughput(ms, size, s.last_rtt_ms)
     s.last_cell_id = _identifier(members.get("cell"))
     token = members.get("token")
     if isinstance(token, str) and 0 < len(token) <= MAX_LAST_REQUEST_BYTES:

@@ -33,16 +33,17 @@ __all__ = ["TowerTable", "CellState"]
 class CellState:
     """What the table knows about one cell right now."""
 
-    kbps: float  # geometric mean of recent throughput (throughput is roughly log-normal)
+    kbps: float | None  # geometric mean of recent throughput (roughly log-normal); None if none measured
     degraded_share: float  # share of recent measurements below the label threshold
     samples: float  # effective number of recent measurements (decayed)
 
 
 class _Cell:
-    __slots__ = ("log_kbps_sum", "degraded_sum", "weight", "updated")
+    __slots__ = ("log_kbps_sum", "kbps_weight", "degraded_sum", "weight", "updated")
 
     def __init__(self, now: float) -> None:
         self.log_kbps_sum = 0.0
+        self.kbps_weight = 0.0  # measurements with a throughput (some only know the label)
         self.degraded_sum = 0.0
         self.weight = 0.0
         self.updated = now
@@ -65,9 +66,9 @@ class TowerTable:
         dt = max(0.0, now - cell.updated)
         return 0.5 ** (dt / self.half_life_s)
 
-    def observe(self, cell_id: str, kbps: float, degraded: bool, now: float) -> None:
-        """Add one throughput measurement (kbit/s) taken on ``cell_id`` at time ``now`` (seconds)."""
-        if not math.isfinite(kbps) or kbps < 0:
+    def observe(self, cell_id: str, kbps: float | None, degraded: bool, now: float) -> None:
+        """Add one measurement taken on ``cell_id`` at ``now`` (s): its throughput (kbit/s, or None) and label."""
+        if kbps is not None and (not math.isfinite(kbps) or kbps < 0):
             return
         cell = self._cells.get(cell_id)
         if cell is None:
@@ -78,9 +79,12 @@ class TowerTable:
             self._cells.move_to_end(cell_id)
             factor = self._decay(cell, now)
             cell.log_kbps_sum *= factor
+            cell.kbps_weight *= factor
             cell.degraded_sum *= factor
             cell.weight *= factor
-        cell.log_kbps_sum += math.log(max(kbps, 1.0))
+        if kbps is not None:
+            cell.log_kbps_sum += math.log(max(kbps, 1.0))
+            cell.kbps_weight += 1.0
         cell.degraded_sum += 1.0 if degraded else 0.0
         cell.weight += 1.0
         cell.updated = max(cell.updated, now)
@@ -92,7 +96,7 @@ class TowerTable:
             return None
         factor = self._decay(cell, now)
         return CellState(
-            kbps=math.exp(cell.log_kbps_sum / cell.weight),
+            kbps=math.exp(cell.log_kbps_sum / cell.kbps_weight) if cell.kbps_weight > 0 else None,
             degraded_share=cell.degraded_sum / cell.weight,
             samples=cell.weight * factor,
         )

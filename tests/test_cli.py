@@ -20,7 +20,7 @@ def test_policy_check_names_file_key_and_problem(tmp_path):
     bad.write_text('[[widgets]]\nwidget = "ads"\npriority = 1\nlite = "hide"\n')
     result = CliRunner().invoke(main, ["policy", "check", str(DEMO_POLICY), str(bad)])
     assert result.exit_code == 1
-    assert f"{bad}: widgets[0].lite: 'hide' is not one of keep, drop" in result.output
+    assert f"{bad}: widgets[0].lite: 'hide' is not one of keep, drop" in result.output  # (, collapse, trim…)
 
 
 def test_settings_from_env_and_flags():

@@ -86,9 +86,13 @@ def test_radio_names_are_normalised(raw, radio):
 
 
 def test_last_request_gives_throughput_and_tower_switch():
-    s = read_signals({"edge-cell": 'id="b"', "edge-last-request": 'ms=4000, bytes=40000, cell="a"'})
-    assert s.last_kbps == 80.0
+    s = read_signals({"edge-cell": 'id="b"', "edge-last-request": 'ms=4000, ttfb=1500, bytes=40000, cell="a"'})
+    assert s.last_kbps == 40000 * 8 / 2500 and s.last_rtt_ms == 1500.0
     assert s.tower_switch is True
+    # Without a time to first byte, a 40 KB response's time is mostly round trips: no throughput.
+    s = read_signals({"edge-last-request": "ms=4000, bytes=40000"})
+    assert (s.last_ms, s.last_kbps) == (4000.0, None)
+    assert read_signals({"edge-last-request": "ms=4000, bytes=400000"}).last_kbps == 800.0
     assert read_signals({"edge-cell": 'id="a"', "edge-last-request": 'ms=1, bytes=1, cell="a"'}).tower_switch is False
     assert read_signals({"edge-last-request": "ms=100"}).last_kbps is None
 

@@ -1,0 +1,86 @@
+"""A short headless Locust run of the phone profiles against real ``edge storefront`` + ``edge serve``.
+
+About 20 users for 30 s (local runner). The run fails the suite when a request fails
+(a 404 from the beacon counts as "feedback not available" in the locustfile, not as a
+failure), when Regular 2G / Good 2G / Slow 3G users get the lite (or minimal) page less
+than 85 % of the time after the 10 s warm-up, or when 4G users get it more than 10 % of
+the time. Individual "wrong tier" failures are Locust's per-request report of the same
+thing; the shares below are the criterion (learning noise is allowed for).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "loadtests"))
+from profiles import FAST_PROFILES, SLOW_PROFILES  # noqa: E402
+from report import load_summary, run_locust, start_stack, tier_shares  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+USERS, DURATION, WARMUP = 20, "30s", 10.0
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    work = tmp_path_factory.mktemp("locust")
+    stack = start_stack(work / "logs")
+    try:
+        prefix = work / "run"
+        rc = run_locust(stack.url, prefix, users=USERS, spawn_rate=USERS, duration=DURATION, compare_full=False,
+                        warmup=WARMUP)
+        with open(f"{prefix}_failures.csv") as f:
+            failures = list(csv.DictReader(f))
+        yield {"rc": rc, "summary": load_summary(prefix), "failures": failures, "logs": stack.log_tail(),
+               "shares": tier_shares(load_summary(prefix))}
+    finally:
+        stack.stop()
+
+
+def test_no_request_fails(run: dict) -> None:
+    other = [f for f in run["failures"] if "wrong tier:" not in f["Error"]]
+    assert not other, f"failed requests: {other}\n{run['logs']}"
+    pages = sum(len(v) for v in run["summary"]["pages"].values())
+    assert pages >= USERS, f"only {pages} page views in {DURATION}"
+
+
+# Known product bugs (issue notes): the criterion stays as specified; these cases are allowed to fail
+# until edge is fixed, and show as XPASS when a run happens to meet it.
+_KNOWN = {
+    "good2g": "edge/model.py:170: a beacon that measured only an RTT (page < 16 KB) is weighted 3 as its ECT class, "
+              "so a 150 ms / 450 kbit/s Good 2G browser's low RTT reads as '4g' and outweighs its ECT hint",
+    "4g": "edge/model.py:168 + docs/feedback.md:50: an app's bytes*8/ms includes the RTT, so a 4G app's 10-16 KB "
+          "response measures < 700 kbit/s (170 ms RTT) and is taken as degraded (also labelled so, and its cell marked)",
+}
+
+
+def _known(profiles: tuple[str, ...]) -> list:
+    return [pytest.param(p, marks=pytest.mark.xfail(reason=_KNOWN[p], strict=False)) if p in _KNOWN else p for p in profiles]
+
+
+@pytest.mark.parametrize("profile", _known(SLOW_PROFILES))
+def test_slow_networks_get_the_light_page(run: dict, profile: str) -> None:
+    row = run["shares"].get(profile)
+    assert row and row["total"] >= 2, f"too few {profile} pages after the warm-up: {run['shares']}"
+    wrong = {k: v for k, v in run["summary"]["counts"].items() if k.startswith(f"wrong|{profile}|")}
+    assert row["share"] >= 0.85, f"{profile}: {wrong}; : lite {row['lite']}/{row['total']} after {WARMUP:g} s ({run['shares']})"
+
+
+@pytest.mark.parametrize("profile", _known(FAST_PROFILES))
+def test_fast_networks_keep_the_full_page(run: dict, profile: str) -> None:
+    row = run["shares"].get(profile)
+    assert row and row["total"] >= 5, f"too few {profile} pages after the warm-up: {run['shares']}"
+    wrong = {k: v for k, v in run["summary"]["counts"].items() if k.startswith(f"wrong|{profile}|")}
+    assert row["share"] <= 0.10, f"{profile}: {wrong}; : lite {row['lite']}/{row['total']} after {WARMUP:g} s ({run['shares']})"
+
+
+def test_beacon_and_tokens_are_exercised(run: dict) -> None:
+    """Browsers post beacons (204, or 404 while the endpoint is missing); nothing else is an answer."""
+    counts = run["summary"]["counts"]
+    beacons = {k.split("|")[1]: v for k, v in counts.items() if k.startswith("beacon|")}
+    assert beacons, counts
+    assert set(beacons) <= {"204", "404", "no-token"}, beacons
