@@ -33,7 +33,7 @@ from starlette.routing import Mount, Route
 
 from edge import metrics
 from edge.errors import PolicyError
-from edge.middleware import AdaptiveMiddleware
+from edge.middleware import AdaptiveMiddleware, _key_bytes
 from edge.model import MODELS, NetworkModel
 from edge.policy import Policy, load_policy
 from edge.proxy import ReverseProxy
@@ -57,7 +57,7 @@ def make_model(settings: Settings) -> NetworkModel:
     path = Path(settings.checkpoint) if settings.checkpoint else None
     if load is not None and path is not None and path.exists():
         try:
-            model = load(path)
+            model = load(path, key=checkpoint_key(settings))
         except Exception as exc:  # a corrupt or incompatible file must not stop the sidecar
             metrics.CHECKPOINTS.labels("failed").inc()
             log.error("model checkpoint %s unusable, starting fresh: %s", path, exc)
@@ -66,6 +66,14 @@ def make_model(settings: Settings) -> NetworkModel:
             log.info("model restored from %s", path)
             return model
     return factory()
+
+
+def checkpoint_key(settings: Settings) -> bytes | None:
+    """Checkpoints are signed with the feedback key (HMAC), so edge never unpickles a file it did not write.
+
+    Without a configured key they carry a SHA-256 checksum only (corruption, not tampering).
+    """
+    return _key_bytes(settings.feedback_key) if settings.feedback_key else None
 
 
 class Edge:
@@ -78,7 +86,10 @@ class Edge:
         self.ready = False
         self._policy_mtime = _mtime(self.policy_path)
         inner = Starlette(routes=[Mount("/", app=self.proxy)], lifespan=self._lifespan)
-        self.middleware = AdaptiveMiddleware(inner, policy=policy, model=model, settings=settings)
+        # The per-cell statistics travel in the model's checkpoint, so a restart keeps what cells taught.
+        extra = getattr(model, "extra", None)
+        towers = extra.get("towers") if isinstance(extra, dict) else None
+        self.middleware = AdaptiveMiddleware(inner, policy=policy, model=model, settings=settings, towers=towers)
         #: The ASGI app for the public port.
         self.public = self.middleware
         #: The ASGI app for the admin port.
@@ -126,8 +137,11 @@ class Edge:
         save = getattr(self.model, "save", None)
         if save is None or not self.settings.checkpoint:
             return False
+        extra = getattr(self.model, "extra", None)
+        if isinstance(extra, dict):
+            extra["towers"] = self.middleware.towers
         try:
-            save(Path(self.settings.checkpoint))
+            save(Path(self.settings.checkpoint), key=checkpoint_key(self.settings))
         except Exception as exc:  # a full disk must not take the sidecar down
             metrics.CHECKPOINTS.labels("failed").inc()
             log.error("model checkpoint to %s failed: %s", self.settings.checkpoint, exc)

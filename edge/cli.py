@@ -4,6 +4,7 @@
     edge demo                       # the demo storefront with edge in front; prints URLs and curl lines
     edge storefront --port 8081     # the demo storefront alone
     edge policy check FILE...       # validate policy files (exit 1 with file, key and problem)
+    edge replay TRACES...           # replay G-NetTrack traces through the model; prequential evaluation
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ _serve_options = [
     click.option("--max-rewrite-bytes", type=int, help="Larger pages stream through unmodified.  [env EDGE_MAX_REWRITE_BYTES]"),
     click.option("--graceful-timeout", type=float, help="Seconds SIGTERM waits for in-flight requests.  [env EDGE_GRACEFUL_TIMEOUT; default 20]"),
     click.option("--admin-token", help="Bearer token for admin POST endpoints.  [env EDGE_ADMIN_TOKEN; default none]"),
+    click.option("--model", type=click.Choice(["auto", "rules", "river", "off"]), help="Who predicts: auto = rules until the River model earns trust.  [env EDGE_MODEL; default auto]"),
+    click.option("--checkpoint", help="Model checkpoint file (restored at start, written periodically and at exit).  [env EDGE_CHECKPOINT]"),
     click.option("--fail-mode", type=click.Choice(["open", "closed"]), help="open: serve the original on errors.  [env EDGE_FAIL_MODE]"),
     click.option("--log-level", help="debug, info, warning, error.  [env EDGE_LOG_LEVEL; default info]"),
 ]
@@ -263,6 +266,14 @@ def _print_tiers(compiled, sample: tuple[bytes, str, str | None, str], route_pat
         if report.budget_dropped:
             click.echo(f"           dropped for the budget: {', '.join(report.budget_dropped)}")
 
+
+def _register_replay() -> None:
+    from edge.replay import replay_command
+
+    main.add_command(replay_command, "replay")
+
+
+_register_replay()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

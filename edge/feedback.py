@@ -333,6 +333,8 @@ class Feedback:
         if isinstance(x, dict):
             self.model.learn(x, degraded)
             metrics.LABELS.labels(source, "degraded" if degraded else "ok").inc()
+            if payload.get("s") == "holdback":
+                metrics.HOLDBACK_LABELS.labels("degraded" if degraded else "ok").inc()
         cell = payload.get("c")
         if isinstance(cell, str):
             self.towers.observe(cell, m.kbps, degraded, now)

@@ -36,12 +36,15 @@ __all__ = [
     "CHECKPOINTS",
     "POLICY_RELOADS",
     "PROXIED",
+    "HOLDBACK_LABELS",
+    "HOLDBACK_DURATION",
     "registry",
 ]
 
 TIERS = ("full", "lite", "minimal")
-#: Who decided the tier: the rule baseline, the learned model, a policy override, or nobody (unknown → full).
-SOURCES = ("rules", "model", "override", "none")
+#: Who decided the tier: the rule baseline, the learned model, a policy override (preference cookie,
+#: Save-Data), the holdback control group (always full), or nobody (unknown → full).
+SOURCES = ("rules", "model", "override", "holdback", "none")
 STAGES = ("signals", "predict", "decide", "decode", "rewrite", "respond")
 UPSTREAM_ERROR_KINDS = ("connect", "timeout", "protocol", "read", "other")
 
@@ -153,6 +156,19 @@ PROXIED = Counter(
 )
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
+# The holdback (a control group that always gets the full page), reported apart so a dashboard can
+# compare it with the adapted traffic.
+HOLDBACK_LABELS = Counter(
+    "edge_holdback_labels_total",
+    "Labels from holdback pages (always full), by label.",
+    ["label"],
+)
+HOLDBACK_DURATION = Histogram(
+    "edge_holdback_request_duration_seconds",
+    "Request duration of holdback pages (always full).",
+    buckets=LATENCY_BUCKETS,
+)
+
 TABLE_SIZE = Gauge(
     "edge_table_entries",
     "Entries held in a bounded in-memory table, by table.",
@@ -183,6 +199,8 @@ for _result in ("written", "loaded", "failed"):
     CHECKPOINTS.labels(_result)
 for _result in ("success", "failure"):
     POLICY_RELOADS.labels(_result)
+for _label in ("degraded", "ok"):
+    HOLDBACK_LABELS.labels(_label)
 for _code in STATUS_CLASSES:
     PROXIED.labels(_code)
 for _table in ("cells", "replay_guard"):

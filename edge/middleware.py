@@ -42,7 +42,8 @@ from edge.features import Features, to_features
 from edge.feedback import Feedback, FeedbackRejected, TokenSigner
 from edge.model import NetworkModel, RuleModel
 from edge.policy import Decision, Policy
-from edge.rewrite import HtmlRewriter, beacon_script, switch_link
+from edge.policy import holdback_draw
+from edge.rewrite import HtmlRewriter, JsonRewriter, beacon_script, switch_link
 from edge.settings import Settings
 from edge.signals import ACCEPT_CH, SIGNAL_HEADERS, Signals, read_signals
 from edge.towers import TowerTable
@@ -107,7 +108,7 @@ class AdaptiveMiddleware:
 
     def set_policy(self, policy: Policy) -> None:
         """Swap in a new compiled policy; requests already in flight keep the one they started with."""
-        self._compiled = (policy, HtmlRewriter(policy))
+        self._compiled = (policy, HtmlRewriter(policy), JsonRewriter(policy))
         self.feedback.labels = policy.labels
 
     @property
@@ -155,7 +156,15 @@ class AdaptiveMiddleware:
             model_s = time.perf_counter() - started
             stage = "decide"
             preference = _cookie(cookies, policy.preference_cookie)
-            decision = policy.decide(p, source=self.model.source, save_data=signals.save_data, preference=preference)
+            draw = holdback_draw(_client_id(scope, headers)) if policy.holdback else None
+            decision = policy.decide(
+                p,
+                source=self.model.source,
+                save_data=signals.save_data,
+                preference=preference,
+                holdback_draw=draw,
+                path=scope["path"],
+            )
             return _Verdict(decision, model_s, x, signals.cell_id)
         except Exception as exc:
             self.fail_open(stage, exc)
@@ -209,6 +218,7 @@ def _signer(settings: Settings) -> TokenSigner:
 
 
 def _key_bytes(key: str) -> bytes:
+    """A configured key: hex if it is hex, else its UTF-8 bytes."""
     try:
         return bytes.fromhex(key)
     except ValueError:
@@ -220,7 +230,7 @@ class _Responder:
 
     __slots__ = (
         "mw", "scope", "downstream", "started", "mode", "start", "chunks", "size", "verdict", "upstream_s",
-        "content_type", "coding",
+        "content_type", "coding", "kind",
     )
 
     def __init__(self, mw: AdaptiveMiddleware, scope: Scope, send: Send) -> None:
@@ -236,6 +246,7 @@ class _Responder:
         self.upstream_s = 0.0
         self.content_type = b""
         self.coding = ""
+        self.kind = "html"
 
     async def send(self, message: Message) -> None:
         if self.mode == "pass":
@@ -248,14 +259,15 @@ class _Responder:
                 await self.downstream({**message, "headers": _not_modified_headers(message["headers"], self.verdict.decision.tier)})
                 return
             kind = self._adaptable(message)
-            if kind == "html":
+            if kind is not None and self.verdict is None:
+                self.verdict = self.mw.decide(self.scope, time.time())
+            if kind == "html" or (kind == "json" and self._json_rules_apply()):
                 # Hold the start message: Content-Length, ETag and Vary change with the body.
+                self.kind = kind
                 self.start = message
                 self.mode = "buffer"
-                if self.verdict is None:
-                    self.verdict = self.mw.decide(self.scope, time.time())
             elif kind == "json":
-                # App responses carry their token in a header; their body passes through.
+                # An app response no layout rule touches: its body passes through, with the token.
                 self.mode = "pass"
                 await self.downstream({**message, "headers": [*message["headers"], *self._token_header()]})
             else:
@@ -266,9 +278,18 @@ class _Responder:
         else:
             await self.downstream(message)
 
+    def _json_rules_apply(self) -> bool:
+        assert self.verdict is not None
+        try:
+            return self.mw._compiled[2].applies(self.verdict.decision.tier, self.scope["path"])
+        except Exception as exc:
+            self.mw.fail_open("rewrite", exc)
+            return False
+
     def _token_header(self) -> list[tuple[bytes, bytes]]:
         try:
-            v = self.mw.decide(self.scope, time.time())
+            v = self.verdict
+            assert v is not None
             token = self.mw.feedback.issue(
                 v.features, "full", v.decision.source, v.decision.p, self.upstream_s * 1000, v.cell_id, time.time()
             )
@@ -294,12 +315,15 @@ class _Responder:
             if name == b"cache-control" and b"no-transform" in value.lower():
                 return None
         content_type = content_type.lower()
+        coding = encoding.strip().lower().decode("latin-1")
+        if coding not in _DECODABLE:
+            return None
+        self.content_type, self.coding = content_type, coding
         if content_type.startswith(b"application/json"):
             return "json"
-        if not content_type.startswith(b"text/html") or encoding.strip().lower().decode("latin-1") not in _DECODABLE:
-            return None
-        self.content_type, self.coding = content_type, encoding.strip().lower().decode("latin-1")
-        return "html"
+        if content_type.startswith(b"text/html"):
+            return "html"
+        return None
 
     async def _buffer(self, message: Message) -> None:
         chunk = message.get("body", b"")
@@ -337,14 +361,19 @@ class _Responder:
             tier = "full"
         else:
             try:
-                policy, rewriter = self.mw._compiled
-                query = self.scope.get("query_string", b"")
-                path = self.scope["path"] + ("?" + query.decode("latin-1") if query else "")
+                _, html_rewriter, json_rewriter = self.mw._compiled
+                route = self.scope["path"]
                 token = self.mw.feedback.issue(
                     verdict.features, tier, decision.source, decision.p, self.upstream_s * 1000, verdict.cell_id, time.time()
                 )
-                snippet = switch_link("lite" if tier == "full" else "full", path, _SWITCH_TEXT[tier]) + beacon_script(token)
-                body = rewriter.rewrite(page, tier, snippet)
+                if self.kind == "json":
+                    body = json_rewriter.rewrite(page, tier, route)
+                else:
+                    query = self.scope.get("query_string", b"")
+                    back = route + ("?" + query.decode("latin-1") if query else "")
+                    snippet = switch_link("lite" if tier == "full" else "full", back, _SWITCH_TEXT[tier]) + beacon_script(token)
+                    charset = charset_of(self.content_type, page[:1024])
+                    body = html_rewriter.rewrite(page, tier, snippet, path=route, charset=charset)
                 coding = negotiate(_header(self.scope, b"accept-encoding")) if len(body) >= _MIN_COMPRESS_BYTES else None
                 body = encode(body, coding) if coding else body
             except Exception as exc:
@@ -367,7 +396,10 @@ class _Responder:
         metrics.REQUESTS.labels(tier, decision.source).inc()
         metrics.UPSTREAM_BYTES.labels(tier).inc(len(original))
         metrics.SERVED_BYTES.labels(tier).inc(len(served))
-        metrics.REQUEST_DURATION.labels(tier).observe(time.perf_counter() - self.started)
+        elapsed = time.perf_counter() - self.started
+        metrics.REQUEST_DURATION.labels(tier).observe(elapsed)
+        if decision.source == "holdback":
+            metrics.HOLDBACK_DURATION.observe(elapsed)
 
 
 def _translate_if_none_match(headers: list[tuple[bytes, bytes]], tier: str) -> list[tuple[bytes, bytes]]:
@@ -420,6 +452,15 @@ def _with_date(send: Send) -> Send:
         await send(message)
 
     return dated
+
+
+def _client_id(scope: Scope, headers: dict[str, str]) -> str:
+    """A stable id for the holdback draw: the client's address and User-Agent (no cookie needed).
+
+    Behind a load balancer, set EDGE_FORWARDED_ALLOW_IPS so the address is the shopper's.
+    """
+    client = scope.get("client")
+    return f"{client[0] if client else ''} {headers.get('user-agent', '')}"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -345,6 +345,12 @@ class PhoneUser(User):
             check.failure("no Edge-Tier on an HTML page")
             return
         steady = self._phase() == "steady"
+        # Who decided and why (Server-Timing edge;desc="tier/source/reason").
+        desc = re.search(r'edge;desc="([^"]*)"', response.header("server-timing") or "")
+        if desc and desc.group(1).split("/")[1:2] == ["holdback"]:
+            # The holdback is edge's control group: always the full page, by design. Counted apart.
+            self.summary_tier("holdback", steady)
+            return
         self.summary_tier(tier, steady)
         if self.forced_full:
             if tier != "full":
@@ -352,8 +358,6 @@ class PhoneUser(User):
         elif steady and (self.profile.expect == "lite" and tier not in ("lite", "minimal")
                          or self.profile.expect == "full" and tier != "full"):
             check.failure(f"wrong tier: {tier} for {self.profile.name}")
-            # Who decided and why (Server-Timing edge;desc="tier/source/reason"), for the summary only.
-            desc = re.search(r'edge;desc="([^"]*)"', response.header("server-timing") or "")
             SUMMARY.count("wrong", self.profile.name, self.kind, desc.group(1) if desc else "?")
 
     def summary_tier(self, tier: str, steady: bool) -> None:

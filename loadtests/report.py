@@ -178,6 +178,8 @@ def tier_shares(summary: dict, phase: str = "steady", variant: str = "edge") -> 
         if parts[0] != "tier" or parts[2] != variant or parts[4] != phase:
             continue
         _, profile, _, kind, _, tier = parts
+        if tier == "holdback":
+            continue  # the control group always gets the full page; not part of the share
         for group in (profile, f"{profile}/{kind}"):
             row = out.setdefault(group, {"total": 0, "lite": 0})
             row["total"] += n

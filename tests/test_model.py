@@ -37,9 +37,14 @@ def test_each_signal_alone_moves_the_prediction():
     assert model.predict({"cell_degraded_share": 0.8, "cell_samples": 20.0}) == pytest.approx(0.8)
 
 
-def test_small_last_request_is_read_as_round_trips_not_throughput():
-    # 2 KB in 1.5 s says "slow round trips" (2g by RTT), not "11 kbit/s".
-    assert RuleModel().predict({"last_kbps": 10.7, "last_bytes": 2000.0, "last_ms": 1500.0}) == ECT_DEGRADED_P["2g"]
+def test_round_trips_alone_only_ever_say_slow():
+    model = RuleModel()
+    # A whole request of 1.5 s is 2g-like whatever its size; 300 ms for 16 KB says nothing (4G with 170 ms RTT).
+    assert model.predict({"last_bytes": 2000.0, "last_ms": 1500.0}) == ECT_DEGRADED_P["2g"]
+    assert model.predict({"last_bytes": 16_000.0, "last_ms": 300.0}) is None
+    # A measured round trip: 400 ms is slow (3g); 150 ms could still be a thin 2G link, so no evidence.
+    assert model.predict({"last_rtt_ms": 400.0}) == pytest.approx(ECT_DEGRADED_P["3g"])
+    assert model.predict({"last_rtt_ms": 150.0}) is None
 
 
 def test_measured_throughput_outweighs_the_radio_type():

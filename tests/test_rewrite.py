@@ -1,5 +1,7 @@
 """The HTML rewriter: drops the tier's widgets, injects the switch link, and leaves everything else byte-exact."""
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -122,3 +124,292 @@ def test_random_markup_without_widgets_survives_lite_byte_exact(page):
     body = page.encode()
     out = rewrite(body, "lite")
     assert out.replace(LINK, b"", 1) == body
+
+
+# ---------------------------------------------------------------- every action, rule and the budget
+
+from hypothesis import HealthCheck  # noqa: E402
+from selectolax.lexbor import LexborHTMLParser  # noqa: E402
+
+from edge.rewrite import COLLAPSE_SCRIPT, RewriteError  # noqa: E402
+
+ACTIONS = Policy.from_toml(
+    """
+[[widgets]]
+widget = "reviews"
+priority = 40
+lite = "collapse"
+minimal = "drop"
+url = "/fragments/reviews?id={data-id}&from={path}"
+label = "Show reviews"
+
+[[widgets]]
+widget = "recs"
+priority = 30
+lite = "collapse"
+
+[[widgets]]
+selector = "ul.list"
+priority = 50
+lite = "trim"
+keep = 2
+item = "li"
+
+[[widgets]]
+widget = "grid"
+priority = 90
+minimal = "trim"
+keep = 1
+
+[[images]]
+src = '^(/static/img/.+\\.png)$'
+variant = '\\1?w=160'
+variant_bytes = 0.25
+tiers = ["lite"]
+
+[[images]]
+lazy = true
+drop_srcset = true
+max_bytes = 10000
+
+[[scripts]]
+src = 'analytics'
+lite = "defer"
+minimal = "drop"
+
+[[scripts]]
+selector = "script.chat"
+lite = "drop"
+"""
+)
+PAGE = (
+    b"<!doctype html><html><head>"
+    b'<script src="/js/analytics.js"></script><script src="/js/app.js"></script>'
+    b'<script class="chat">chat()</script><script type="application/ld+json" class="chat">{"a":1}</script>'
+    b"</head><body>"
+    b'<div data-edge-widget="reviews" data-id="7 &amp; 8"><p>great</p></div>'
+    b'<section data-edge-widget="recs" data-edge-src="/fragments/recs"><p>also</p></section>'
+    b'<aside data-edge-widget="recs"><p>no src</p></aside>'
+    b'<ul class="list"><li>1</li><li>2</li><li>3</li><li>4</li></ul>'
+    b'<div data-edge-widget="grid"><h2>g</h2><div>a</div></div>'
+    b'<img src="/static/img/a.png" width="100" height="100" data-edge-bytes="8000" srcset="/a2.png 2x" sizes="50vw">'
+    b'<img src="/static/img/big.png" data-edge-bytes="50000">'
+    b'<img src="/other.jpg" width="400" height="300" loading="eager">'
+    b"</body></html>"
+)
+
+
+def test_collapse_puts_a_plain_link_with_the_url_template_and_the_script_once():
+    out = HtmlRewriter(ACTIONS).rewrite(PAGE, "lite", LINK, path="/p/1?x=2")
+    assert b"great" not in out and b"also" not in out and b"no src" not in out
+    assert out.count(COLLAPSE_SCRIPT.encode()) == 1
+    assert (
+        b'<div class="edge-collapsed" data-edge-collapsed="reviews">'
+        b'<a href="/fragments/reviews?id=7%20%26%208&amp;from=/p/1?x=2" data-edge-fragment="" rel="nofollow">Show reviews</a></div>'
+    ) in out
+    assert b'<section class="edge-collapsed" data-edge-collapsed="recs"><a href="/fragments/recs" data-edge-fragment=""' in out
+    # No URL at all: the link opens the full page (no fragment, no script needed for it).
+    assert b'<aside class="edge-collapsed" data-edge-collapsed="recs"><a href="/__edge/tier/full?next=/p/1%3Fx%3D2" rel="nofollow">Show recs</a></aside>' in out
+    assert LexborHTMLParser(out).css_first("a[data-edge-fragment]").attributes["href"].startswith("/fragments/reviews")
+
+
+def test_collapse_without_any_fragment_url_inserts_no_script():
+    policy = Policy.from_toml('[[widgets]]\nwidget = "recs"\npriority = 1\nlite = "collapse"')
+    out = HtmlRewriter(policy).rewrite(b'<body><div data-edge-widget="recs">x</div></body>', "lite", b"")
+    assert b"<script" not in out and b"edge-collapsed" in out
+
+
+def test_trim_keeps_the_first_n_items():
+    lite = HtmlRewriter(ACTIONS).rewrite(PAGE, "lite", LINK)
+    assert b'<ul class="list"><li>1</li><li>2</li></ul>' in lite
+    minimal = HtmlRewriter(ACTIONS).rewrite(PAGE, "minimal", LINK)
+    assert b'<div data-edge-widget="grid"><h2>g</h2></div>' in minimal  # keep = 1 element child, any tag
+    assert b'<ul class="list"><li>1</li><li>2</li></ul>' in minimal  # no minimal action: the lite one applies
+
+
+def test_trim_leaves_unclosed_list_items_alone():
+    # lol_html does not imply </li>, so unclosed items nest: trim sees one child and cuts nothing.
+    page = b'<ul class="list"><li>1<li>2<li>3</ul>'
+    assert HtmlRewriter(ACTIONS).rewrite(page, "lite", b"") == page
+
+
+def test_image_rules_variant_lazy_srcset_and_size_cap():
+    out = HtmlRewriter(ACTIONS).rewrite(PAGE, "lite", LINK)
+    assert b'src="/static/img/a.png?w=160"' in out
+    tag = re.search(rb'<img src="/static/img/a.png\?w=160"[^>]*>', out).group()
+    assert b'loading="lazy"' in tag and b'decoding="async"' in tag and b"srcset" not in tag and b"sizes" not in tag
+    # 50 000 declared × 0.25 for the variant = 12 500 > 10 000: dropped.
+    assert b"big.png" not in out
+    # 400 × 300 × 0.5 B/px = 60 000 > 10 000: dropped; an explicit loading="eager" would have been kept.
+    assert b"other.jpg" not in out
+    minimal = HtmlRewriter(ACTIONS).rewrite(PAGE, "minimal", LINK)
+    assert b'src="/static/img/a.png"' in minimal  # the variant rule is lite-only
+
+
+def test_lazy_keeps_an_existing_loading_attribute():
+    policy = Policy.from_toml("[[images]]\nlazy = true")
+    out = HtmlRewriter(policy).rewrite(b'<img src="a" loading="eager"><img src=b>', "lite", b"")
+    assert out == b'<img src="a" loading="eager" decoding="async"><img src=b loading="lazy" decoding="async">'
+
+
+def test_script_rules_defer_drop_and_leave_json_ld_alone():
+    lite = HtmlRewriter(ACTIONS).rewrite(PAGE, "lite", LINK)
+    assert b'<script src="/js/analytics.js" defer=""></script>' in lite
+    assert b'<script src="/js/app.js"></script>' in lite
+    assert b"chat()" not in lite
+    assert b'<script type="application/ld+json" class="chat">{"a":1}</script>' in lite
+    minimal = HtmlRewriter(ACTIONS).rewrite(PAGE, "minimal", LINK)
+    assert b"analytics" not in minimal
+
+
+def test_script_rule_all_types_reaches_data_scripts():
+    policy = Policy.from_toml('[[scripts]]\nselector = "script#state"\nlite = "drop"\nall_types = true')
+    page = b'<script id="state" type="application/json">{}</script><p>x</p>'
+    assert HtmlRewriter(policy).rewrite(page, "lite", b"") == b"<p>x</p>"
+
+
+def test_routes_pick_their_own_rules():
+    policy = Policy.from_toml(
+        '[[widgets]]\nwidget = "ads"\npriority = 1\nlite = "drop"\n'
+        '[[routes]]\nname = "checkout"\npath = "/checkout/**"\n'
+        '[[routes.widgets]]\nwidget = "ads"\npriority = 1\nlite = "keep"\n'
+    )
+    page = b'<body><div data-edge-widget="ads">ad</div></body>'
+    assert b"ad</div>" not in HtmlRewriter(policy).rewrite(page, "lite", b"", path="/")
+    assert HtmlRewriter(policy).rewrite(page, "lite", b"", path="/checkout/pay") == page
+
+
+BUDGET = Policy.from_toml(
+    """
+[budget]
+lite = 3000
+protect = 90
+[[widgets]]
+widget = "essential"
+priority = 95
+[[widgets]]
+widget = "low"
+priority = 10
+[[widgets]]
+widget = "mid"
+priority = 50
+[[widgets]]
+widget = "inner"
+priority = 5
+"""
+)
+
+
+def budget_page(essential_img: int = 1000, loose_img: int = 800) -> bytes:
+    return (
+        b"<html><body>"
+        b'<div data-edge-widget="essential"><img src="/e.png" data-edge-bytes="%d"></div>'
+        b'<div data-edge-widget="mid">' + b"m" * 500 + b'<div data-edge-widget="inner">' + b"i" * 100 + b"</div></div>"
+        b'<div data-edge-widget="low"><img src="/l.png" data-edge-bytes="1500"></div>'
+        b'<img src="/loose.png" data-edge-bytes="%d">'
+        b"</body></html>"
+    ) % (essential_img, loose_img)
+
+
+def test_budget_drops_lowest_priority_widgets_until_the_page_fits():
+    page = budget_page()
+    out, report = HtmlRewriter(BUDGET).rewrite_with_report(page, "lite", b"")
+    # HTML ~0.9 KB + images 1000 + 1500 + 800: over 3000. inner (5) goes first, then low (10, with its 1500 B image).
+    assert report.budget_dropped == ["inner", "low"]
+    assert b'data-edge-widget="low"' not in out and b"iiii" not in out and b"mmmm" in out
+    assert report.fits and report.total_bytes == len(out) + 1000 + 800
+    assert report.kept == ["essential", "mid"]
+    assert HtmlRewriter(BUDGET).rewrite(page, "lite", b"") == out  # the plain call gives the same page
+    assert b"<!--edge" not in out
+
+
+def test_budget_then_drops_the_largest_unprotected_images():
+    page = budget_page(essential_img=3200, loose_img=900)
+    out, report = HtmlRewriter(BUDGET).rewrite_with_report(page, "lite", b"")
+    assert report.budget_dropped[:3] == ["inner", "low", "mid"]
+    assert report.budget_dropped[3:] == ["img /loose.png"]
+    assert b"/e.png" in out  # inside a protected widget
+    assert not report.fits  # essential alone is over: reported, never cut
+
+
+def test_budget_never_cuts_a_widget_lol_html_closed_somewhere_odd():
+    policy = Policy.from_toml('[budget]\nlite = 10\n[[widgets]]\nwidget = "w"\npriority = 1')
+    page = b'<div><section data-edge-widget="w"><p>x</div><p>after</p>'
+    out, report = HtmlRewriter(policy).rewrite_with_report(page, "lite", b"")
+    assert out == page and report.budget_dropped == [] and not report.fits
+
+
+def test_report_counts_everything():
+    _, report = HtmlRewriter(ACTIONS).rewrite_with_report(PAGE, "lite", LINK, path="/p/1")
+    assert report.collapsed == ["reviews", "recs", "recs"]
+    assert report.trimmed == {"ul.list": 2}
+    assert report.images_rewritten == 2 and len(report.images_dropped) == 2 and report.images_kept == 1
+    assert report.image_bytes == 2000  # a.png's 8000 declared bytes × 0.25
+    assert (report.scripts_deferred, report.scripts_dropped) == (1, 1)
+    _, full = HtmlRewriter(ACTIONS).rewrite_with_report(PAGE, "full", LINK)
+    assert full.html_bytes == len(PAGE) + len(LINK) and full.images_kept == 3
+    assert full.image_bytes == 8000 + 50000 + 60000
+
+
+def test_inserted_text_follows_the_page_charset():
+    policy = Policy.from_toml('[[widgets]]\nwidget = "r"\npriority = 1\nlite = "collapse"\nlabel = "Avis – voir"')
+    page = '<body><p>Café</p><div data-edge-widget="r">x</div></body>'
+    utf8 = HtmlRewriter(policy).rewrite(page.encode(), "lite", b"", charset="utf-8")
+    assert "Avis – voir".encode() in utf8
+    for charset in ("iso-8859-1", "windows-1252", "shift_jis", None, "x-unknown"):
+        body = page.encode("latin-1") if charset != "shift_jis" else page.replace("Café", "大阪").encode("shift_jis")
+        out = HtmlRewriter(policy).rewrite(body, "lite", b"", charset=charset)
+        assert b"Avis &#8211; voir" in out, charset
+        assert out.startswith(body[: body.index(b"<div")])  # untouched bytes identical
+
+
+@pytest.mark.parametrize("charset", ["utf-16", "UTF-16LE", "utf-32", "iso-2022-jp", "cp500"])
+def test_charsets_lol_html_cannot_tokenize_are_refused(charset):
+    with pytest.raises(RewriteError, match="not ASCII-compatible"):
+        HtmlRewriter(ACTIONS).rewrite(b"<p>x</p>", "lite", b"", charset=charset)
+    with pytest.raises(RewriteError):
+        HtmlRewriter(ACTIONS).rewrite(b"<p>x</p>", "full", b"", charset=charset)
+
+
+def test_markup_lol_html_refuses_is_a_rewrite_error():
+    # strict mode: a text-content tag where lol_html cannot tell how to parse what follows
+    with pytest.raises(RewriteError, match="lol_html"):
+        HtmlRewriter(POLICY).rewrite(b'<select><xmp>a</xmp></select><div data-edge-widget="ads">x</div>', "lite", b"")
+
+
+RICH = st.lists(
+    st.sampled_from(
+        TOKENS + WIDGET + ['<div data-edge-widget="reviews" data-id=3>', '<ul class="list">', "<li>", "</li>", "</ul>",
+                           '<img src="/static/img/a.png" data-edge-bytes="9000">', "<img src=x width=10 height=10>",
+                           '<script src="/analytics.js">', "<select>", "<xmp>", "<textarea>", "<svg>", "</svg>", "<math>",
+                           "<template>", "</template>", '<script type="application/ld+json">', "<iframe>", "<noscript>"]
+    ),
+    max_size=150,
+).map("".join)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(RICH, st.sampled_from(["full", "lite", "minimal"]), st.sampled_from([None, "utf-8", "latin-1", "shift_jis"]))
+def test_random_markup_never_raises_anything_but_rewrite_error(page, tier, charset):
+    body = page.encode()
+    for policy in (ACTIONS, BUDGET):
+        try:
+            out = HtmlRewriter(policy).rewrite(body, tier, LINK, path="/p/1", charset=charset)
+            _, report = HtmlRewriter(policy).rewrite_with_report(body, tier, LINK, path="/p/1", charset=charset)
+        except RewriteError:
+            continue
+        assert LINK in out
+        assert report.html_bytes >= len(LINK)
+        if tier == "full":
+            assert out.replace(LINK, b"", 1) == body
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.sampled_from(["full", "lite", "minimal"]))
+def test_random_bytes_never_raise_anything_but_rewrite_error(body, tier):
+    try:
+        out = HtmlRewriter(ACTIONS).rewrite(body, tier, LINK, charset="latin-1")
+    except RewriteError:
+        return
+    if tier == "full":
+        assert out.replace(LINK, b"", 1) == body

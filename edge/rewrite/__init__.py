@@ -1,13 +1,36 @@
 """Stage 5: rewrite a response body into the tier's layout.
 
-- :class:`HtmlRewriter` drops the widgets a tier does not keep (streaming,
-  byte-preserving: everything it does not touch comes out byte for byte) and
-  injects the small "Full page" / "Light page" switch link.
-- :func:`switch_link` renders that link.
+- :class:`HtmlRewriter` applies the route's widget, image and script rules and
+  the byte budget to HTML pages (streaming, byte-preserving: everything it does
+  not touch comes out byte for byte) and injects the small "Full page" /
+  "Light page" switch link; :meth:`HtmlRewriter.rewrite_with_report` also says
+  what it kept, dropped and how many bytes are left (:class:`RewriteReport`).
+- :class:`JsonRewriter` applies the route's JSON layout rules to app API bodies.
+- :func:`switch_link` and :func:`beacon_script` render the injected snippet.
+- :class:`RewriteError` is the only exception the rewriters raise on purpose:
+  serve the original body.
 
 The full tier is the hot path for most shoppers: it is a byte splice, never a parse.
 """
 
-from edge.rewrite.html import HtmlRewriter, beacon_script, splice_before_body_end, switch_link
+from edge.rewrite.errors import RewriteError
+from edge.rewrite.html import (
+    COLLAPSE_SCRIPT,
+    HtmlRewriter,
+    RewriteReport,
+    beacon_script,
+    splice_before_body_end,
+    switch_link,
+)
+from edge.rewrite.json import JsonRewriter
 
-__all__ = ["HtmlRewriter", "beacon_script", "splice_before_body_end", "switch_link"]
+__all__ = [
+    "COLLAPSE_SCRIPT",
+    "HtmlRewriter",
+    "JsonRewriter",
+    "RewriteError",
+    "RewriteReport",
+    "beacon_script",
+    "splice_before_body_end",
+    "switch_link",
+]

@@ -48,21 +48,7 @@ def test_no_request_fails(run: dict) -> None:
     assert pages >= USERS, f"only {pages} page views in {DURATION}"
 
 
-# Known product bugs (issue notes): the criterion stays as specified; these cases are allowed to fail
-# until edge is fixed, and show as XPASS when a run happens to meet it.
-_KNOWN = {
-    "good2g": "edge/model.py:170: a beacon that measured only an RTT (page < 16 KB) is weighted 3 as its ECT class, "
-              "so a 150 ms / 450 kbit/s Good 2G browser's low RTT reads as '4g' and outweighs its ECT hint",
-    "4g": "edge/model.py:168 + docs/feedback.md:50: an app's bytes*8/ms includes the RTT, so a 4G app's 10-16 KB "
-          "response measures < 700 kbit/s (170 ms RTT) and is taken as degraded (also labelled so, and its cell marked)",
-}
-
-
-def _known(profiles: tuple[str, ...]) -> list:
-    return [pytest.param(p, marks=pytest.mark.xfail(reason=_KNOWN[p], strict=False)) if p in _KNOWN else p for p in profiles]
-
-
-@pytest.mark.parametrize("profile", _known(SLOW_PROFILES))
+@pytest.mark.parametrize("profile", SLOW_PROFILES)
 def test_slow_networks_get_the_light_page(run: dict, profile: str) -> None:
     row = run["shares"].get(profile)
     assert row and row["total"] >= 2, f"too few {profile} pages after the warm-up: {run['shares']}"
@@ -70,7 +56,7 @@ def test_slow_networks_get_the_light_page(run: dict, profile: str) -> None:
     assert row["share"] >= 0.85, f"{profile}: {wrong}; : lite {row['lite']}/{row['total']} after {WARMUP:g} s ({run['shares']})"
 
 
-@pytest.mark.parametrize("profile", _known(FAST_PROFILES))
+@pytest.mark.parametrize("profile", FAST_PROFILES)
 def test_fast_networks_keep_the_full_page(run: dict, profile: str) -> None:
     row = run["shares"].get(profile)
     assert row and row["total"] >= 5, f"too few {profile} pages after the warm-up: {run['shares']}"

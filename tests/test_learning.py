@@ -1,0 +1,303 @@
+"""The River model, the champion/challenger, rolling evaluation and checkpoints."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from unittest import mock
+
+import orjson
+import pytest
+import river.checks
+from river import datasets
+
+from edge.evaluation import RollingEvaluation, log_loss, roc_auc, scores
+from edge.model import (
+    MODELS,
+    ChampionChallenger,
+    CheckpointError,
+    EdgeFeatures,
+    NetworkModel,
+    RiverModel,
+    make_pipeline,
+)
+
+# --- River's own estimator checks ---------------------------------------------------------------
+
+
+class _Replayable:
+    """A re-iterable data set (River's checks may iterate one twice)."""
+
+    def __init__(self, data):
+        self.data = list(data)
+
+    def __iter__(self):
+        return iter(self.data)
+
+
+def _phishing_datasets(model, scale=1):
+    # River's _yield_datasets imports scikit-learn for data sets edge's binary classifier never
+    # uses; the binary-classification streams it would pick are River's bundled Phishing ones.
+    yield _Replayable(datasets.Phishing().take(200 * scale))
+    yield _Replayable((x, bool(y)) for x, y in datasets.Phishing().take(200 * scale))
+
+
+def _river_checks():
+    with mock.patch.object(river.checks, "_yield_datasets", _phishing_datasets):
+        for estimator in ("logreg",):
+            model = make_pipeline(estimator)
+            for check in river.checks.yield_checks(model):
+                if check.__name__ in model._unit_test_skips():
+                    continue
+                yield pytest.param(model, check, id=f"{estimator}:{check.__name__}")
+
+
+@pytest.mark.parametrize(("model", "check"), list(_river_checks()))
+def test_river_estimator_checks(model, check):
+    check(model.clone())
+
+
+def test_feature_transformer_passes_river_checks():
+    for check in (river.checks.common.check_repr, river.checks.common.check_clone_is_idempotent):
+        check(EdgeFeatures())
+
+
+# --- RiverModel ---------------------------------------------------------------------------------
+
+
+def test_river_model_is_a_network_model():
+    assert isinstance(RiverModel(), NetworkModel)
+    assert RiverModel.source == "model"
+    assert MODELS["river"] is RiverModel
+
+
+@pytest.mark.parametrize("estimator", ["logreg", "hat", "arf"])
+def test_cold_start_is_unknown_until_both_classes_seen(estimator):
+    model = RiverModel(estimator)
+    assert model.predict({"radio": "lte", "cqi": 9.0}) is None
+    for _ in range(5):
+        model.learn({"radio": "lte", "cqi": 3.0}, True)
+    assert model.predict({"radio": "lte", "cqi": 3.0}) is None  # one class only: still unknown
+    model.learn({"radio": "nr", "cqi": 14.0}, False)
+    p = model.predict({"radio": "lte", "cqi": 3.0})
+    assert p is not None and 0.0 <= p <= 1.0
+
+
+def test_missing_features_are_normal():
+    model = RiverModel()
+    rng = random.Random(1)
+    keys = ["radio", "rsrp", "sinr", "cqi", "last_kbps", "last_age_s", "cell_kbps", "cell_degraded_share", "ect"]
+    full = {
+        "radio": "lte",
+        "rsrp": -100.0,
+        "sinr": 5.0,
+        "cqi": 9.0,
+        "last_kbps": 900.0,
+        "last_age_s": 30.0,
+        "cell_kbps": 800.0,
+        "cell_degraded_share": 0.4,
+        "cell_samples": 4.0,
+        "ect": "3g",
+    }
+    for i in range(300):
+        x = {k: v for k, v in full.items() if rng.random() < 0.5 or k not in keys}
+        model.learn(x, i % 3 == 0)
+    for subset in itertools.chain([()], itertools.combinations(keys, 1), [tuple(keys)]):
+        p = model.predict({k: full[k] for k in subset})
+        assert p is not None and 0.0 <= p <= 1.0
+    assert model.predict({"save_data": 0.0}) is not None
+
+
+def test_categorical_encoding_is_bounded():
+    features = EdgeFeatures()
+    names = set()
+    for i in range(1000):
+        names |= set(features.transform_one({"radio": f"radio-{i}", "os": f"os{i}", "ect": "9g", "device_class": "x"}))
+    assert not any("=" in n and n.startswith(("radio=", "os=", "ect=", "device_class=")) for n in names)
+    assert "cell_id" not in features.transform_one({"cell_id": "404-45-1-2"})  # cell ids are never features
+
+
+def test_model_learns_the_physics():
+    model = RiverModel()
+    rng = random.Random(0)
+    for _ in range(2000):
+        kbps = 10 ** rng.uniform(1.5, 4.5)
+        model.learn({"radio": "lte", "last_kbps": kbps * rng.uniform(0.5, 2.0), "last_age_s": 20.0}, kbps < 700)
+    slow = model.predict({"radio": "lte", "last_kbps": 100.0, "last_age_s": 20.0})
+    fast = model.predict({"radio": "lte", "last_kbps": 20_000.0, "last_age_s": 20.0})
+    assert slow > 0.8 and fast < 0.2
+
+
+# --- Evaluation ---------------------------------------------------------------------------------
+
+
+def _brute_auc(y, p):
+    pos = [q for q, t in zip(p, y) if t]
+    neg = [q for q, t in zip(p, y) if not t]
+    wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def test_exact_auc_matches_pairwise_definition():
+    rng = random.Random(3)
+    for _ in range(20):
+        y = [rng.random() < 0.3 for _ in range(60)] + [True, False]
+        p = [rng.choice([None, 0.1, 0.5, 0.7, rng.random()]) for _ in y]
+        assert roc_auc(y, p) == pytest.approx(_brute_auc(y, [0.5 if q is None else q for q in p]))
+
+
+def test_scores_and_log_loss():
+    assert log_loss([], []) is None
+    s = scores([True, False], [None, None])
+    assert s["roc_auc"] == 0.5 and s["recall"] == 1.0  # None is scored as 0.5, flagged at 0.5
+
+
+def test_rolling_evaluation_forgets_old_labels():
+    ev = RollingEvaluation(("a",), window=50, every=10)
+    for i in range(100):  # perfect first …
+        ev.update(i % 2 == 0, {"a": 0.9 if i % 2 == 0 else 0.1})
+    assert ev.roc_auc("a") == 1.0
+    for i in range(50):  # … then exactly wrong: the window holds only the wrong ones
+        ev.update(i % 2 == 0, {"a": 0.1 if i % 2 == 0 else 0.9})
+    assert ev.roc_auc("a") == 0.0
+    assert ev.labels == 150 and ev.positives == 75 and ev.in_window == 50
+
+
+# --- Champion / challenger ----------------------------------------------------------------------
+
+
+def _stream(n, rng, flipped=False):
+    """Rules can't tell these apart in phase 1 (same radio, no hints); the CQI can.
+
+    In phase 2 (``flipped``) the CQI relation inverts and the browsers send ECT hints,
+    which the rules read correctly: the learned model is wrong, the rules right.
+    """
+    for _ in range(n):
+        degraded = rng.random() < 0.4
+        cqi = rng.uniform(1, 6) if degraded != flipped else rng.uniform(9, 15)
+        x = {"radio": "lte", "cqi": cqi}
+        if flipped:
+            x["ect"] = "2g" if degraded else "4g"
+        yield x, degraded
+
+
+def test_champion_switches_to_the_model_and_back_under_drift(metric):
+    rng = random.Random(7)
+    cc = ChampionChallenger(min_labels=200, window=200, every=10)
+    assert cc.source == "rules"
+    history = []
+    for x, y in _stream(600, rng):
+        cc.learn(x, y)
+        history.append(cc.source)
+    assert history[150] == "rules"  # not before min_labels
+    assert cc.source == "model"
+    assert cc.predict({"radio": "lte", "cqi": 2.0}) > 0.5 > cc.predict({"radio": "lte", "cqi": 14.0})
+    assert metric("edge_model_champion", model="model") == 1.0
+    assert metric("edge_model_roc_auc", model="model") > 0.9
+    for x, y in _stream(300, rng, flipped=True):
+        cc.learn(x, y)
+    assert cc.source == "rules"
+    assert metric("edge_model_champion", model="rules") == 1.0
+    assert cc.drifts >= 1
+    assert cc.predict({"ect": "2g", "cqi": 14.0}) == pytest.approx(0.88)  # the rules decide again
+
+
+def test_snapshot_is_json(metric):
+    cc = ChampionChallenger(min_labels=10, window=50, every=5, export_metrics=False)
+    snap = cc.snapshot()
+    assert snap["champion"] == "rules" and snap["labels"] == 0 and snap["roc_auc"] == {"model": None, "rules": None}
+    for x, y in _stream(40, random.Random(1)):
+        cc.learn(x, y)
+    snap = orjson.loads(orjson.dumps(cc.snapshot()))
+    assert set(snap) >= {"champion", "labels", "positive_rate", "roc_auc", "log_loss", "drifts"}
+    assert snap["labels"] == 40 and 0 < snap["positive_rate"] < 1
+    assert set(snap["roc_auc"]) == {"model", "rules"}
+
+
+def test_champion_with_unknown_model_prediction_falls_back_to_rules():
+    cc = ChampionChallenger(export_metrics=False)
+    cc._champion = "model"  # e.g. restored, but the model has not seen both classes
+    assert cc.predict({"ect": "2g"}) == pytest.approx(0.88)
+
+
+# --- Checkpoints --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def trained():
+    cc = ChampionChallenger(min_labels=50, window=100, every=10, export_metrics=False)
+    for x, y in _stream(200, random.Random(2)):
+        cc.learn(x, y)
+    cc.extra["note"] = "kept"
+    return cc
+
+
+PROBES = [{"radio": "lte", "cqi": c} for c in (1.0, 5.0, 9.0, 14.0)] + [{}, {"ect": "2g"}]
+
+
+@pytest.mark.parametrize("key", [None, b"secret"])
+def test_checkpoint_round_trip_gives_same_predictions(tmp_path, trained, key):
+    path = tmp_path / "model.ckpt"
+    trained.save(path, key=key)
+    restored = ChampionChallenger.load(path, key=key)
+    assert [restored.predict(x) for x in PROBES] == [trained.predict(x) for x in PROBES]
+    assert restored.snapshot() == trained.snapshot()
+    assert restored.extra == {"note": "kept"}
+    assert [p.name for p in tmp_path.iterdir()] == ["model.ckpt"]  # no temp file left behind
+    # and it keeps learning the same way
+    for x, y in _stream(20, random.Random(5)):
+        restored.learn(x, y)
+        trained.learn(x, y)
+    assert [restored.predict(x) for x in PROBES] == [trained.predict(x) for x in PROBES]
+
+
+def test_corrupt_checkpoint_names_the_file(tmp_path, trained):
+    path = tmp_path / "model.ckpt"
+    trained.save(path)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model\.ckpt.*digest mismatch"):
+        ChampionChallenger.load(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "bad magic"),
+        (b"\x80\x04K\x01.", "bad magic"),  # a bare pickle is never loaded
+        (b"EDGE-CHECKPOINT\nnot json\n", "corrupt header"),
+        (b'EDGE-CHECKPOINT\n{"kind":"champion-challenger","format":99}\n', "incompatible format 99"),
+    ],
+)
+def test_invalid_checkpoints_are_refused(tmp_path, content, message):
+    path = tmp_path / "bad.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message) as info:
+        ChampionChallenger.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_truncated_and_missing_and_wrong_key(tmp_path, trained):
+    path = tmp_path / "m.ckpt"
+    trained.save(path, key=b"k1")
+    with pytest.raises(CheckpointError, match="digest mismatch"):
+        ChampionChallenger.load(path, key=b"k2")
+    with pytest.raises(CheckpointError, match="expected sha256"):
+        ChampionChallenger.load(path)  # a keyed file needs its key
+    trained.save(path)
+    with pytest.raises(CheckpointError, match="expected hmac-sha256"):
+        ChampionChallenger.load(path, key=b"k1")  # an unkeyed file could be forged: refused
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="truncated"):
+        ChampionChallenger.load(path)
+    with pytest.raises(CheckpointError, match="cannot read"):
+        ChampionChallenger.load(tmp_path / "nope.ckpt")
+
+
+def test_checkpoint_from_another_river_series_is_refused(tmp_path, trained):
+    path = tmp_path / "m.ckpt"
+    with mock.patch("edge.model._river_series", return_value="0.19"):
+        trained.save(path)
+    with pytest.raises(CheckpointError, match="River '0.19'"):
+        ChampionChallenger.load(path)
