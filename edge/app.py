@@ -21,7 +21,8 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 from pathlib import Path
 
 import orjson
@@ -29,7 +30,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from edge import metrics
 from edge.errors import PolicyError
@@ -85,7 +87,9 @@ class Edge:
         self.proxy = ReverseProxy(settings)
         self.ready = False
         self._policy_mtime = _mtime(self.policy_path)
-        inner = Starlette(routes=[Mount("/", app=self.proxy)], lifespan=self._lifespan)
+        # No router between the middleware and the proxy: every request is the proxy's (the middleware
+        # serves /__edge/ itself), and a router's matching costs every shopper a little.
+        inner = _WithLifespan(self.proxy, self._lifespan)
         # The per-cell statistics travel in the model's checkpoint, so a restart keeps what cells taught.
         extra = getattr(model, "extra", None)
         towers = extra.get("towers") if isinstance(extra, dict) else None
@@ -155,7 +159,7 @@ class Edge:
             await asyncio.to_thread(self.checkpoint)
 
     @contextlib.asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+    async def _lifespan(self, app: Any) -> AsyncIterator[None]:
         await self.proxy.open()
         tasks = [asyncio.create_task(self._watch_policy())]
         if self.settings.checkpoint:
@@ -197,6 +201,30 @@ class Edge:
         error = self.reload_policy()
         body = {"result": "success", "policy": self.middleware.policy.name} if error is None else {"result": "failure", "error": error, "policy": self.middleware.policy.name}
         return Response(orjson.dumps(body), status_code=200 if error is None else 422, media_type="application/json")
+
+
+class _WithLifespan:
+    """An ASGI app: ``app`` for HTTP, and ``lifespan`` (an async context manager factory) for the lifespan."""
+
+    def __init__(self, app: ASGIApp, lifespan: Callable[[Any], contextlib.AbstractAsyncContextManager[None]]) -> None:
+        self.app = app
+        self.lifespan = lifespan
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        await receive()  # lifespan.startup
+        started = False
+        try:
+            async with self.lifespan(self):
+                await send({"type": "lifespan.startup.complete"})
+                started = True
+                await receive()  # lifespan.shutdown
+        except BaseException as exc:
+            await send({"type": f"lifespan.{'shutdown' if started else 'startup'}.failed", "message": repr(exc)})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
 
 
 def build_edge(settings: Settings, *, policy: Policy | None = None, model: NetworkModel | None = None) -> Edge:

@@ -87,7 +87,16 @@ def splice_before_body_end(body: bytes, snippet: bytes) -> bytes:
     b'<body>x<i></BODY >'
     >>> splice_before_body_end(b"<p>fragment", b"<i>")
     b'<p>fragment<i>'
+    >>> splice_before_body_end(b"<body></body><script>'</Body>'</script></Body>", b"<i>")
+    b"<body></body><script>'</Body>'</script><i></Body>"
     """
+    # Fast path (the full tier's hot path): the last lower- or upper-case "</body", then a short scan
+    # of what follows it for a later mixed-case one.
+    k = max(body.rfind(b"</body"), body.rfind(b"</BODY"))
+    if k >= 0 and _BODY_END.match(body, k):
+        for later in _BODY_END.finditer(body, k + 1):
+            k = later.start()
+        return body[:k] + snippet + body[k:]
     last = None
     for last in _BODY_END.finditer(body, max(0, len(body) - 64 * 1024)):
         pass

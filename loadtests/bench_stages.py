@@ -1,0 +1,125 @@
+"""Per-stage cost of edge's adaptive step, in-process, on the demo home page.
+
+    .venv/bin/python loadtests/bench_stages.py [--repeat 2000] [--json out.json]
+
+Stages (each timed alone, median and p90 in microseconds, in one run):
+signals (headers → Signals), features, model predict and learn (the default
+``auto`` model, after it has learned from replayed-like traffic), decide (the
+policy), token sign and verify, rewrite (full: link+beacon splice; lite and
+minimal: lol_html), and the whole step (signals → … → rewrite → token) at
+lite. Timings are per call on this machine; compare them with each other, not
+with another day's run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+
+from edge.features import to_features
+from edge.feedback import TokenSigner
+from edge.model import MODELS
+from edge.policy import load_policy
+from edge.rewrite import HtmlRewriter, beacon_script, switch_link
+from edge.settings import DEFAULT_POLICY
+from edge.signals import read_signals
+from edge.towers import TowerTable
+
+HEADERS = {
+    "user-agent": "Mozilla/5.0 (Linux; Android 10; SM-A105F) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",
+    "sec-ch-ua-mobile": "?1",
+    "device-memory": "2",
+    "ect": "3g",
+    "rtt": "450",
+    "downlink": "0.6",
+    "edge-cell": 'id="404-45-1207-88123", radio=lte, rsrp=-101, rsrq=-14, sinr=3, cqi=7, speed=22',
+    "edge-last-request": 'ms=840, ttfb=300, bytes=51200, cell="404-45-1207-88120"',
+}
+
+
+def timed(fn, repeat: int) -> list[float]:
+    for _ in range(min(200, repeat)):
+        fn()
+    out = []
+    for _ in range(repeat):
+        started = time.perf_counter_ns()
+        fn()
+        out.append((time.perf_counter_ns() - started) / 1000)
+    return out
+
+
+def demo_page() -> bytes:
+    import asyncio
+
+    import httpx
+
+    from edge.demo import build_storefront
+
+    async def get() -> bytes:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_storefront()), base_url="http://shop") as c:
+            return (await c.get("/")).content
+
+    return asyncio.run(get())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=2000)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+
+    page = demo_page()
+    policy = load_policy(DEFAULT_POLICY)
+    rewriter = HtmlRewriter(policy)
+    towers = TowerTable()
+    rng = random.Random(0)
+    model = MODELS["auto"]()
+    signals = read_signals(HEADERS)
+    x = to_features(signals, towers.lookup("404-45-1207-88123", 0.0))
+    # Teach the model first: predict/learn costs are those of a model that has seen traffic.
+    for _ in range(3000):
+        xi = dict(x, last_kbps=rng.lognormvariate(7, 1.2), rsrp=rng.uniform(-120, -80))
+        model.learn(xi, xi["last_kbps"] < 700)
+    signer = TokenSigner([b"k" * 32])
+    token = signer.sign({"x": x, "d": "lite", "s": "model", "p": 0.7, "u": 12.0}, now=time.time())
+    snippet = switch_link("full", "/", "Full page") + beacon_script(token)
+
+    def whole() -> bytes:
+        s = read_signals(HEADERS)
+        xx = to_features(s, towers.lookup("404-45-1207-88123", time.time()))
+        p = model.predict(xx)
+        d = policy.decide(p, source=model.source, path="/")
+        t = signer.sign({"x": xx, "d": d.tier, "s": d.source, "p": p, "u": 12.0}, now=time.time())
+        return rewriter.rewrite(page, "lite", switch_link("full", "/", "Full page") + beacon_script(t), path="/")
+
+    cases = {
+        "signals": lambda: read_signals(HEADERS),
+        "features": lambda: to_features(signals, None),
+        "model predict": lambda: model.predict(x),
+        "model learn": lambda: model.learn(x, True),
+        "decide (policy)": lambda: policy.decide(0.7, source="model", path="/"),
+        "token sign": lambda: signer.sign({"x": x, "d": "lite", "s": "model", "p": 0.7, "u": 12.0}, now=time.time()),
+        "token verify": lambda: signer.verify(token, now=time.time()),
+        "rewrite full (splice)": lambda: rewriter.rewrite(page, "full", snippet, path="/"),
+        "rewrite lite": lambda: rewriter.rewrite(page, "lite", snippet, path="/"),
+        "rewrite minimal": lambda: rewriter.rewrite(page, "minimal", snippet, path="/"),
+        "whole step at lite": whole,
+    }
+    report = {}
+    print(f"demo home page {len(page):,} bytes; model {type(model).__name__} ({model.source} in force); repeat {args.repeat}")
+    print(f"{'stage':<24}{'median µs':>11}{'p90 µs':>10}")
+    for name, fn in cases.items():
+        samples = timed(fn, args.repeat)
+        median, p90 = statistics.median(samples), statistics.quantiles(samples, n=10)[-1]
+        report[name] = {"median_us": median, "p90_us": p90}
+        print(f"{name:<24}{median:>11.1f}{p90:>10.1f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
