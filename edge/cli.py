@@ -71,6 +71,23 @@ _serve_options = [
 ]
 
 
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` without ``name VALUE`` or ``name=VALUE``.
+
+    >>> _without_option(["--port", "1", "--workers", "2", "--workers=3"], "--workers")
+    ['--port', '1']
+    """
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
+
+
 def _with_serve_options(func):  # noqa: ANN001, ANN202
     for option in reversed(_serve_options):
         func = option(func)
@@ -79,21 +96,34 @@ def _with_serve_options(func):  # noqa: ANN001, ANN202
 
 @main.command()
 @_with_serve_options
-def serve(**flags: object) -> None:
+@click.option("--workers", type=int, default=None, help="Worker processes sharing the ports (default 1: one per sidecar).  [env EDGE_WORKERS]")
+def serve(workers: int | None, **flags: object) -> None:
     """Run edge as a reverse-proxy sidecar in front of --upstream."""
+    import os
+
     from edge.server import Listener, run
+    from edge.workers import WORKER_INDEX_ENV, supervise, worker_sockets
 
     settings = _settings(**flags)
     _logging(settings.log_level)
+    workers = workers if workers is not None else int(os.environ.get("EDGE_WORKERS", "1") or 1)
+    inherited = worker_sockets()
+    if workers > 1 and inherited is None:
+        argv = _without_option(sys.argv[2:], "--workers")
+        click.echo(f"edge: {workers} workers on http://{settings.host}:{settings.port} (admin {settings.admin_port})", err=True)
+        sys.exit(supervise(settings, workers, argv))
+    if inherited is not None and settings.checkpoint:
+        settings = settings.replace(checkpoint=f"{settings.checkpoint}.{os.environ.get(WORKER_INDEX_ENV, '0')}")
     edge = _build(settings)
     click.echo(f"edge: public http://{settings.host}:{settings.port} → {settings.upstream}; admin http://{settings.admin_host}:{settings.admin_port}/metrics", err=True)
+    public_sock, admin_sock = inherited if inherited is not None else (None, None)
     run(
         [
             Listener(
                 edge.public, settings.host, settings.port, "public",
-                forwarded_allow_ips=settings.forwarded_allow_ips, date_header=False,
+                forwarded_allow_ips=settings.forwarded_allow_ips, date_header=False, sock=public_sock,
             ),
-            Listener(edge.admin, settings.admin_host, settings.admin_port, "admin", lifespan="off"),
+            Listener(edge.admin, settings.admin_host, settings.admin_port, "admin", lifespan="off", sock=admin_sock),
         ],
         log_level=settings.log_level,
         graceful_timeout=settings.graceful_timeout,

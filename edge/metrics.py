@@ -10,7 +10,9 @@ time is CPU work measured in fractions of a millisecond, so its buckets start lo
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 __all__ = [
     "TIERS",
@@ -53,7 +55,15 @@ REWRITE_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 
 
 def registry() -> CollectorRegistry:
-    """The registry edge's metrics live in (the process default)."""
+    """The registry to expose on /metrics.
+
+    One process: the default registry. Several workers (``PROMETHEUS_MULTIPROC_DIR`` set by
+    ``edge serve --workers N``): a fresh registry per scrape that sums every worker's samples.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        collected = CollectorRegistry()
+        multiprocess.MultiProcessCollector(collected)
+        return collected
     return REGISTRY
 
 
@@ -119,20 +129,25 @@ FEEDBACK_REJECTED = Counter(
     "Feedback refused before it reached the model, by reason.",
     ["reason"],
 )
+# Gauges in multiprocess mode (several workers): model gauges per live worker (a pid label), table
+# sizes summed over live workers. In one process these modes change nothing.
 MODEL_ROC_AUC = Gauge(
     "edge_model_roc_auc",
     "Rolling ROC-AUC on the latest labels (predict, then learn), by model.",
     ["model"],
+    multiprocess_mode="liveall",
 )
 MODEL_LOG_LOSS = Gauge(
     "edge_model_log_loss",
     "Rolling log-loss on the latest labels, by model.",
     ["model"],
+    multiprocess_mode="liveall",
 )
 MODEL_CHAMPION = Gauge(
     "edge_model_champion",
     "1 for the model whose predictions decide tiers now, 0 for the other.",
     ["model"],
+    multiprocess_mode="liveall",
 )
 MODEL_DRIFTS = Counter(
     "edge_model_drift_detections_total",
@@ -173,6 +188,7 @@ TABLE_SIZE = Gauge(
     "edge_table_entries",
     "Entries held in a bounded in-memory table, by table.",
     ["table"],
+    multiprocess_mode="livesum",
 )
 
 # Pre-create every label combination so dashboards see zeros, not gaps (labels are small, known sets).

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Generator
 from dataclasses import dataclass
 
@@ -36,6 +37,8 @@ class Listener:
     forwarded_allow_ips: str = ""
     #: Let uvicorn add Date (for apps that originate their responses; not for the proxy).
     date_header: bool = True
+    #: An already bound socket to serve on (a worker of ``edge serve --workers N``); host/port then only name it.
+    sock: socket.socket | None = None
 
 
 class _Server(uvicorn.Server):
@@ -77,7 +80,9 @@ async def serve_all(listeners: list[Listener], *, log_level: str = "info", grace
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop, signum)
     try:
-        await asyncio.gather(*(server.serve() for server in servers))
+        await asyncio.gather(
+            *(server.serve(sockets=[item.sock] if item.sock else None) for server, item in zip(servers, listeners))
+        )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
