@@ -143,7 +143,10 @@ class Edge:
             return False
         extra = getattr(self.model, "extra", None)
         if isinstance(extra, dict):
+            # What the model learned, what cells taught, and which tokens were already used: a
+            # restart must not make a used token good again.
             extra["towers"] = self.middleware.towers
+            extra["replay_guard"] = self.middleware.feedback.guard
         try:
             save(Path(self.settings.checkpoint), key=checkpoint_key(self.settings))
         except Exception as exc:  # a full disk must not take the sidecar down

@@ -66,6 +66,8 @@ _serve_options = [
     click.option("--admin-token", help="Bearer token for admin POST endpoints.  [env EDGE_ADMIN_TOKEN; default none]"),
     click.option("--model", type=click.Choice(["auto", "rules", "river", "off"]), help="Who predicts: auto = rules until the River model earns trust.  [env EDGE_MODEL; default auto]"),
     click.option("--checkpoint", help="Model checkpoint file (restored at start, written periodically and at exit).  [env EDGE_CHECKPOINT]"),
+    click.option("--max-cells", type=int, help="Cells remembered in the per-cell statistics.  [env EDGE_MAX_CELLS; default 50000]"),
+    click.option("--max-replay-entries", type=int, help="Feedback nonces remembered against replays.  [env EDGE_MAX_REPLAY_ENTRIES; default 100000]"),
     click.option("--fail-mode", type=click.Choice(["open", "closed"]), help="open: serve the original on errors.  [env EDGE_FAIL_MODE]"),
     click.option("--log-level", help="debug, info, warning, error.  [env EDGE_LOG_LEVEL; default info]"),
 ]

@@ -63,12 +63,31 @@ def decode(data: bytes, coding: str, limit: int) -> bytes | None:
                 return None if len(out) > limit else _fail("truncated brotli stream")
             return out
         if coding == "zstd":
-            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as reader:
-                out = reader.read(limit + 1)
-            return None if len(out) > limit else out
+            return _decode_zstd(data, limit)
     except (zlib.error, brotli.error, zstandard.ZstdError, EOFError) as exc:
         raise DecodeFailed(f"invalid {coding} body: {exc}") from None
     raise DecodeFailed(f"unsupported content coding {coding!r}")
+
+
+def _decode_zstd(data: bytes, limit: int) -> bytes | None:
+    """zstd, possibly several frames (RFC 8878 §3.1), capped at ``limit`` decoded bytes.
+
+    zstandard's one-shot decompressors have no output cap, so first a capped streaming read
+    proves the whole body decodes to at most ``limit`` bytes; only then is it decoded frame
+    by frame, checking every frame ends (a truncated page must not become a short page).
+    """
+    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True) as reader:
+        if len(reader.read(limit + 1)) > limit:
+            return None
+    out = bytearray()
+    rest = data
+    while rest:
+        inflater = zstandard.ZstdDecompressor().decompressobj()
+        out += inflater.decompress(rest)
+        if not inflater.eof:
+            raise DecodeFailed("zstd body is truncated")
+        rest = inflater.unused_data
+    return bytes(out)
 
 
 def _fail(message: str) -> None:

@@ -76,7 +76,9 @@ def build_endpoints(mw: AdaptiveMiddleware) -> Router:
         response = Response(status_code=204, headers={"cache-control": "no-store"})
         if measurement.kbps is not None or measurement.rtt_ms is not None:
             # The next page view from this browser carries this measurement as its last-request signal.
-            cookie = mw.feedback.measurement_cookie(measurement, payload.get("c"), now)
+            raw = request.cookies.get(MEASUREMENT_COOKIE)
+            previous = mw.feedback.read_measurement_cookie(raw, now, MEASUREMENT_MAX_AGE_S) if raw else None
+            cookie = mw.feedback.measurement_cookie(measurement, payload.get("c"), now, previous)
             response.set_cookie(
                 MEASUREMENT_COOKIE, cookie, max_age=int(MEASUREMENT_MAX_AGE_S), path="/", httponly=True, samesite="lax"
             )

@@ -33,6 +33,7 @@ _NUMERIC = (
     "last_kbps",
     "last_rtt_ms",
     "last_age_s",
+    "client_kbps_avg",
 )
 _CATEGORICAL = ("device_class", "os", "ect", "radio")
 

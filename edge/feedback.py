@@ -50,6 +50,7 @@ __all__ = [
     "Measurement",
     "Feedback",
     "measure_beacon",
+    "client_average",
     "BEACON_PATH",
     "MAX_BEACON_BYTES",
     "REJECT_STATUS",
@@ -232,6 +233,21 @@ def measure_beacon(beacon: dict[str, Any], server_ms: float) -> Measurement:
     return Measurement(kbps, rtt)
 
 
+#: Weight of the newest measurement in a client's throughput history.
+CLIENT_AVERAGE_WEIGHT = 0.3
+
+
+def client_average(previous: float | None, kbps: float) -> float:
+    """A client's geometric moving average of measured throughput (the connection-class idea).
+
+    >>> client_average(None, 400.0), round(client_average(400.0, 4000.0))
+    (400.0, 798)
+    """
+    if previous is None or previous <= 0:
+        return kbps
+    return math.exp(CLIENT_AVERAGE_WEIGHT * math.log(max(kbps, 1.0)) + (1 - CLIENT_AVERAGE_WEIGHT) * math.log(previous))
+
+
 def _union_length(intervals: list[tuple[float, float]]) -> float:
     """Total length covered by possibly overlapping intervals (parallel downloads share the link).
 
@@ -343,10 +359,26 @@ class Feedback:
 
     # The browser's last measurement, kept in a signed cookie so the next page view can use it.
 
-    def measurement_cookie(self, m: Measurement, cell_id: str | None, now: float) -> str:
+    def measurement_cookie(self, m: Measurement, cell_id: str | None, now: float, previous: dict[str, Any] | None = None) -> str:
+        """The signed last-measurement cookie after measurement ``m``.
+
+        ``previous`` is the cookie's last payload (verified). A measurement without a
+        throughput (a light page under 16 KB measures only its round trip) keeps the
+        previous throughput and its time, so a lite page's beacon cannot erase what a
+        bigger page measured. ``a`` is the client's own history: a geometric moving
+        average of its measured throughputs (the connection-class idea), weight 0.3
+        for the newest.
+        """
+        previous = previous or {}
         payload: dict[str, Any] = {}
         if m.kbps is not None:
-            payload["k"] = round(m.kbps, 1)
+            payload["k"], payload["kt"] = round(m.kbps, 1), round(now, 1)
+            old_avg = previous.get("a")
+            payload["a"] = round(client_average(old_avg if isinstance(old_avg, (int, float)) else None, m.kbps), 1)
+        else:
+            for key in ("k", "kt", "a"):
+                if isinstance(previous.get(key), (int, float)):
+                    payload[key] = previous[key]
         if m.rtt_ms is not None:
             payload["r"] = round(m.rtt_ms, 1)
         if cell_id:

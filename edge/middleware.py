@@ -39,7 +39,7 @@ from edge.encoding import CODINGS, DecodeFailed, charset_of, decode, encode, neg
 from edge.endpoints import build_endpoints
 from edge.errors import AdaptError
 from edge.features import Features, to_features
-from edge.feedback import Feedback, FeedbackRejected, TokenSigner
+from edge.feedback import Feedback, FeedbackRejected, ReplayGuard, TokenSigner
 from edge.model import NetworkModel, RuleModel
 from edge.policy import Decision, Policy
 from edge.policy import holdback_draw
@@ -99,7 +99,11 @@ class AdaptiveMiddleware:
         self.model: NetworkModel = model if model is not None else RuleModel()
         self.towers = towers if towers is not None else TowerTable(self.settings.max_cells, self.settings.cell_half_life_s)
         if feedback is None:
-            feedback = Feedback(_signer(self.settings), self.model, self.towers, policy.labels)
+            extra = getattr(self.model, "extra", None)
+            guard = extra.get("replay_guard") if isinstance(extra, dict) else None  # restored with the model
+            if not isinstance(guard, ReplayGuard):
+                guard = ReplayGuard(self.settings.max_replay_entries, self.settings.feedback_ttl_s)
+            feedback = Feedback(_signer(self.settings), self.model, self.towers, policy.labels, guard)
         self.feedback = feedback
         self.strict = self.settings.fail_mode == "closed"
         self.max_body = self.settings.max_rewrite_bytes
@@ -186,11 +190,13 @@ class AdaptiveMiddleware:
         payload = self.feedback.read_measurement_cookie(raw, now, MEASUREMENT_MAX_AGE_S) if raw else None
         if payload is None:
             return
-        kbps, rtt, cell = payload.get("k"), payload.get("r"), payload.get("c")
+        kbps, rtt, cell, avg = payload.get("k"), payload.get("r"), payload.get("c"), payload.get("a")
         signals.last_kbps = float(kbps) if isinstance(kbps, (int, float)) else None
         signals.last_rtt_ms = float(rtt) if isinstance(rtt, (int, float)) else None
-        signals.last_age_s = max(0.0, now - float(payload["t"]))
+        measured_at = payload.get("kt") if signals.last_kbps is not None else None
+        signals.last_age_s = max(0.0, now - float(measured_at if isinstance(measured_at, (int, float)) else payload["t"]))
         signals.last_cell_id = cell if isinstance(cell, str) else None
+        signals.client_kbps_avg = float(avg) if isinstance(avg, (int, float)) else None
 
     def fail_open(self, stage: str, exc: BaseException) -> None:
         metrics.FAIL_OPEN.labels(stage).inc()

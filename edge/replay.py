@@ -60,6 +60,7 @@ import click
 import orjson
 
 from edge.evaluation import scores
+from edge.feedback import client_average
 from edge.features import Features, to_features
 from edge.labels import LabelRule
 from edge.model import ESTIMATORS, NetworkModel, RiverModel, RuleModel
@@ -379,6 +380,7 @@ class _Request:
 @dataclass(slots=True)
 class _Client:
     last_kbps: float | None = None
+    kbps_avg: float | None = None  # as the measurement cookie keeps it (edge.feedback.measurement_cookie)
     last_t: float = 0.0
     last_cell: str | None = None
     previous_request: float | None = None
@@ -531,6 +533,7 @@ def replay(
                 signals.last_kbps = state.last_kbps
                 signals.last_age_s = max(0.0, now - state.last_t)
                 signals.last_cell_id = state.last_cell
+                signals.client_kbps_avg = state.kbps_avg
             cell = towers.lookup(signals.cell_id, now) if signals.cell_id else None
             x = to_features(signals, cell)
             is_cold = state.previous_request is None or now - state.previous_request > COLD_START_GAP_S
@@ -564,6 +567,7 @@ def replay(
             if cell_id:
                 towers.observe(cell_id, req.kbps, y, now)
             state.last_kbps, state.last_t, state.last_cell = req.kbps, now, cell_id
+            state.kbps_avg = client_average(state.kbps_avg, req.kbps)
             state.connection_class.add(req.kbps)
 
     def summary(name: str, cost_ns: list[int] | None) -> dict[str, Any]:

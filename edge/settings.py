@@ -60,6 +60,9 @@ class Settings:
     max_rewrite_bytes: int = 2 * 1024 * 1024
     # Per-cell statistics: how many cells are remembered and how fast old evidence fades.
     max_cells: int = 50_000
+    # Feedback nonces remembered against replays (each ~100 bytes); when full of unexpired nonces,
+    # new feedback is refused as "overloaded" rather than forgotten.
+    max_replay_entries: int = 100_000
     cell_half_life_s: float = 300.0
     # Feedback: HMAC key for tokens and cookies (hex or text, ≥ 16 bytes). Unset: a random key per
     # process, fine for one sidecar and the demo, but tokens then die with the process.

@@ -163,6 +163,7 @@ class Signals:
     last_age_s: float | None = None  # how old that measurement is
     last_cell_id: str | None = None
     last_token: str | None = None  # the feedback token of the app's previous response
+    client_kbps_avg: float | None = None  # the client's moving average of measured throughput (cookie)
 
     @property
     def tower_switch(self) -> bool | None:

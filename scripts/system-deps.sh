@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs. Idempotent; needs root (CI and the dev machines run as root).
 set -euo pipefail
-needed=(prometheus)
-# (none yet: Prometheus and Chromium join when their tests do)
+needed=(prometheus chromium)
+# prometheus: tests/deploy (a real Prometheus); chromium: tests/e2e (headless, driven over the DevTools protocol)
 if [ ${#needed[@]} -eq 0 ]; then exit 0; fi
 missing=()
 for pkg in "${needed[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done

@@ -9,6 +9,8 @@ subprocesses started from the installed ``edge`` console script.
 - ``start_edge`` (session): a factory for extra ``edge serve`` processes with
   other flags (a dead upstream, a shorter read timeout...); each is started once
   per distinct flag set and stopped at the end of the session.
+- ``launch_edge`` (function): a fresh ``edge serve`` on every call, with extra ``EDGE_*`` variables
+  (feedback key and TTL, checkpoint interval), for tests that stop and restart it.
 - ``client`` / ``make_client``: httpx clients that follow no redirects and store no cookies.
 - ``vm_rss`` (``vm_rss_kib(pid)``): a process's resident set size in KiB from ``/proc/PID/status``.
 - ``raw`` (``raw_http``): one request over a raw socket, for bytes no HTTP library would send.
@@ -446,5 +448,97 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa
         if isinstance(factory, EdgeFactory):
             procs.extend(factory.procs)
         for proc in procs:
+            report.sections.append((f"log of {proc.name} (pid {proc.pid}, rc {proc.popen.poll()})", proc.logs()))
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Fresh edge processes with EDGE_* settings that have no flag (feedback key and TTL, checkpoint
+# interval), for tests that stop, kill and restart them (tests/integration/test_learning_loop.py).
+# ---------------------------------------------------------------------------------------------
+
+
+def _spawn_with_env(name: str, args: list[str], log_dir: Path, extra_env: dict[str, str]) -> Proc:
+    """Like :func:`_spawn` (no inherited ``EDGE_*``), then ``extra_env`` on top."""
+    log_path = log_dir / f"{name}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child; closed below
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+    env.update(PYTHONUNBUFFERED="1", **extra_env)
+    try:
+        popen = subprocess.Popen(
+            [EDGE_BIN, *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env
+        )
+    finally:
+        log.close()
+    return Proc(name, popen, log_path)
+
+
+class EdgeLauncher:
+    """Start a *new* ``edge serve`` on every call (never cached), with extra ``EDGE_*`` variables.
+
+    ``launch_edge(upstream, "--checkpoint", path, env={"EDGE_FEEDBACK_KEY": "..."})`` → a ready
+    :class:`EdgeProc`. The test may SIGTERM or kill it; whatever is still running at the end of
+    the test is stopped. Each process logs at ``info`` unless the flags say otherwise, so start-up
+    lines (a checkpoint restored or refused) are in its log.
+    """
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[Proc] = []
+
+    def __call__(self, upstream: str, *flags: str, env: dict[str, str] | None = None, name: str | None = None) -> EdgeProc:
+        name = name or f"launched-edge-{len(self.procs) + 1}"
+
+        def make_args(ports: list[int]) -> tuple[list[str], str]:
+            port, admin_port = ports
+            args = [
+                "serve", "--upstream", upstream, "--host", HOST, "--port", str(port),
+                "--admin-host", HOST, "--admin-port", str(admin_port), *flags,
+            ]  # fmt: skip
+            if "--log-level" not in flags:
+                args += ["--log-level", "info"]
+            return args, f"http://{HOST}:{admin_port}"
+
+        deadline = time.monotonic() + START_DEADLINE_S
+        for attempt in range(3):
+            ports = _distinct_ports(2)
+            args, admin_base = make_args(ports)
+            proc = _spawn_with_env(name if attempt == 0 else f"{name}-retry{attempt}", args, self.log_dir, env or {})
+            self.procs.append(proc)
+            try:
+                _wait_until(admin_base + "/readyz", [proc], deadline)
+            except _StartFailed as exc:
+                if exc.died and "address already in use" in proc.logs().lower() and attempt < 2:
+                    continue
+                pytest.fail(str(exc), pytrace=False)
+            _wait_for_listen(ports[0], proc)
+            return EdgeProc(f"http://{HOST}:{ports[0]}", admin_base, ports[0], ports[1], proc)
+        raise AssertionError("unreachable")
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.alive():
+                proc.popen.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            proc.stop()
+
+
+@pytest.fixture
+def launch_edge(integration_logs: Path) -> Iterator[EdgeLauncher]:
+    """Factory for fresh ``edge serve`` processes with extra ``EDGE_*`` settings (see :class:`EdgeLauncher`)."""
+    launcher = EdgeLauncher(integration_logs)
+    try:
+        yield launcher
+    finally:
+        launcher.stop_all()
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_runtest_makereport")
+def pytest_runtest_makereport_launch_edge(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN202
+    """A failing test's report also carries the logs of the processes ``launch_edge`` started for it."""
+    report = yield
+    launcher = getattr(item, "funcargs", {}).get("launch_edge")
+    if report.when == "call" and report.failed and isinstance(launcher, EdgeLauncher):
+        for proc in launcher.procs:
             report.sections.append((f"log of {proc.name} (pid {proc.pid}, rc {proc.popen.poll()})", proc.logs()))
     return report

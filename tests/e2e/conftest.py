@@ -1,0 +1,354 @@
+"""End-to-end fixtures: a real headless Chromium, driven over the DevTools protocol, in front of a real edge.
+
+Chromium is Debian's ``chromium`` package (installed by ``scripts/system-deps.sh``). It is driven
+by speaking the DevTools protocol (CDP) over a websocket with the ``websockets`` package that
+uvicorn[standard] already brings: no browser download, no driver binary whose protocol must match
+the installed Chromium, and the few CDP calls these tests need (network emulation, navigation,
+network events, screenshots) are stable, documented protocol methods.
+
+- ``chromium_bin`` (session): the browser's path; the tests are skipped only if it is not installed.
+- ``e2e_stack`` (module): the demo storefront and one ``edge serve`` in front of it, real processes
+  started with the integration suite's helpers (``tests/integration/conftest.py``).
+- ``browser`` (function): a fresh headless Chromium (its own ``--user-data-dir``) → :class:`Browser`;
+  ``browser.new_page()`` opens a tab in a new, isolated browser context (no shared cookies or cache).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.sync.client import ClientConnection, connect
+
+# The integration suite's process helpers (spawning `edge`, waiting for readiness, free ports), reused as a module.
+_spec = importlib.util.spec_from_file_location("edge_integration_helpers", Path(__file__).resolve().parents[1] / "integration" / "conftest.py")
+helpers = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = helpers  # dataclasses look their module up there
+_spec.loader.exec_module(helpers)  # type: ignore[union-attr]
+
+CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "/usr/bin/chromium", "/usr/lib/chromium/chromium")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",  # the tests run as root (CI and the dev machines)
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",
+    "--no-proxy-server",  # loopback only, whatever the environment says
+    "--mute-audio",
+    "--hide-scrollbars",
+)
+
+
+@pytest.fixture(scope="session")
+def chromium_bin() -> str:
+    for candidate in CHROMIUM_CANDIDATES:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    pytest.skip("chromium not found (Debian package `chromium`; `bash scripts/system-deps.sh` installs it)")
+
+
+@dataclass
+class E2EStack:
+    storefront_url: str
+    edge: Any  # helpers.EdgeProc
+    procs: list[Any]
+
+    @property
+    def edge_url(self) -> str:
+        return self.edge.url
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` on edge's ``/metrics`` whose labels include ``labels``."""
+        text = httpx.get(self.edge.admin_url + "/metrics", timeout=5, trust_env=False).text
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    def wait_metric(self, name: str, at_least: float, timeout: float = 10.0, **labels: str) -> float:
+        deadline = time.monotonic() + timeout
+        value = self.metric(name, **labels)
+        while value < at_least and time.monotonic() < deadline:
+            time.sleep(0.1)
+            value = self.metric(name, **labels)
+        return value
+
+
+@pytest.fixture(scope="module")
+def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStack]:
+    log_dir = tmp_path_factory.mktemp("edge-e2e")
+    port = helpers.free_port()
+    url = f"http://{helpers.HOST}:{port}"
+    storefront = helpers._spawn("storefront", ["storefront", "--host", helpers.HOST, "--port", str(port), "--log-level", "warning"], log_dir)
+    launcher = helpers.EdgeLauncher(log_dir)
+    try:
+        edge = launcher(url, name="edge-e2e")
+        try:
+            helpers._wait_until(url + "/", [storefront], time.monotonic() + helpers.START_DEADLINE_S)
+        except helpers._StartFailed as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield E2EStack(url, edge, [storefront, *launcher.procs])
+    finally:
+        launcher.stop_all()
+        storefront.stop()
+
+
+class CDPError(RuntimeError):
+    pass
+
+
+class CDP:
+    """One DevTools protocol session over a websocket: commands, and every event kept in order."""
+
+    def __init__(self, ws_url: str) -> None:
+        # Entered as a context manager (what websockets ≥ 16 expects of a long-lived connection), left in close().
+        self._connection = connect(ws_url, max_size=None, open_timeout=10, proxy=None)
+        self.ws: ClientConnection = self._connection.__enter__()
+        self._id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def _receive(self, timeout: float) -> dict[str, Any]:
+        message = json.loads(self.ws.recv(timeout=timeout))
+        if "method" in message:
+            self.events.append(message)
+        return message
+
+    def send(self, method: str, params: dict[str, Any] | None = None, timeout: float = 30.0) -> dict[str, Any]:
+        self._id += 1
+        call = self._id
+        self.ws.send(json.dumps({"id": call, "method": method, "params": params or {}}))
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self._receive(max(0.01, deadline - time.monotonic()))
+            if message.get("id") == call:
+                if "error" in message:
+                    raise CDPError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float, since: int = 0, what: str = "event") -> dict[str, Any]:
+        """The first event from index ``since`` on that satisfies ``predicate`` (waiting up to ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
+        index = since
+        while True:
+            while index < len(self.events):
+                event = self.events[index]
+                index += 1
+                if predicate(event):
+                    return event
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {what} within {timeout} s")
+            try:
+                self._receive(remaining)
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        self._connection.__exit__(None, None, None)
+
+
+@dataclass
+class Load:
+    """What one navigation saw: the document's status and headers, the beacon edge answered, timings."""
+
+    status: int
+    headers: dict[str, str]  # lower-cased names
+    beacon_body: dict[str, Any] | None
+    beacon_status: int | None
+    seconds: float
+
+
+class Page:
+    """A tab in its own browser context, with the Network and Page domains on."""
+
+    def __init__(self, browser: Browser, context_id: str, target_id: str) -> None:
+        self.browser = browser
+        self.context_id = context_id
+        self.cdp = CDP(f"ws://127.0.0.1:{browser.port}/devtools/page/{target_id}")
+        self.cdp.send("Page.enable")
+        self.cdp.send("Network.enable")
+        self.cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})  # each load measures the network
+
+    def set_user_agent(self, ua: str) -> None:
+        self.cdp.send("Network.setUserAgentOverride", {"userAgent": ua})
+
+    def emulate_network(self, *, latency_ms: float, down_bytes_s: float, up_bytes_s: float) -> None:
+        self.cdp.send(
+            "Network.emulateNetworkConditions",
+            {"offline": False, "latency": latency_ms, "downloadThroughput": down_bytes_s, "uploadThroughput": up_bytes_s},
+        )
+
+    def load(self, url: str, *, beacon_path: str = "/__edge/beacon", timeout: float = 40.0) -> Load:
+        """Navigate to ``url``; wait for the load event and for the page's beacon to be answered."""
+        since = len(self.cdp.events)
+        started = time.monotonic()
+        frame = self.cdp.send("Page.navigate", {"url": url})
+        if frame.get("errorText"):
+            raise CDPError(f"navigation to {url} failed: {frame['errorText']}")
+        loader = frame.get("loaderId")
+        self.cdp.wait_for(lambda e: e["method"] == "Page.loadEventFired", timeout, since, "load event")
+        doc = self.cdp.wait_for(
+            lambda e: e["method"] == "Network.responseReceived" and e["params"].get("type") == "Document" and e["params"].get("loaderId") == loader,
+            5, since, "document response",
+        )["params"]["response"]
+        sent = self.cdp.wait_for(
+            lambda e: e["method"] == "Network.requestWillBeSent" and e["params"]["request"]["url"].endswith(beacon_path),
+            15, since, "beacon request",
+        )["params"]
+        request_id = sent["requestId"]
+        done = self.cdp.wait_for(
+            lambda e: e["params"].get("requestId") == request_id and e["method"] in ("Network.responseReceived", "Network.loadingFailed"),
+            15, since, "beacon response",
+        )
+        seconds = time.monotonic() - started
+        body = sent["request"].get("postData")
+        status = done["params"]["response"]["status"] if done["method"] == "Network.responseReceived" else None
+        return Load(
+            int(doc["status"]),
+            {k.lower(): v for k, v in doc["headers"].items()},
+            json.loads(body) if body else None,
+            status,
+            seconds,
+        )
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.cdp.send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
+        if "exceptionDetails" in result:
+            raise CDPError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def screenshot(self, path: Path, *, width: int = 412, settle_s: float = 10.0) -> Path:
+        """A PNG of the whole page as a phone shows it, with its images loaded.
+
+        The network emulation is lifted and the viewport made as tall as the page, so lazy images
+        load too; then it waits (up to ``settle_s``) for every image to finish before capturing.
+        """
+        self.cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+        height = 915
+        for _ in range(3):  # lay the page out at the phone's width, then grow the viewport to the page's height
+            self.cdp.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
+            needed = max(200, min(int(self.evaluate("document.documentElement.scrollHeight")), 8000))
+            if needed == height:
+                break
+            height = needed
+        deadline = time.monotonic() + settle_s
+        while time.monotonic() < deadline and not self.evaluate("[...document.images].every(i => i.complete)"):
+            time.sleep(0.1)
+        shot = self.cdp.send("Page.captureScreenshot", {"format": "png"})
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+    def close(self) -> None:
+        self.cdp.close()
+
+
+class Browser:
+    """A headless Chromium process and its browser-level DevTools session."""
+
+    def __init__(self, executable: str, profile: Path, log_path: Path) -> None:
+        self.log_path = log_path
+        log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
+        try:
+            self.proc = subprocess.Popen(
+                [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+                 "--window-size=412,915", "about:blank"],  # fmt: skip
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")},
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        active = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 30
+        lines: list[str] = []
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if active.exists():
+                lines = active.read_text().split()
+                if len(lines) >= 2:
+                    break
+            time.sleep(0.05)
+        if len(lines) < 2:
+            self.stop()
+            raise RuntimeError(f"chromium did not open its DevTools port\n{self.logs()}")
+        self.port = int(lines[0])
+        self.cdp = CDP(f"ws://127.0.0.1:{self.port}{lines[1]}")
+        self.pages: list[Page] = []
+
+    def new_page(self) -> Page:
+        context = self.cdp.send("Target.createBrowserContext", {"disposeOnDetach": True})["browserContextId"]
+        target = self.cdp.send("Target.createTarget", {"url": "about:blank", "browserContextId": context})["targetId"]
+        page = Page(self, context, target)
+        self.pages.append(page)
+        return page
+
+    def logs(self, limit: int = 6000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        for page in self.pages:
+            try:
+                page.close()
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass
+        if getattr(self, "cdp", None) is not None:
+            try:
+                self.cdp.send("Browser.close", timeout=5)
+            except Exception:  # noqa: BLE001 - killed below if still running
+                pass
+            self.cdp.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: the renderer and GPU helpers too
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def browser(chromium_bin: str, tmp_path: Path) -> Iterator[Browser]:
+    instance = Browser(chromium_bin, tmp_path / "chromium-profile", tmp_path / "chromium.log")
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201
+    """A failing test's report carries edge's log, the storefront's and the browser's."""
+    report = yield
+    if report.when == "call" and report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        stack = funcargs.get("e2e_stack")
+        if isinstance(stack, E2EStack):
+            for proc in stack.procs:
+                report.sections.append((f"log of {proc.name} (rc {proc.popen.poll()})", proc.logs()))
+        chrome = funcargs.get("browser")
+        if isinstance(chrome, Browser):
+            report.sections.append(("log of chromium", chrome.logs()))
+    return report
