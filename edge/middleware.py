@@ -224,11 +224,8 @@ def _signer(settings: Settings) -> TokenSigner:
 
 
 def _key_bytes(key: str) -> bytes:
-    """A configured key: hex if it is hex, else its UTF-8 bytes."""
-    try:
-        return bytes.fromhex(key)
-    except ValueError:
-        return key.encode()
+    """A configured key's bytes: the text as given (UTF-8), so the same string means the same key everywhere."""
+    return key.encode()
 
 
 class _Responder:

@@ -64,7 +64,7 @@ class Settings:
     # new feedback is refused as "overloaded" rather than forgotten.
     max_replay_entries: int = 100_000
     cell_half_life_s: float = 300.0
-    # Feedback: HMAC key for tokens and cookies (hex or text, ≥ 16 bytes). Unset: a random key per
+    # Feedback: HMAC key for tokens, cookies and checkpoints (any text of at least 16 bytes). Unset: a random key per
     # process, fine for one sidecar and the demo, but tokens then die with the process.
     feedback_key: str = ""
     feedback_key_previous: str = ""  # still accepted while rotating keys
@@ -96,7 +96,12 @@ class Settings:
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
-        return cls(**values)
+        settings = cls(**values)
+        for name in ("feedback_key", "feedback_key_previous"):
+            key = getattr(settings, name)
+            if key and len(key.encode()) < 16:
+                raise SettingsError(f"EDGE_{name.upper()}: must be at least 16 bytes (got {len(key.encode())})")
+        return settings
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (values are cast like env values)."""
