@@ -46,3 +46,9 @@ def test_serve_rejects_a_bad_env_value_with_a_usage_error():
     result = CliRunner().invoke(main, ["serve"], env={"EDGE_PORT": "eighty"})
     assert result.exit_code == 2
     assert "EDGE_PORT: 'eighty' is not a valid int" in result.output
+
+
+def test_short_feedback_keys_are_refused_with_the_variable_name():
+    with pytest.raises(SettingsError, match="EDGE_FEEDBACK_KEY: must be at least 16 bytes"):
+        Settings.from_env({"EDGE_FEEDBACK_KEY": "short"})
+    assert Settings.from_env({"EDGE_FEEDBACK_KEY": "0123456789abcdef0123"}).feedback_key == "0123456789abcdef0123"

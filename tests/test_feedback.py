@@ -193,3 +193,17 @@ def test_a_slow_beacon_makes_the_next_page_view_lite():
     assert (again.status_code, forged.status_code, huge.status_code) == (409, 403, 413)
     assert second.headers["edge-tier"] == "lite"
     assert "ads" not in second.text
+
+
+def test_measurement_cookie_keeps_the_last_throughput_and_the_clients_average():
+    fb, _ = make_feedback()
+    first = fb.read_measurement_cookie(fb.measurement_cookie(Measurement(400.0, 300.0), "c1", now=100.0), 101.0, 1800)
+    assert (first["k"], first["kt"], first["a"], first["r"], first["c"]) == (400.0, 100.0, 400.0, 300.0, "c1")
+    # A light page's beacon measured only its round trip: the throughput (and its time) carry over.
+    second = fb.read_measurement_cookie(fb.measurement_cookie(Measurement(None, 120.0), None, 200.0, first), 201.0, 1800)
+    assert (second["k"], second["kt"], second["a"], second["r"]) == (400.0, 100.0, 400.0, 120.0)
+    # A new throughput moves the average geometrically (weight 0.3 for the newest).
+    third = fb.read_measurement_cookie(fb.measurement_cookie(Measurement(4000.0, None), None, 300.0, second), 301.0, 1800)
+    assert third["k"] == 4000.0 and third["a"] == pytest.approx(798.1, abs=0.1)
+    # Older than the cookie's age limit: gone.
+    assert fb.read_measurement_cookie(fb.measurement_cookie(Measurement(1.0, None), None, 0.0), 5000.0, 1800) is None
