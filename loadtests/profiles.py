@@ -36,6 +36,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from edge.model import ect_class
+
 __all__ = [
     "PROFILES",
     "SLOW_PROFILES",
@@ -126,14 +128,8 @@ FAST_PROFILES = tuple(n for n, p in PROFILES.items() if p.expect == "full")
 
 
 def ect(rtt_ms: float, downlink_kbps: float) -> str:
-    """Chromium's effective connection type (net/nqe/network_quality_estimator_params.cc)."""
-    if rtt_ms >= 2000 or downlink_kbps < 50:
-        return "slow-2g"
-    if rtt_ms >= 1400 or downlink_kbps < 70:
-        return "2g"
-    if rtt_ms >= 270 or downlink_kbps < 700:
-        return "3g"
-    return "4g"
+    """Chromium's effective connection type (net/nqe/network_quality_estimator_params.cc), as edge reads it."""
+    return ect_class(rtt_ms, downlink_kbps) or "4g"
 
 
 def browser_hints(profile: Profile, elapsed_s: float) -> dict[str, str]:
