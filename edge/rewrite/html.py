@@ -92,7 +92,10 @@ def splice_before_body_end(body: bytes, snippet: bytes) -> bytes:
     """
     # Fast path (the full tier's hot path): the last lower- or upper-case "</body", then a short scan
     # of what follows it for a later mixed-case one.
-    k = max(body.rfind(b"</body"), body.rfind(b"</BODY"))
+    tail = max(0, len(body) - 4096)  # the end tag is nearly always in the last few bytes
+    k = max(body.rfind(b"</body", tail), body.rfind(b"</BODY", tail))
+    if k < 0:
+        k = max(body.rfind(b"</body"), body.rfind(b"</BODY"))
     if k >= 0 and _BODY_END.match(body, k):
         for later in _BODY_END.finditer(body, k + 1):
             k = later.start()
