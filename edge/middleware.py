@@ -26,6 +26,7 @@ state lives on a per-request :class:`_Responder`, never on the middleware.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from email.utils import formatdate
@@ -228,6 +229,28 @@ def _key_bytes(key: str) -> bytes:
     return key.encode()
 
 
+@dataclass(frozen=True, slots=True)
+class _TierMetrics:
+    """Metric children of one tier, resolved once: the per-request path only increments."""
+
+    upstream_bytes: object
+    served_bytes: object
+    duration: object
+    rewrite: object
+
+
+_PER_TIER = {
+    tier: _TierMetrics(
+        metrics.UPSTREAM_BYTES.labels(tier),
+        metrics.SERVED_BYTES.labels(tier),
+        metrics.REQUEST_DURATION.labels(tier),
+        metrics.REWRITE_DURATION.labels(tier),
+    )
+    for tier in metrics.TIERS
+}
+_REQUESTS = {(tier, source): metrics.REQUESTS.labels(tier, source) for tier in metrics.TIERS for source in metrics.SOURCES}
+
+
 class _Responder:
     """Per-request state: holds an HTML response's start message until the body is rewritten."""
 
@@ -388,7 +411,7 @@ class _Responder:
             await self.downstream({"type": "http.response.body", "body": original})
             served = original
         else:
-            metrics.REWRITE_DURATION.labels(tier).observe(rewrite_s)
+            _PER_TIER[tier].rewrite.observe(rewrite_s)
             headers = _adapted_headers(
                 self.start["headers"], tier, decision, len(body), coding, self.upstream_s, verdict.model_s, rewrite_s
             )
@@ -396,11 +419,12 @@ class _Responder:
             await self.downstream({**self.start, "headers": headers})
             await self.downstream({"type": "http.response.body", "body": body})
             served = body
-        metrics.REQUESTS.labels(tier, decision.source).inc()
-        metrics.UPSTREAM_BYTES.labels(tier).inc(len(original))
-        metrics.SERVED_BYTES.labels(tier).inc(len(served))
+        counted = _PER_TIER[tier]
+        _REQUESTS[tier, decision.source].inc()
+        counted.upstream_bytes.inc(len(original))
+        counted.served_bytes.inc(len(served))
         elapsed = time.perf_counter() - self.started
-        metrics.REQUEST_DURATION.labels(tier).observe(elapsed)
+        counted.duration.observe(elapsed)
         if decision.source == "holdback":
             metrics.HOLDBACK_DURATION.observe(elapsed)
 
@@ -473,6 +497,17 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+_ACCEPT_CH = ACCEPT_CH.encode()
+_TIER_BYTES = {"full": b"full", "lite": b"lite", "minimal": b"minimal"}
+
+
+@functools.lru_cache(maxsize=64)
+def _vary_for(upstream_vary: tuple[bytes, ...]) -> bytes:
+    """Edge's Vary merged with the upstream's (storefronts send a handful of distinct values)."""
+    names = [v.strip() for value in upstream_vary for v in value.decode("latin-1").split(",") if v.strip()]
+    return _merge_vary(names).encode("latin-1")
+
+
 def _adapted_headers(
     upstream: list[tuple[bytes, bytes]],
     tier: str,
@@ -484,16 +519,14 @@ def _adapted_headers(
     rewrite_s: float,
 ) -> list[tuple[bytes, bytes]]:
     headers: list[tuple[bytes, bytes]] = []
-    vary: list[str] = []
+    vary: list[bytes] = []
     cache_control: bytes | None = None
     for name, value in upstream:
-        if name in (b"content-length", b"content-encoding"):
-            continue
-        if name == b"vary":
-            vary.extend(v.strip() for v in value.decode("latin-1").split(",") if v.strip())
-            continue
-        if name == b"cache-control":
-            cache_control = value
+        if name in _RECOMPUTED:
+            if name == b"vary":
+                vary.append(value)
+            elif name == b"cache-control":
+                cache_control = value
             continue
         if name == b"etag":
             value = _weaken_etag(value, tier)
@@ -501,19 +534,22 @@ def _adapted_headers(
     headers.append((b"content-length", str(length).encode()))
     if coding:
         headers.append((b"content-encoding", coding.encode()))
-    headers.append((b"vary", _merge_vary(vary).encode("latin-1")))
+    headers.append((b"vary", _vary_for(tuple(vary))))
     if tier != "full":
         headers.append((b"cache-control", _private(cache_control)))
     elif cache_control is not None:
         headers.append((b"cache-control", cache_control))
-    headers.append((b"edge-tier", tier.encode()))
-    headers.append((b"accept-ch", ACCEPT_CH.encode()))
+    headers.append((b"edge-tier", _TIER_BYTES[tier]))
+    headers.append((b"accept-ch", _ACCEPT_CH))
     timing = (
         f"upstream;dur={upstream_s * 1000:.2f}, model;dur={model_s * 1000:.3f}, "
         f'rewrite;dur={rewrite_s * 1000:.2f}, edge;desc="{tier}/{decision.source}/{decision.reason}"'
     )
     headers.append((b"server-timing", timing.encode()))
     return headers
+
+
+_RECOMPUTED = frozenset({b"content-length", b"content-encoding", b"vary", b"cache-control"})
 
 
 def _merge_vary(upstream: list[str]) -> str:

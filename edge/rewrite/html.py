@@ -99,7 +99,8 @@ def splice_before_body_end(body: bytes, snippet: bytes) -> bytes:
     if k >= 0 and _BODY_END.match(body, k):
         for later in _BODY_END.finditer(body, k + 1):
             k = later.start()
-        return body[:k] + snippet + body[k:]
+        view = memoryview(body)  # one copy of the page, not three
+        return b"".join((view[:k], snippet, view[k:]))
     last = None
     for last in _BODY_END.finditer(body, max(0, len(body) - 64 * 1024)):
         pass
