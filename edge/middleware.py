@@ -44,7 +44,7 @@ from edge.feedback import Feedback, FeedbackRejected, ReplayGuard, TokenSigner
 from edge.model import NetworkModel, RuleModel
 from edge.policy import Decision, Policy
 from edge.policy import holdback_draw
-from edge.rewrite import HtmlRewriter, JsonRewriter, beacon_script, switch_link
+from edge.rewrite import HtmlRewriter, JsonRewriter, StreamSplicer, beacon_script, switch_link
 from edge.settings import Settings
 from edge.signals import ACCEPT_CH, SIGNAL_HEADERS, Signals, read_signals
 from edge.towers import TowerTable
@@ -256,7 +256,7 @@ class _Responder:
 
     __slots__ = (
         "mw", "scope", "downstream", "started", "mode", "start", "chunks", "size", "verdict", "upstream_s",
-        "content_type", "coding", "kind",
+        "content_type", "coding", "kind", "splicer",
     )
 
     def __init__(self, mw: AdaptiveMiddleware, scope: Scope, send: Send) -> None:
@@ -264,7 +264,7 @@ class _Responder:
         self.scope = scope
         self.downstream = send
         self.started = time.perf_counter()
-        self.mode = "pending"  # pending → pass | buffer → done
+        self.mode = "pending"  # pending → pass | buffer | splice → done
         self.start: Message | None = None
         self.chunks: list[bytes] = []
         self.size = 0
@@ -273,6 +273,7 @@ class _Responder:
         self.content_type = b""
         self.coding = ""
         self.kind = "html"
+        self.splicer: StreamSplicer | None = None
 
     async def send(self, message: Message) -> None:
         if self.mode == "pass":
@@ -287,6 +288,8 @@ class _Responder:
             kind = self._adaptable(message)
             if kind is not None and self.verdict is None:
                 self.verdict = self.mw.decide(self.scope, time.time())
+            if kind == "html" and await self._start_streamed_splice(message):
+                return
             if kind == "html" or (kind == "json" and self._json_rules_apply()):
                 # Hold the start message: Content-Length, ETag and Vary change with the body.
                 self.kind = kind
@@ -301,8 +304,64 @@ class _Responder:
                 await self.downstream(message)
         elif message["type"] == "http.response.body" and self.mode == "buffer":
             await self._buffer(message)
+        elif message["type"] == "http.response.body" and self.mode == "splice":
+            await self._splice(message)
         else:
             await self.downstream(message)
+
+    async def _start_streamed_splice(self, start: Message) -> bool:
+        """The full tier's hot path: stream the page, splicing the snippet in as it passes.
+
+        Only for an uncompressed page whose length is declared (the output is that plus
+        the snippet, so Content-Length goes out first). Returns False to take the
+        buffered path instead.
+        """
+        verdict = self.verdict
+        if verdict is None or verdict.decision.tier != "full" or self.coding not in ("", "identity"):
+            return False
+        length = next((int(v) for n, v in start["headers"] if n == b"content-length"), None)
+        if length is None:
+            return False
+        decision = verdict.decision
+        try:
+            token = self.mw.feedback.issue(
+                verdict.features, "full", decision.source, decision.p, self.upstream_s * 1000, verdict.cell_id, time.time()
+            )
+            query = self.scope.get("query_string", b"")
+            back = self.scope["path"] + ("?" + query.decode("latin-1") if query else "")
+            snippet = switch_link("lite", back, _SWITCH_TEXT["full"]) + beacon_script(token)
+            headers = _adapted_headers(
+                start["headers"], "full", decision, length + len(snippet), None, self.upstream_s, verdict.model_s, 0.0
+            )
+        except Exception as exc:
+            self.mw.fail_open("respond", exc)
+            return False
+        headers.append((b"edge-token", token.encode()))
+        self.splicer = StreamSplicer(snippet)
+        self.mode = "splice"
+        await self.downstream({**start, "headers": headers})
+        return True
+
+    async def _splice(self, message: Message) -> None:
+        chunk = message.get("body", b"")
+        self.size += len(chunk)
+        out = self.splicer.feed(chunk) if chunk else b""
+        if message.get("more_body", False):
+            if out:
+                await self.downstream({"type": "http.response.body", "body": out, "more_body": True})
+            return
+        self.mode = "done"
+        tail = out + self.splicer.close()
+        await self.downstream({"type": "http.response.body", "body": tail, "more_body": False})
+        decision = self.verdict.decision  # type: ignore[union-attr]
+        counted = _PER_TIER["full"]
+        _REQUESTS["full", decision.source].inc()
+        counted.upstream_bytes.inc(self.size)
+        counted.served_bytes.inc(self.size + len(self.splicer.snippet))
+        elapsed = time.perf_counter() - self.started
+        counted.duration.observe(elapsed)
+        if decision.source == "holdback":
+            metrics.HOLDBACK_DURATION.observe(elapsed)
 
     def _json_rules_apply(self) -> bool:
         assert self.verdict is not None

@@ -413,3 +413,33 @@ def test_random_bytes_never_raise_anything_but_rewrite_error(body, tier):
         return
     if tier == "full":
         assert out.replace(LINK, b"", 1) == body
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(TOKENS + WIDGET + ["</BODY>", "</body >", "</bo", "dy>"]), max_size=120).map("".join), st.data())
+def test_streamed_splice_is_the_input_plus_the_snippet_in_any_chunking(page, data):
+    from edge.rewrite import StreamSplicer
+
+    body = page.encode()
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=8)))
+    chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)])]
+    splicer = StreamSplicer(LINK)
+    out = b"".join([splicer.feed(c) for c in chunks]) + splicer.close()
+    assert out.replace(LINK, b"", 1) == body
+    # Where the buffered splice puts it, whenever the page's last "</body" (lower or upper case) is a
+    # real end tag and no mixed-case one follows.
+    k = max(body.rfind(b"</body"), body.rfind(b"</BODY"))
+    if k >= 0 and _real_end_at(body, k) and not _has_real_end(body[k + 1 :]):
+        assert out == splice_before_body_end(body, LINK)
+
+
+def _real_end_at(body: bytes, k: int) -> bool:
+    import re
+
+    return re.compile(rb"</body\s*>", re.I).match(body, k) is not None
+
+
+def _has_real_end(body: bytes) -> bool:
+    import re
+
+    return re.search(rb"</body\s*>", body, re.I) is not None

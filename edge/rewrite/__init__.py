@@ -17,6 +17,7 @@ from edge.rewrite.errors import RewriteError
 from edge.rewrite.html import (
     COLLAPSE_SCRIPT,
     HtmlRewriter,
+    StreamSplicer,
     RewriteReport,
     beacon_script,
     splice_before_body_end,
@@ -27,6 +28,7 @@ from edge.rewrite.json import JsonRewriter
 __all__ = [
     "COLLAPSE_SCRIPT",
     "HtmlRewriter",
+    "StreamSplicer",
     "JsonRewriter",
     "RewriteError",
     "RewriteReport",

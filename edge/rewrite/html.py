@@ -113,6 +113,48 @@ def splice_before_body_end(body: bytes, snippet: bytes) -> bytes:
     return body[: last.start()] + snippet + body[last.start() :]
 
 
+class StreamSplicer:
+    """:func:`splice_before_body_end` for a body that streams through in chunks.
+
+    The full tier's hot path: chunks go out as they arrive, except what follows the
+    latest ``</body`` seen (and the last few bytes, in case a chunk ends inside one),
+    which is held until the end, when the snippet goes in before the held end tag — or
+    after everything when there is none. The output is always the input plus the
+    snippet, so ``Content-Length`` is known before the first byte.
+
+    >>> splicer = StreamSplicer(b"<i>")
+    >>> out = [splicer.feed(b"<body>hello</bo"), splicer.feed(b"dy></ht"), splicer.feed(b"ml>"), splicer.close()]
+    >>> out, b"".join(out)
+    ([b'<body>hell', b'o', b'', b'<i></body></html>'], b'<body>hello<i></body></html>')
+    """
+
+    __slots__ = ("snippet", "held")
+
+    #: len("</body") − 1: a chunk may end inside an end tag.
+    _GUARD = 5
+
+    def __init__(self, snippet: bytes) -> None:
+        self.snippet = snippet
+        self.held = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """What can go out now: everything before the latest ``</body`` (or before the guard bytes)."""
+        data = self.held + chunk if self.held else chunk
+        k = max(data.rfind(b"</body"), data.rfind(b"</BODY"))
+        if k < 0:
+            k = max(0, len(data) - self._GUARD)
+        self.held = data[k:]
+        return data[:k]
+
+    def close(self) -> bytes:
+        """The rest, with the snippet in place."""
+        held = self.held
+        self.held = b""
+        if _BODY_END.match(held):
+            return self.snippet + held
+        return held + self.snippet
+
+
 def switch_link(to_tier: str, next_path: str, text: str) -> bytes:
     """The small link that switches the shopper's tier (sets the preference cookie, then returns).
 
