@@ -322,3 +322,21 @@ def test_conditional_requests_never_get_a_304_for_another_tiers_page():
     # And the full tier revalidates its own.
     r = fetch(app, headers={"ECT": "4g", "If-None-Match": full.headers["etag"]})
     assert r.status_code == 304 and r.headers["etag"] == 'W/"v1"'
+
+
+def test_holdback_clients_always_get_the_full_page_and_are_counted_apart(metric):
+    from edge.policy import holdback_draw
+
+    policy = Policy.from_toml('[overrides]\nholdback = 0.5\n[[widgets]]\nwidget = "ads"\npriority = 1\nlite = "drop"\n')
+    app = AdaptiveMiddleware(STOREFRONT, policy=policy, settings=Settings(fail_mode="closed"))
+    # The draw is stable per client address (httpx's ASGI transport uses 127.0.0.1) and User-Agent.
+    held = next(f"ua-{i}" for i in range(100) if holdback_draw(f"127.0.0.1 ua-{i}") < 0.5)
+    served = next(f"ua-{i}" for i in range(100) if holdback_draw(f"127.0.0.1 ua-{i}") >= 0.5)
+    before = metric("edge_holdback_request_duration_seconds_count")
+    for _ in range(3):
+        r = fetch(app, headers={"ECT": "slow-2g", "User-Agent": held})
+        assert r.headers["edge-tier"] == "full" and "full/holdback/holdback" in r.headers["server-timing"]
+    assert metric("edge_holdback_request_duration_seconds_count") == before + 3
+    assert fetch(app, headers={"ECT": "slow-2g", "User-Agent": served}).headers["edge-tier"] == "minimal"
+    # The shopper's own choice still beats the holdback.
+    assert fetch(app, headers={"ECT": "4g", "User-Agent": held, "Cookie": "edge_tier=lite"}).headers["edge-tier"] == "lite"
