@@ -3,9 +3,11 @@
 One worker per sidecar is the default and the recommended deployment (scale by
 pods). On a bigger box, ``--workers N`` runs N copies of the whole sidecar:
 
-- the supervisor (this module) binds the public and admin sockets once and
-  starts N fresh interpreters (``python -m edge.cli serve``) that inherit them,
-  so the kernel spreads connections over the workers;
+- the supervisor (this module) binds one public and one admin socket per worker,
+  all on the same two ports with ``SO_REUSEPORT``, and starts N fresh
+  interpreters (``python -m edge.cli serve``) that inherit them: the kernel
+  hashes each new connection to one of the sockets, so connections spread
+  evenly (one shared socket would let whichever worker wakes first take them);
 - metrics stay right across processes with prometheus-client's multiprocess
   mode: the supervisor points ``PROMETHEUS_MULTIPROC_DIR`` at an empty
   directory before any worker starts, every worker writes its samples there,
@@ -46,6 +48,7 @@ def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -63,25 +66,20 @@ def worker_sockets() -> tuple[socket.socket, socket.socket] | None:
 
 def supervise(settings: Settings, workers: int, argv: list[str]) -> int:
     """Run ``workers`` copies of ``edge serve`` (``argv`` less ``--workers``) on shared sockets."""
-    public = _bind(settings.host, settings.port)
-    admin = _bind(settings.admin_host, settings.admin_port)
+    pairs = [(_bind(settings.host, settings.port), _bind(settings.admin_host, settings.admin_port)) for _ in range(workers)]
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="edge-metrics-")
     own_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     # Wipe it: samples of a previous run would be added to this one's.
     for entry in Path(metrics_dir).glob("*.db"):
         entry.unlink()
-    env = {
-        **os.environ,
-        "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
-        WORKER_FDS_ENV: f"{public.fileno()},{admin.fileno()}",
-    }
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
     children = [
         subprocess.Popen(
             [sys.executable, "-m", "edge.cli", "serve", *argv],
-            env={**env, WORKER_INDEX_ENV: str(index)},
+            env={**env, WORKER_INDEX_ENV: str(index), WORKER_FDS_ENV: f"{public.fileno()},{admin.fileno()}"},
             pass_fds=(public.fileno(), admin.fileno()),
         )
-        for index in range(workers)
+        for index, (public, admin) in enumerate(pairs)
     ]
     stopping = False
 
@@ -103,8 +101,9 @@ def supervise(settings: Settings, workers: int, argv: list[str]) -> int:
                 forward(signal.SIGTERM, None)
             time.sleep(0.2)
     finally:
-        public.close()
-        admin.close()
+        for public, admin in pairs:
+            public.close()
+            admin.close()
         if own_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     if not own_dir:
