@@ -7,36 +7,52 @@ shopper's network is degraded, and serves such shoppers a lighter layout.
 Public surface::
 
     from edge import AdaptiveMiddleware, Settings, load_policy, build_edge
+
+Names are imported on first use (PEP 562), so a light command (the
+``--workers`` supervisor, ``edge policy check``) does not load the model's
+numeric stack.
 """
 
-from edge.app import Edge, build_edge
-from edge.errors import AdaptError, EdgeError, PolicyError, SettingsError, UpstreamError
-from edge.middleware import AdaptiveMiddleware
-from edge.model import MODELS, NetworkModel, NullModel, RuleModel
-from edge.policy import Decision, Policy, load_policy
-from edge.settings import Settings
-from edge.signals import Signals, read_signals
-from edge.towers import TowerTable
+from __future__ import annotations
 
-__all__ = [
-    "AdaptError",
-    "AdaptiveMiddleware",
-    "Decision",
-    "Edge",
-    "EdgeError",
-    "MODELS",
-    "NetworkModel",
-    "NullModel",
-    "Policy",
-    "PolicyError",
-    "RuleModel",
-    "Settings",
-    "SettingsError",
-    "Signals",
-    "TowerTable",
-    "UpstreamError",
-    "build_edge",
-    "load_policy",
-    "read_signals",
-]
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "AdaptError": "edge.errors",
+    "EdgeError": "edge.errors",
+    "PolicyError": "edge.errors",
+    "SettingsError": "edge.errors",
+    "UpstreamError": "edge.errors",
+    "AdaptiveMiddleware": "edge.middleware",
+    "Decision": "edge.policy",
+    "Policy": "edge.policy",
+    "load_policy": "edge.policy",
+    "Edge": "edge.app",
+    "build_edge": "edge.app",
+    "MODELS": "edge.model",
+    "NetworkModel": "edge.model",
+    "NullModel": "edge.model",
+    "RuleModel": "edge.model",
+    "Settings": "edge.settings",
+    "Signals": "edge.signals",
+    "read_signals": "edge.signals",
+    "TowerTable": "edge.towers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -44,7 +44,21 @@ def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The edge command group; ``replay`` is loaded on first use (it brings the model's numeric stack)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "replay"])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "replay":
+            from edge.replay import replay_command
+
+            return replay_command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """edge: adaptive mobile page serving in front of a storefront."""
 
@@ -298,14 +312,6 @@ def _print_tiers(compiled, sample: tuple[bytes, str, str | None, str], route_pat
         if report.budget_dropped:
             click.echo(f"           dropped for the budget: {', '.join(report.budget_dropped)}")
 
-
-def _register_replay() -> None:
-    from edge.replay import replay_command
-
-    main.add_command(replay_command, "replay")
-
-
-_register_replay()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

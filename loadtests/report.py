@@ -42,7 +42,7 @@ _BIN = Path(sys.executable).parent
 EDGE_BIN = str(_BIN / "edge") if (_BIN / "edge").exists() else (shutil.which("edge") or "edge")
 LOCUST_BIN = str(_BIN / "locust") if (_BIN / "locust").exists() else (shutil.which("locust") or "locust")
 sys.path.insert(0, str(HERE))
-from profiles import FAST_PROFILES, PROFILES, SLOW_PROFILES  # noqa: E402
+from profiles import PROFILES  # noqa: E402
 
 __all__ = ["Stack", "start_stack", "run_locust", "load_summary", "tier_shares", "main"]
 

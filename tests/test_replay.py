@@ -9,7 +9,6 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from edge.model import RiverModel
 from edge.replay import (
     LABEL_SECONDS,
     ConnectionClass,
