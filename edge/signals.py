@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 from decimal import Decimal
 from collections.abc import Mapping
@@ -324,8 +325,17 @@ def _identifier(raw: object) -> str | None:
     return None
 
 
-def _read_cell(s: Signals, raw: str | None) -> None:
+@functools.lru_cache(maxsize=4096)
+def _cell_members(raw: str) -> tuple[tuple[str, object], ...] | None:
+    """Parsed Edge-Cell values, cached: a phone repeats its cell's header until it moves, and
+    structured-field parsing is most of the cost of reading signals (bounded: ≤ 4096 × 1 KB)."""
     members = _sf_dict(raw)
+    return tuple(members.items()) if members is not None else None
+
+
+def _read_cell(s: Signals, raw: str | None) -> None:
+    cached = _cell_members(raw) if raw is not None and len(raw) <= MAX_HEADER_BYTES else None
+    members = dict(cached) if cached else None
     if not members:
         return
     s.cell_id = _identifier(members.get("id"))
