@@ -4,7 +4,9 @@
 
 Stages (each timed alone, median and p90 in microseconds, in one run):
 signals (headers → Signals), features, model predict and learn (the default
-``auto`` model, after it has learned from replayed-like traffic), decide (the
+``auto`` model, after it has learned from replayed-like traffic; its learn
+includes the prequential evaluation — both models predict first — so the
+River model's own learn is shown apart), decide (the
 policy), token sign and verify, rewrite (full: link+beacon splice; lite and
 minimal: lol_html), and the whole step (signals → … → rewrite → token) at
 lite. Timings are per call on this machine; compare them with each other, not
@@ -99,7 +101,8 @@ def main() -> None:
         "signals": lambda: read_signals(HEADERS),
         "features": lambda: to_features(signals, None),
         "model predict": lambda: model.predict(x),
-        "model learn": lambda: model.learn(x, True),
+        "model learn (+ eval)": lambda: model.learn(x, True),
+        "river learn alone": lambda: model.model.learn(x, True),
         "decide (policy)": lambda: policy.decide(0.7, source="model", path="/"),
         "token sign": lambda: signer.sign({"x": x, "d": "lite", "s": "model", "p": 0.7, "u": 12.0}, now=time.time()),
         "token verify": lambda: signer.verify(token, now=time.time()),
