@@ -211,6 +211,9 @@ for _reason in REJECT_REASONS:
     FEEDBACK_REJECTED.labels(_reason)
 for _model in MODELS:
     MODEL_CHAMPION.labels(_model)
+    # NaN until the first labels are scored: the series exist (dashboards show "no data yet", not gaps).
+    MODEL_ROC_AUC.labels(_model).set(float("nan"))
+    MODEL_LOG_LOSS.labels(_model).set(float("nan"))
 for _result in ("written", "loaded", "failed"):
     CHECKPOINTS.labels(_result)
 for _result in ("success", "failure"):

@@ -39,10 +39,6 @@ _BIN = Path(sys.executable).parent
 EDGE_BIN = str(_BIN / "edge") if (_BIN / "edge").exists() else "edge"
 DEADLINE_S = 30.0
 SUBSTITUTIONS = {"$__rate_interval": "4s", "$__interval": "4s", "$pod": ".*"}
-#: Gauges edge/metrics.py declares without pre-created labels: they have no series until the model
-#: has scored its first labels (feedback and learning land separately). A panel over one of them
-#: that comes back empty is an expected failure, and only while edge exposes no sample of it.
-AWAITING_FIRST_SAMPLE = {"edge_model_roc_auc", "edge_model_log_loss"}
 
 
 def _free_port() -> int:
@@ -281,12 +277,8 @@ def _exposed_samples(stack: Stack) -> set[str]:
 def test_every_dashboard_query_returns_series(stack: Stack, title: str, expr: str) -> None:
     query = _substitute(expr, stack.instance)
     assert "$" not in query, f"panel {title!r}: unsubstituted variable in {query}"
-    if stack.query(query):
-        return
-    awaiting = {name for name in AWAITING_FIRST_SAMPLE if name in query} - _exposed_samples(stack)
-    if awaiting:
-        pytest.xfail(f"panel {title!r}: {', '.join(sorted(awaiting))} has no sample until the model scores labels")
-    pytest.fail(f"panel {title!r} returned no series\n  query: {query}", pytrace=False)
+    if not stack.query(query):
+        pytest.fail(f"panel {title!r} returned no series\n  query: {query}", pytrace=False)
 
 
 @pytest.mark.parametrize("rule", rules("record"), ids=lambda r: r["record"] + ("{" + ",".join(f"{k}={v}" for k, v in r["labels"].items()) + "}" if r.get("labels") else ""))
