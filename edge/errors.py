@@ -4,12 +4,13 @@
     ├── SettingsError   a setting or flag has a bad value
     ├── PolicyError     a policy file is malformed (names file, key and problem)
     ├── UpstreamError   the storefront could not be reached or answered badly
+    │   └── UpstreamStreamBroken  its body broke off after the response had started
     └── AdaptError      adapting a response failed (raised only with fail_mode="closed")
 """
 
 from __future__ import annotations
 
-__all__ = ["EdgeError", "SettingsError", "PolicyError", "UpstreamError", "AdaptError"]
+__all__ = ["EdgeError", "SettingsError", "PolicyError", "UpstreamError", "UpstreamStreamBroken", "AdaptError"]
 
 
 class EdgeError(Exception):
@@ -30,7 +31,14 @@ class PolicyError(EdgeError, ValueError):
 
 
 class UpstreamError(EdgeError):
-    """The storefront was unreachable, reset the connection or timed out."""
+    """The storefront was unreachable, reset the connection or timed out.
+
+    Before the response starts, the proxy answers 502/504 instead of raising.
+    """
+
+
+class UpstreamStreamBroken(UpstreamError):
+    """The storefront's body broke off after the response had started: the connection is aborted."""
 
 
 class AdaptError(EdgeError):

@@ -32,6 +32,7 @@ import httpx
 from starlette.types import Message, Receive, Scope, Send
 
 from edge import metrics
+from edge.errors import UpstreamStreamBroken
 from edge.settings import Settings
 from edge.transport import make_transport, upstream_error_kind
 
@@ -54,10 +55,6 @@ HOP_BY_HOP = frozenset(
 )
 VIA = b"1.1 edge"
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
-
-
-class UpstreamStreamBroken(Exception):
-    """The storefront's body broke off after the response had started: the connection is aborted."""
 
 
 def strip_hop_by_hop(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -285,47 +285,51 @@ class _Remove:
 _REMOVE = _Remove()
 
 
-class _DropWidget:
+class _WidgetHandler:
+    """A lol_html element handler for one widget rule during one rewrite.
+
+    An element an earlier rule already removed is left alone; subclasses act in :meth:`handle`.
+    """
+
     __slots__ = ("w", "run")
 
     def __init__(self, w: WidgetPlan, run: _Run) -> None:
         self.w, self.run = w, run
 
-    def element(self, el) -> None:  # noqa: ANN001
-        if el.removed:
-            return
+    def element(self, el) -> None:  # noqa: ANN001 - lolhtml.Element
+        if not el.removed:
+            self.handle(el)
+
+    def handle(self, el) -> None:  # noqa: ANN001
+        raise NotImplementedError
+
+
+class _DropWidget(_WidgetHandler):
+    __slots__ = ()
+
+    def handle(self, el) -> None:  # noqa: ANN001
         el.remove()
         self.run.report.dropped.append(self.w.name)  # type: ignore[union-attr]
 
 
-class _TrimItems:
+class _TrimItems(_WidgetHandler):
     """Registered on ``widget > item:nth-of-type(n+N+1)``: every item past the first N goes."""
 
-    __slots__ = ("w", "run")
+    __slots__ = ()
 
-    def __init__(self, w: WidgetPlan, run: _Run) -> None:
-        self.w, self.run = w, run
-
-    def element(self, el) -> None:  # noqa: ANN001
-        if el.removed:
-            return
+    def handle(self, el) -> None:  # noqa: ANN001
         el.remove()
         report = self.run.report
         if report is not None:
             report.trimmed[self.w.name] = report.trimmed.get(self.w.name, 0) + 1
 
 
-class _Collapse:
+class _Collapse(_WidgetHandler):
     """Replace the widget by a placeholder holding a plain "show" link (progressively enhanced)."""
 
-    __slots__ = ("w", "run")
+    __slots__ = ()
 
-    def __init__(self, w: WidgetPlan, run: _Run) -> None:
-        self.w, self.run = w, run
-
-    def element(self, el) -> None:  # noqa: ANN001
-        if el.removed:
-            return
+    def handle(self, el) -> None:  # noqa: ANN001
         run, w = self.run, self.w
         url = _widget_url(w, el, run.path)
         fragment = url is not None
