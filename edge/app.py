@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from pathlib import Path
@@ -40,6 +41,7 @@ from edge.model import MODELS, NetworkModel
 from edge.policy import Policy, load_policy
 from edge.proxy import ReverseProxy
 from edge.settings import Settings
+from edge.workers import SHARED_KEY_ENV, WORKER_INDEX_ENV
 
 __all__ = ["Edge", "build_edge", "make_model"]
 
@@ -93,7 +95,7 @@ class Edge:
         # The per-cell statistics travel in the model's checkpoint, so a restart keeps what cells taught.
         extra = getattr(model, "extra", None)
         towers = extra.get("towers") if isinstance(extra, dict) else None
-        self.middleware = AdaptiveMiddleware(inner, policy=policy, model=model, settings=settings, towers=towers)
+        self.middleware = AdaptiveMiddleware(inner, policy=policy, model=model, settings=_with_shared_key(settings), towers=towers)
         #: The ASGI app for the public port.
         self.public = self.middleware
         #: The ASGI app for the admin port.
@@ -195,7 +197,14 @@ class Edge:
     async def _model_state(self, request: Request) -> Response:
         model = self.model
         snapshot = model.snapshot() if hasattr(model, "snapshot") else {"champion": model.source}
-        return Response(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+        # With --workers N each worker has its own model: say which one answered.
+        index = os.environ.get(WORKER_INDEX_ENV)
+        headers = {"Edge-Worker": f"index={index}, pid={os.getpid()}"} if index is not None else None
+        return Response(
+            orjson.dumps(snapshot, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY),
+            media_type="application/json",
+            headers=headers,
+        )
 
     async def _reload_endpoint(self, request: Request) -> Response:
         token = self.settings.admin_token
@@ -235,6 +244,17 @@ def build_edge(settings: Settings, *, policy: Policy | None = None, model: Netwo
     policy = policy if policy is not None else load_policy(settings.policy)
     model = model if model is not None else make_model(settings)
     return Edge(settings, policy, model)
+
+
+def _with_shared_key(settings: Settings) -> Settings:
+    """The middleware's settings: a worker without EDGE_FEEDBACK_KEY signs with the supervisor's shared
+    random key (edge/workers.py), so every worker accepts every worker's tokens. Only the middleware
+    gets it: checkpoints stay keyless, so the next run (with another random key) can restore them."""
+    shared = os.environ.get(SHARED_KEY_ENV)
+    if not shared or settings.feedback_key or settings.feedback_key_previous:
+        return settings
+    log.warning("EDGE_FEEDBACK_KEY is not set: the workers share a random key; feedback tokens die with the sidecar")
+    return settings.replace(feedback_key=shared)
 
 
 def _mtime(path: Path) -> float | None:

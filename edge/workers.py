@@ -18,6 +18,12 @@ pods). On a bigger box, ``--workers N`` runs N copies of the whole sidecar:
   Workers' models therefore see about 1/N of the labels each; the replay guard
   is per worker too, so a token replayed to each worker could teach up to N
   models once each (documented in docs/operations.md);
+- without ``EDGE_FEEDBACK_KEY`` a single process signs tokens with a random key of
+  its own; N workers doing so would refuse each other's tokens as forged (a beacon
+  reaches the worker that served its page one time in N). So the supervisor draws
+  one random key and hands it to every worker (``EDGE_WORKER_FEEDBACK_KEY``), for
+  tokens and cookies only: checkpoints stay keyless, as a single process's are, so
+  a restart (with a new random key) still restores them;
 - SIGTERM/SIGINT to the supervisor is forwarded to every worker, which drains
   and checkpoints as a single process would; the supervisor exits 0 when they
   all did. A worker that dies on its own stops the others and the supervisor
@@ -27,6 +33,7 @@ pods). On a bigger box, ``--workers N`` runs N copies of the whole sidecar:
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -38,10 +45,12 @@ from pathlib import Path
 
 from edge.settings import Settings
 
-__all__ = ["supervise", "WORKER_FDS_ENV", "WORKER_INDEX_ENV", "worker_sockets"]
+__all__ = ["supervise", "SHARED_KEY_ENV", "WORKER_FDS_ENV", "WORKER_INDEX_ENV", "worker_sockets"]
 
 WORKER_FDS_ENV = "EDGE_WORKER_FDS"
 WORKER_INDEX_ENV = "EDGE_WORKER_INDEX"
+#: The feedback key the supervisor draws for its workers when EDGE_FEEDBACK_KEY is not set.
+SHARED_KEY_ENV = "EDGE_WORKER_FEEDBACK_KEY"
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -73,6 +82,8 @@ def supervise(settings: Settings, workers: int, argv: list[str]) -> int:
     for entry in Path(metrics_dir).glob("*.db"):
         entry.unlink()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    if not (settings.feedback_key or settings.feedback_key_previous):
+        env[SHARED_KEY_ENV] = secrets.token_hex(32)  # one random key for all: any worker accepts any worker's tokens
     children = [
         subprocess.Popen(
             [sys.executable, "-m", "edge.cli", "serve", *argv],
