@@ -49,8 +49,8 @@ class Settings:
     connect_timeout: float = 2.0
     read_timeout: float = 15.0
     pool_size: int = 100
-    # What carries requests to the storefront under httpx's API (edge.transport): aiohttp or httpx.
-    upstream_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    # What carries requests to the storefront under httpx's API (edge.transport): http1 (edge.http1), aiohttp or httpx.
+    upstream_transport: Literal["http1", "aiohttp", "httpx"] = "http1"
     # Addresses of load balancers whose X-Forwarded-For/-Proto edge trusts (comma-separated, "*" for
     # any). Empty: edge is the first hop and the peer address is the client (the sidecar default).
     forwarded_allow_ips: str = ""

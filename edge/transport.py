@@ -1,13 +1,13 @@
 """What carries the proxy's httpx requests to the storefront.
 
 The proxy speaks httpx's API everywhere; underneath, the transport is a
-setting (``EDGE_UPSTREAM_TRANSPORT``):
+setting (``EDGE_UPSTREAM_TRANSPORT``), chosen by measurement
+(``loadtests/bench.py``; figures in the README):
 
-- ``aiohttp`` (default): httpx-aiohttp's transport over an aiohttp
-  ``ClientSession``. Chosen by measurement (``loadtests/bench.py``; figures
-  in the README): on a 2-core machine it adds a fraction of httpcore's
-  per-request cost at concurrency 1 and serves several times the requests
-  per second at concurrency 16.
+- ``http1`` (default): :class:`edge.http1.Http1Transport`, edge's own
+  HTTP/1.1 keep-alive pool parsed by httptools — the cheapest per request;
+- ``aiohttp``: httpx-aiohttp's transport over an aiohttp ``ClientSession``
+  (several times httpcore's throughput, below ``http1``'s);
 - ``httpx``: httpx's own httpcore transport.
 
 The aiohttp session is configured as a reverse proxy needs: no cookie jar
@@ -23,6 +23,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 
+from edge.http1 import Http1Transport
 from edge.settings import Settings
 
 __all__ = ["make_transport", "upstream_error_kind"]
@@ -34,6 +35,8 @@ def make_transport(settings: Settings) -> httpx.AsyncBaseTransport | None:
     """The transport for ``settings.upstream_transport`` (None: httpx's default)."""
     if settings.upstream_transport == "httpx":
         return None
+    if settings.upstream_transport == "http1":
+        return Http1Transport(max_connections=settings.pool_size, keepalive_expiry=30.0)
 
     def session() -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(

@@ -1,0 +1,531 @@
+"""edge's own HTTP/1.1 transport under httpx: a keep-alive pool of asyncio connections parsed by httptools.
+
+The proxy speaks httpx's API (``httpx.Request`` in, ``httpx.Response`` out);
+this module is what carries it to the storefront by default. It exists
+because the transports under httpx cost more per request than everything
+else edge does (``loadtests/bench.py``, figures in the README): httpcore
+parses with pure-Python h11, and aiohttp under httpx builds its own request,
+response and header objects on top of httpx's. Here a request is one
+``transport.write`` of the head (and a small body), the response is parsed by
+httptools (llhttp, the parser uvicorn uses on the other side), and body
+chunks are handed over as they arrive, everything buffered so far in one
+chunk.
+
+What it does, and no more (a sidecar talking to its own storefront):
+
+- HTTP/1.1 with keep-alive; ``max_connections`` per transport, idle
+  connections kept ``keepalive_expiry`` seconds, newest first; callers wait
+  for a free connection up to the pool timeout;
+- ``Content-Length`` and chunked request bodies (streamed, with write flow
+  control); responses with ``Content-Length``, chunked, or read until close;
+  ``HEAD``, ``1xx`` interim responses skipped, ``204``/``304`` without body;
+- bounded memory: reading pauses while more than ``max_buffer`` body bytes
+  wait for the consumer, and a response head over ``max_head`` bytes is a
+  protocol error;
+- httpx's timeouts (``connect``, ``read`` per wait, ``write``, ``pool``) and
+  exceptions (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``,
+  ``ReadError``, ``RemoteProtocolError``, ``PoolTimeout``, ``WriteError``);
+- an idempotent request without a streamed body that finds its reused
+  connection closed by the server (the keep-alive race) is retried once on a
+  new connection;
+- ``https`` upstreams with the default certificate checks.
+
+No HTTP/2, no proxies, no redirects or cookies (httpx's client layers, which
+a reverse proxy does not want anyway).
+
+>>> import httpx
+>>> transport = Http1Transport(max_connections=10)
+>>> client = httpx.AsyncClient(transport=transport)  # the card's API on top
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from typing import Any
+
+import httpx
+import httptools
+
+__all__ = ["Http1Transport"]
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class _StaleConnection(Exception):
+    """A reused connection was closed before any byte of the response arrived."""
+
+
+class _Connection(asyncio.Protocol):
+    """One upstream connection: writes a request, parses its response, then goes back to the pool."""
+
+    def __init__(self, pool: _Pool, max_buffer: int, max_head: int) -> None:
+        self.pool = pool
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.max_buffer = max_buffer
+        self.max_head = max_head
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._reset(head_request=False)
+        self.in_use = False
+
+    def _reset(self, head_request: bool) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.head_request = head_request
+        self.got_bytes = False
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_size = 0
+        self.headers_done = False
+        self.interim = False
+        self.until_close = False
+        self.complete = False
+        self.keep_alive = False
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.reading_paused = False
+        self.error: Exception | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    # --- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if not self.in_use or self.complete:
+            # Bytes nobody asked for (or after a response's end): this connection is out of sync.
+            self._fail(httpx.RemoteProtocolError("upstream sent data outside a response"))
+            self.close()
+            return
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(httpx.RemoteProtocolError(f"malformed upstream response: {exc}"))
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        self._ended()
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._ended()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(httpx.WriteError("upstream connection lost while sending the request"))
+        self.pool.lost(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # --- httptools callbacks ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise httptools.HttpParserError("upstream sent more than one response to one request")
+        self.headers = []
+        self.reason = b""
+        self.interim = False
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+        self._count_head(len(reason))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+        self._count_head(len(name) + len(value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self.interim = True  # 100 Continue, 103 Early Hints: the real response follows
+            return
+        self.status = status
+        self.headers_done = True
+        if self.head_request:
+            self.complete = True  # a HEAD response has no body, whatever its Content-Length says
+            self.keep_alive = self.parser.should_keep_alive()
+        elif status not in (204, 304):
+            framed = any(
+                n.lower() in (b"content-length", b"transfer-encoding") for n, _ in self.headers
+            )
+            self.until_close = not framed
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > self.max_buffer and not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        self.complete = True
+        # Asked now: once this callback returns, llhttp resets its flags for the next message.
+        self.keep_alive = self.parser.should_keep_alive()
+        self._wake()
+
+    # --- used by the transport --------------------------------------------------------------
+
+    def _count_head(self, n: int) -> None:
+        self.head_size += n
+        if self.head_size > self.max_head:
+            raise httptools.HttpParserError(f"response head over {self.max_head} bytes")
+
+    def _ended(self) -> None:
+        """The server closed the connection: the end of a read-until-close body, or an error."""
+        if self.in_use and not self.complete and self.error is None:
+            if self.headers_done and self.until_close:
+                self.complete = True
+            elif not self.got_bytes:
+                self.error = _StaleConnection()
+            else:
+                self.error = httpx.ReadError("upstream closed the connection mid-response")
+        self._wake()
+
+    def _fail(self, error: Exception) -> None:
+        if self.error is None:
+            self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self, timeout: float | None) -> None:
+        """Until the parser has something new (or the connection failed), at most ``timeout`` s."""
+        waiter = self.waiter = self.loop.create_future()
+        timer = self.loop.call_later(timeout, self._time_out, waiter) if timeout is not None else None
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def _time_out(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            waiter.set_exception(httpx.ReadTimeout("upstream did not answer in time"))
+        self.close()  # a response may still be on its way: this connection cannot be reused
+
+    def start(self, head_request: bool) -> None:
+        self._reset(head_request)
+        self.in_use = True
+
+    async def write(self, data: bytes, timeout: float | None) -> None:
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise _StaleConnection()
+        self.transport.write(data)
+        if self._write_paused:
+            self._drain = self.loop.create_future()
+            try:
+                await asyncio.wait_for(self._drain, timeout)
+            except TimeoutError:
+                self.close()
+                raise httpx.WriteTimeout("upstream did not take the request body in time") from None
+            finally:
+                self._drain = None
+
+    async def wait_headers(self, timeout: float | None) -> None:
+        while not self.headers_done:
+            if self.error is not None:
+                raise self.error
+            await self._wait(timeout)
+
+    async def read(self, timeout: float | None) -> bytes:
+        """The body bytes that have arrived, in one chunk; b"" at the end of the body."""
+        while True:
+            if self.chunks:
+                chunks = self.chunks
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                self.chunks = []
+                self.buffered = 0
+                if self.reading_paused and not self.closed and self.transport is not None:
+                    self.reading_paused = False
+                    self.transport.resume_reading()
+                return data
+            if self.complete:
+                return b""
+            if self.error is not None:
+                error = self.error
+                raise error if not isinstance(error, _StaleConnection) else httpx.ReadError("upstream closed the connection")
+            await self._wait(timeout)
+
+    def reusable(self) -> bool:
+        return (
+            self.complete
+            and not self.closed
+            and not self.until_close
+            and self.error is None
+            and not self.chunks
+            and self.keep_alive
+        )
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body: each step yields everything that has arrived; the end releases the connection."""
+
+    def __init__(self, connection: _Connection, read_timeout: float | None) -> None:
+        self._connection: _Connection | None = connection
+        self._timeout = read_timeout
+
+    async def __aiter__(self):  # noqa: ANN204
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            while True:
+                chunk = await connection.read(self._timeout)
+                if not chunk:
+                    break
+                yield chunk
+        except BaseException:
+            self._release(reuse=False)
+            raise
+        self._release(reuse=True)
+
+    def _release(self, reuse: bool) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.pool.release(connection, reuse=reuse and connection.reusable())
+
+    async def aclose(self) -> None:
+        connection = self._connection
+        if connection is not None:
+            # Read to its end (nothing more to wait for) or cut short: only a finished one is reused.
+            self._release(reuse=connection.complete and not connection.chunks)
+
+
+class _Pool:
+    """Connections to one origin: idle ones newest first, at most ``limit`` in all."""
+
+    def __init__(self, key: tuple[str, str, int], limit: int, keepalive_expiry: float, ssl_context: ssl.SSLContext | None) -> None:
+        self.scheme, self.host, self.port = key
+        self.limit = limit
+        self.keepalive_expiry = keepalive_expiry
+        self.ssl_context = ssl_context
+        self.idle: list[_Connection] = []
+        self.count = 0  # open or opening, idle or in use
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, timeouts: dict[str, Any], max_buffer: int, max_head: int) -> tuple[_Connection, bool]:
+        """A connection and whether it was reused from the idle list."""
+        deadline = None
+        while True:
+            now = time.monotonic()
+            while self.idle:
+                connection = self.idle.pop()
+                if connection.closed or now - connection.idle_since > self.keepalive_expiry:
+                    connection.close()
+                    self._forget(connection)
+                    continue
+                return connection, True
+            if self.count < self.limit:
+                self.count += 1
+                try:
+                    return await self._connect(timeouts.get("connect"), max_buffer, max_head), False
+                except BaseException:
+                    self.count -= 1
+                    self._wake_one()
+                    raise
+            pool_timeout = timeouts.get("pool")
+            if deadline is None and pool_timeout is not None:
+                deadline = now + pool_timeout
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            try:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                raise httpx.PoolTimeout("no free upstream connection in time") from None
+            finally:
+                if waiter in self.waiters:
+                    self.waiters.remove(waiter)
+
+    async def _connect(self, timeout: float | None, max_buffer: int, max_head: int) -> _Connection:
+        loop = asyncio.get_running_loop()
+        tls = self.scheme == "https"
+        if tls and self.ssl_context is None:
+            self.ssl_context = ssl.create_default_context()
+        try:
+            _, connection = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Connection(self, max_buffer, max_head),
+                    self.host,
+                    self.port,
+                    ssl=self.ssl_context if tls else None,
+                    server_hostname=self.host if tls else None,
+                ),
+                timeout,
+            )
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(f"connecting to {self.host}:{self.port} timed out") from exc
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx.ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        return connection
+
+    def release(self, connection: _Connection, reuse: bool) -> None:
+        connection.in_use = False
+        if reuse and not connection.closed:
+            connection.idle_since = time.monotonic()
+            self.idle.append(connection)
+        else:
+            connection.close()
+            self._forget(connection)
+        self._wake_one()
+
+    def lost(self, connection: _Connection) -> None:
+        """The connection closed; an idle one leaves the pool now (an in-use one on release)."""
+        if not connection.in_use and connection in self.idle:
+            self.idle.remove(connection)
+            self._forget(connection)
+            self._wake_one()
+
+    def _forget(self, connection: _Connection) -> None:
+        if not getattr(connection, "_forgotten", False):
+            connection._forgotten = True  # type: ignore[attr-defined]
+            self.count -= 1
+
+    def _wake_one(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def close(self) -> None:
+        for connection in self.idle:
+            connection.close()
+        self.idle.clear()
+
+
+class Http1Transport(httpx.AsyncBaseTransport):
+    """An ``httpx.AsyncBaseTransport`` over a pool of HTTP/1.1 connections per origin.
+
+    ``max_buffer``: body bytes held before reading pauses; ``max_head``: the
+    largest response head accepted.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 100,
+        keepalive_expiry: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+        max_buffer: int = 256 * 1024,
+        max_head: int = 64 * 1024,
+    ) -> None:
+        self.max_connections = max_connections
+        self.keepalive_expiry = keepalive_expiry
+        self.ssl_context = ssl_context
+        self.max_buffer = max_buffer
+        self.max_head = max_head
+        self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._closed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        url = request.url
+        scheme = url.scheme
+        if scheme not in _DEFAULT_PORTS:
+            raise httpx.UnsupportedProtocol(f"edge's upstream transport speaks http and https, not {scheme!r}")
+        key = (scheme, url.host, url.port or _DEFAULT_PORTS[scheme])
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = _Pool(key, self.max_connections, self.keepalive_expiry, self.ssl_context)
+        timeouts = request.extensions.get("timeout") or {}
+        read_timeout = timeouts.get("read")
+        head, body, chunked = _serialize(request)
+        method = request.method
+        retry_allowed = method in _IDEMPOTENT and body is not None
+        for attempt in (0, 1):
+            connection, reused = await pool.acquire(timeouts, self.max_buffer, self.max_head)
+            connection.start(head_request=method == "HEAD")
+            try:
+                if body is not None:
+                    await connection.write(head + body if len(body) <= 64 * 1024 else head, timeouts.get("write"))
+                    if len(body) > 64 * 1024:
+                        await connection.write(body, timeouts.get("write"))
+                else:
+                    await connection.write(head, timeouts.get("write"))
+                    await _write_stream(connection, request.stream, chunked, timeouts.get("write"))
+                await connection.wait_headers(read_timeout)
+            except _StaleConnection:
+                pool.release(connection, reuse=False)
+                if reused and retry_allowed and attempt == 0:
+                    continue
+                raise httpx.ReadError("upstream closed the connection without answering", request=request) from None
+            except BaseException:
+                pool.release(connection, reuse=False)
+                raise
+            break
+        extensions = {"http_version": b"HTTP/1.1", "reason_phrase": connection.reason}
+        return httpx.Response(
+            status_code=connection.status,
+            headers=connection.headers,
+            stream=_Body(connection, read_timeout),
+            request=request,
+            extensions=extensions,
+        )
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+
+def _serialize(request: httpx.Request) -> tuple[bytes, bytes | None, bool]:
+    """(request head, whole body or None when it streams, body is chunked)."""
+    raw = request.headers.raw
+    target = request.url.raw_path
+    head = b"".join(
+        [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
+        + [b"%s: %s\r\n" % pair for pair in raw]
+        + [b"\r\n"]
+    )
+    # Header names and values came through parsers that refuse CR and LF, but this is the last
+    # place a stray one could split the request in two: one count over the whole head checks it.
+    if head.count(b"\n") != len(raw) + 2 or head.count(b"\r") != len(raw) + 2:
+        raise httpx.LocalProtocolError("a request header or the target contains CR or LF", request=request)
+    chunked = any(n.lower() == b"transfer-encoding" and v.lower() == b"chunked" for n, v in raw)
+    try:
+        content = request.content
+    except httpx.RequestNotRead:
+        return head, None, chunked
+    if chunked:
+        content = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(content), content)) if content else b"0\r\n\r\n"
+    return head, content, chunked
+
+
+async def _write_stream(connection: _Connection, stream: Any, chunked: bool, timeout: float | None) -> None:
+    async for chunk in stream:
+        if not chunk:
+            continue
+        await connection.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk, timeout)
+    if chunked:
+        await connection.write(b"0\r\n\r\n", timeout)
