@@ -337,7 +337,7 @@ class _Responder:
             self.mw.fail_open("respond", exc)
             return False
         headers.append((b"edge-token", token.encode()))
-        self.splicer = StreamSplicer(snippet)
+        self.splicer = StreamSplicer(snippet, length)
         self.mode = "splice"
         await self.downstream({**start, "headers": headers})
         return True
@@ -345,14 +345,13 @@ class _Responder:
     async def _splice(self, message: Message) -> None:
         chunk = message.get("body", b"")
         self.size += len(chunk)
-        out = self.splicer.feed(chunk) if chunk else b""
         if message.get("more_body", False):
+            out = self.splicer.feed(chunk) if chunk else b""
             if out:
                 await self.downstream({"type": "http.response.body", "body": out, "more_body": True})
             return
         self.mode = "done"
-        tail = out + self.splicer.close()
-        await self.downstream({"type": "http.response.body", "body": tail, "more_body": False})
+        await self.downstream({"type": "http.response.body", "body": self.splicer.finish(chunk), "more_body": False})
         decision = self.verdict.decision  # type: ignore[union-attr]
         counted = _PER_TIER["full"]
         _REQUESTS["full", decision.source].inc()

@@ -416,21 +416,43 @@ def test_random_bytes_never_raise_anything_but_rewrite_error(body, tier):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(TOKENS + WIDGET + ["</BODY>", "</body >", "</bo", "dy>"]), max_size=120).map("".join), st.data())
-def test_streamed_splice_is_the_input_plus_the_snippet_in_any_chunking(page, data):
+@given(
+    st.lists(st.sampled_from(TOKENS + WIDGET + ["</BODY>", "</body >", "</Body>", "</bo", "dy>", "</bodyx"]), max_size=120).map("".join),
+    st.data(),
+    st.booleans(),
+)
+def test_streamed_splice_is_the_buffered_splice_in_any_chunking(page, data, last_by_finish):
     from edge.rewrite import StreamSplicer
 
     body = page.encode()
     cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=8)))
     chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)])]
-    splicer = StreamSplicer(LINK)
-    out = b"".join([splicer.feed(c) for c in chunks]) + splicer.close()
+    splicer = StreamSplicer(LINK, length=len(body) if data.draw(st.booleans()) else None)
+    if last_by_finish:
+        out = b"".join([splicer.feed(c) for c in chunks[:-1]]) + splicer.finish(chunks[-1])
+    else:
+        out = b"".join([splicer.feed(c) for c in chunks]) + splicer.close()
     assert out.replace(LINK, b"", 1) == body
-    # Where the buffered splice puts it, whenever the page's last "</body" (lower or upper case) is a
-    # real end tag and no mixed-case one follows.
-    k = max(body.rfind(b"</body"), body.rfind(b"</BODY"))
-    if k >= 0 and _real_end_at(body, k) and not _has_real_end(body[k + 1 :]):
-        assert out == splice_before_body_end(body, LINK)
+    assert out == splice_before_body_end(body, LINK)
+
+
+@pytest.mark.parametrize("after_end_kb", [0, 1, 63, 65, 200])
+@pytest.mark.parametrize("chunk_kb", [1, 16, 64, 1000])
+def test_splice_window_is_the_same_streamed_and_buffered(after_end_kb, chunk_kb):
+    """The end tag counts only within the page's last 64 KB, in both paths, for any chunk size."""
+    from edge.rewrite import SPLICE_WINDOW, StreamSplicer
+
+    body = b"<html><body>" + b"<p>x</p>" * 20_000 + b"</body>" + b"<!--" + b"y" * (after_end_kb * 1024) + b"-->"
+    chunks = [body[i : i + chunk_kb * 1024] for i in range(0, len(body), chunk_kb * 1024)]
+    splicer = StreamSplicer(LINK, length=len(body))
+    out = b"".join([splicer.feed(c) for c in chunks[:-1]]) + splicer.finish(chunks[-1])
+    assert out == splice_before_body_end(body, LINK)
+    tag = body.rindex(b"</body>")
+    if len(body) - tag <= SPLICE_WINDOW:
+        assert out == body[:tag] + LINK + body[tag:]
+    else:
+        assert out == body + LINK
+    assert len(splicer.held) == 0
 
 
 def _real_end_at(body: bytes, k: int) -> bool:

@@ -17,6 +17,7 @@ from edge.rewrite.errors import RewriteError
 from edge.rewrite.html import (
     COLLAPSE_SCRIPT,
     HtmlRewriter,
+    SPLICE_WINDOW,
     StreamSplicer,
     RewriteReport,
     beacon_script,
@@ -28,6 +29,7 @@ from edge.rewrite.json import JsonRewriter
 __all__ = [
     "COLLAPSE_SCRIPT",
     "HtmlRewriter",
+    "SPLICE_WINDOW",
     "StreamSplicer",
     "JsonRewriter",
     "RewriteError",

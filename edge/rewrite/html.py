@@ -51,6 +51,8 @@ __all__ = [
     "HtmlRewriter",
     "RewriteReport",
     "splice_before_body_end",
+    "SPLICE_WINDOW",
+    "StreamSplicer",
     "switch_link",
     "beacon_script",
     "COLLAPSE_SCRIPT",
@@ -76,12 +78,49 @@ def beacon_script(token: str) -> bytes:
 
 _BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
 
+#: Where the snippet may go: the last "</body" (any case) starting in the page's last 64 KB. Past
+#: that the page is not bounded by what streams through: a page whose end tag is further from its
+#: end (a huge trailing script, or no end tag at all) gets the snippet appended, which browsers run
+#: all the same.
+SPLICE_WINDOW = 64 * 1024
+
+
+def _last_end_tag(data: bytes, lo: int) -> int:
+    """Where the last ``</body`` (any case) at or after ``lo`` starts, or -1.
+
+    >>> _last_end_tag(b"</body></Body>x</BODY", 0), _last_end_tag(b"</body>x", 1)
+    (15, -1)
+    """
+    # Lower or upper case first (C-speed scans from the end); only the bytes after a hit, or the
+    # window when neither case is there, are lower-cased to catch a mixed-case one.
+    k = data.rfind(b"</body", lo)
+    k = max(k, data.rfind(b"</BODY", max(lo, k + 1)))
+    if k >= 0:
+        later = data[k + 1 :].lower().rfind(b"</body")
+        return k + 1 + later if later >= 0 else k
+    k = data[lo:].lower().rfind(b"</body")
+    return lo + k if k >= 0 else -1
+
+
+def _partial_end_tag(data: bytes, lo: int) -> int:
+    """How many of the last bytes (at or after ``lo``) could begin a ``</body`` cut by a chunk's end.
+
+    >>> _partial_end_tag(b"<p>x</BO", 0), _partial_end_tag(b"<p>x</p>", 0), _partial_end_tag(b"<", 1)
+    (4, 0, 0)
+    """
+    tail = data[-5:].lower()
+    for n in range(min(5, len(data) - lo), 0, -1):
+        if b"</body".startswith(tail[-n:]):
+            return n
+    return 0
+
 
 def splice_before_body_end(body: bytes, snippet: bytes) -> bytes:
-    """Insert ``snippet`` before the last ``</body>`` (or at the end when there is none).
+    """Insert ``snippet`` before the page's end tag (or at the end when there is none).
 
-    The last one, because an inline script may contain the string ``"</body>"``
-    earlier in the page.
+    The end tag is the last ``</body`` in any case (an inline script may hold the string
+    ``"</body>"`` earlier), starting within the last :data:`SPLICE_WINDOW` bytes, and
+    followed by optional spaces and ``>``.
 
     >>> splice_before_body_end(b"<body>x</BODY >", b"<i>")
     b'<body>x<i></BODY >'
@@ -90,59 +129,53 @@ def splice_before_body_end(body: bytes, snippet: bytes) -> bytes:
     >>> splice_before_body_end(b"<body></body><script>'</Body>'</script></Body>", b"<i>")
     b"<body></body><script>'</Body>'</script><i></Body>"
     """
-    # Fast path (the full tier's hot path): the last lower- or upper-case "</body", then a short scan
-    # of what follows it for a later mixed-case one.
-    tail = max(0, len(body) - 4096)  # the end tag is nearly always in the last few bytes
-    k = max(body.rfind(b"</body", tail), body.rfind(b"</BODY", tail))
-    if k < 0:
-        k = max(body.rfind(b"</body"), body.rfind(b"</BODY"))
+    k = _last_end_tag(body, max(0, len(body) - SPLICE_WINDOW))
     if k >= 0 and _BODY_END.match(body, k):
-        for later in _BODY_END.finditer(body, k + 1):
-            k = later.start()
         view = memoryview(body)  # one copy of the page, not three
         return b"".join((view[:k], snippet, view[k:]))
-    last = None
-    for last in _BODY_END.finditer(body, max(0, len(body) - 64 * 1024)):
-        pass
-    if last is None and len(body) > 64 * 1024:
-        # Rare: </body> far from the end (huge trailing scripts). Search the rest once.
-        for last in _BODY_END.finditer(body):
-            pass
-    if last is None:
-        return body + snippet
-    return body[: last.start()] + snippet + body[last.start() :]
+    return body + snippet
 
 
 class StreamSplicer:
     """:func:`splice_before_body_end` for a body that streams through in chunks.
 
-    The full tier's hot path: chunks go out as they arrive, except what follows the
-    latest ``</body`` seen (and the last few bytes, in case a chunk ends inside one),
-    which is held until the end, when the snippet goes in before the held end tag — or
-    after everything when there is none. The output is always the input plus the
-    snippet, so ``Content-Length`` is known before the first byte.
+    The full tier's hot path. With the body's ``length`` known, chunks before the
+    splice window go out untouched (no scan, no copy); in the window, what follows
+    the latest ``</body`` seen (or the last bytes, when a chunk ends inside one) is
+    held until the end, when the snippet goes in before the held end tag, or after
+    everything when there is none. The output is always the input plus the snippet,
+    so ``Content-Length`` is known before the first byte, and at most the window
+    plus one chunk is held. Without ``length`` the whole body is the window.
 
     >>> splicer = StreamSplicer(b"<i>")
     >>> out = [splicer.feed(b"<body>hello</bo"), splicer.feed(b"dy></ht"), splicer.feed(b"ml>"), splicer.close()]
     >>> out, b"".join(out)
-    ([b'<body>hell', b'o', b'', b'<i></body></html>'], b'<body>hello<i></body></html>')
+    ([b'<body>hello', b'', b'', b'<i></body></html>'], b'<body>hello<i></body></html>')
+    >>> StreamSplicer(b"<i>", length=15).finish(b"<body>x</body>\\n")
+    b'<body>x<i></body>\\n'
     """
 
-    __slots__ = ("snippet", "held")
+    __slots__ = ("snippet", "held", "seen", "window_start")
 
-    #: len("</body") − 1: a chunk may end inside an end tag.
-    _GUARD = 5
-
-    def __init__(self, snippet: bytes) -> None:
+    def __init__(self, snippet: bytes, length: int | None = None) -> None:
         self.snippet = snippet
         self.held = b""
+        self.seen = 0
+        self.window_start = max(0, length - SPLICE_WINDOW) if length is not None else 0
 
     def feed(self, chunk: bytes) -> bytes:
-        """What can go out now: everything before the latest ``</body`` (or before the guard bytes)."""
-        data = self.held + chunk if self.held else chunk
-        k = max(data.rfind(b"</body"), data.rfind(b"</BODY"))
+        """What can go out now: everything before the latest ``</body`` in the window."""
+        start = self.seen
+        self.seen += len(chunk)
+        if self.seen <= self.window_start:
+            return chunk  # nothing is held before the window
+        data, lo = self._with_held(chunk, start)
+        k = _last_end_tag(data, lo)
         if k < 0:
-            k = max(0, len(data) - self._GUARD)
+            k = len(data) - _partial_end_tag(data, lo)
+        if k == len(data):
+            self.held = b""
+            return data
         self.held = data[k:]
         return data[:k]
 
@@ -153,6 +186,24 @@ class StreamSplicer:
         if _BODY_END.match(held):
             return self.snippet + held
         return held + self.snippet
+
+    def finish(self, chunk: bytes) -> bytes:
+        """``feed(chunk) + close()``, copying the chunk once: the last (often the only) chunk."""
+        start = self.seen
+        self.seen += len(chunk)
+        data, lo = self._with_held(chunk, start)
+        self.held = b""
+        k = _last_end_tag(data, lo) if self.seen > self.window_start else -1
+        if k >= 0 and _BODY_END.match(data, k):
+            view = memoryview(data)
+            return b"".join((view[:k], self.snippet, view[k:]))
+        return data + self.snippet
+
+    def _with_held(self, chunk: bytes, start: int) -> tuple[bytes, int]:
+        """The held bytes and the chunk as one, and where the window starts in them."""
+        held = self.held
+        data = held + chunk if held else chunk
+        return data, max(0, self.window_start - (start - len(held)))
 
 
 def switch_link(to_tier: str, next_path: str, text: str) -> bytes:
