@@ -52,19 +52,27 @@ def roc_auc(y: Sequence[bool], p: Sequence[float | None]) -> float | None:
     negatives = n - positives
     if positives == 0 or negatives == 0:
         return None
-    order = sorted(range(n), key=lambda i: _p(p[i]))
+    values = [NEUTRAL_P if q is None else q for q in p]
+    order = sorted(range(n), key=values.__getitem__)
+    ranked = [values[i] for i in order]
+    labels = [1 if y[i] else 0 for i in order]
+    # Sum of the (mid-)ranks of the positives, one run of tied values at a time. The ranks are
+    # half-integers, so the float sum is exact whatever the grouping.
     rank_sum = 0.0
     i = 0
     while i < n:
-        j = i
-        value = _p(p[order[i]])
-        while j + 1 < n and _p(p[order[j + 1]]) == value:
+        value = ranked[i]
+        j = i + 1
+        while j < n and ranked[j] == value:
             j += 1
-        mid_rank = (i + j) / 2.0 + 1.0
-        for k in range(i, j + 1):
-            if y[order[k]]:
-                rank_sum += mid_rank
-        i = j + 1
+        if j == i + 1:
+            if labels[i]:
+                rank_sum += i + 1.0
+        else:
+            tied_positives = sum(labels[i:j])
+            if tied_positives:
+                rank_sum += tied_positives * ((i + j - 1) / 2.0 + 1.0)
+        i = j
     return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
 
 

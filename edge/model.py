@@ -56,12 +56,13 @@ import math
 import os
 import pickle
 import tempfile
+from bisect import bisect_right
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
 import river
-from river import base, drift, forest, linear_model, optim, preprocessing, tree
+from river import base, compose, drift, forest, linear_model, optim, preprocessing, tree
 
 from edge.evaluation import RollingEvaluation
 from edge.metrics import MODEL_CHAMPION, MODEL_DRIFTS, MODEL_LOG_LOSS, MODEL_ROC_AUC
@@ -149,36 +150,46 @@ class RuleModel:
     source = "rules"
 
     def predict(self, x: Features) -> float | None:
+        # Each piece of evidence adds p·w to ``total`` and w to ``weight``, in this order (the
+        # order fixes the float sums; the River model's "rules" feature is built from this).
         total = weight = 0.0
-
-        def add(p: float, w: float) -> None:
-            nonlocal total, weight
-            total += p * w
-            weight += w
-
+        get = x.get
         # The browser's own estimate: ECT if sent, else classify its RTT/Downlink hints.
-        ect = x.get("ect")
+        ect = get("ect")
         if not (isinstance(ect, str) and ect in ECT_DEGRADED_P):  # an unknown value is no hint
-            ect = ect_class(_num(x, "rtt_ms"), _num(x, "downlink_kbps"))
+            rtt, down = get("rtt_ms"), get("downlink_kbps")
+            ect = ect_class(
+                rtt if isinstance(rtt, float) else None, down if isinstance(down, float) else None
+            )
         if ect is not None:
-            add(ECT_DEGRADED_P[ect], 2.0)
+            total += ECT_DEGRADED_P[ect] * 2.0
+            weight += 2.0
         # The client's last request: a real measurement of its network, weighted highest.
         # last_kbps is only set when it measures throughput (edge.signals.app_throughput, the beacon's
         # 16 KB floor). A round trip alone only ever says "slow": a fast one can still be a thin link.
-        last_kbps, last_ms, last_rtt = _num(x, "last_kbps"), _num(x, "last_ms"), _num(x, "last_rtt_ms")
-        if last_kbps is not None:
-            add(ECT_DEGRADED_P[ect_class(rtt_ms=last_rtt, downlink_kbps=last_kbps) or "4g"], 3.0)
+        last_kbps, last_ms, last_rtt = get("last_kbps"), get("last_ms"), get("last_rtt_ms")
+        if not isinstance(last_rtt, float):
+            last_rtt = None
+        if isinstance(last_kbps, float):
+            total += ECT_DEGRADED_P[ect_class(rtt_ms=last_rtt, downlink_kbps=last_kbps) or "4g"] * 3.0
+            weight += 3.0
         elif last_rtt is not None and last_rtt >= SLOW_RTT_MS:
-            add(ECT_DEGRADED_P[ect_class(rtt_ms=last_rtt) or "3g"], 3.0)
-        elif last_ms is not None and last_ms >= SLOW_REQUEST_MS:
+            total += ECT_DEGRADED_P[ect_class(rtt_ms=last_rtt) or "3g"] * 3.0
+            weight += 3.0
+        elif isinstance(last_ms, float) and last_ms >= SLOW_REQUEST_MS:
             # A whole request this slow is at least 2g-like, whatever its size.
-            add(ECT_DEGRADED_P[ect_class(rtt_ms=last_ms) or "2g"], 1.0)
-        radio = x.get("radio")
+            total += ECT_DEGRADED_P[ect_class(rtt_ms=last_ms) or "2g"] * 1.0
+            weight += 1.0
+        radio = get("radio")
         if isinstance(radio, str) and radio in _RADIO_EVIDENCE:
-            add(*_RADIO_EVIDENCE[radio])
-        share, samples = _num(x, "cell_degraded_share"), _num(x, "cell_samples")
-        if share is not None and samples:
-            add(share, min(samples / CELL_FULL_WEIGHT_SAMPLES, 1.0))
+            p, w = _RADIO_EVIDENCE[radio]
+            total += p * w
+            weight += w
+        share, samples = get("cell_degraded_share"), get("cell_samples")
+        if isinstance(share, float) and isinstance(samples, float) and samples:
+            w = min(samples / CELL_FULL_WEIGHT_SAMPLES, 1.0)
+            total += share * w
+            weight += w
         if weight == 0.0:
             return None
         return total / weight
@@ -197,11 +208,6 @@ class NullModel:
 
     def learn(self, x: Features, degraded: bool) -> None:
         return None
-
-
-def _num(x: Features, key: str) -> float | None:
-    value = x.get(key)
-    return value if isinstance(value, float) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,34 +274,43 @@ class EdgeFeatures(base.Transformer):
         self._rule_model = RuleModel()
 
     def transform_one(self, x: dict) -> dict:
+        # Runs once per prediction and once per label: the lookups are precomputed
+        # (_ONE_HOT_KEYS, _NUMERIC_SCALE, _BAND_KEYS), the output (keys, their order, values)
+        # is what the plain rules in the class docstring give.
         out: dict[str, float] = {}
+        one_hot, scale_of, bands_of, isfinite = _ONE_HOT_KEYS, _NUMERIC_SCALE, _BAND_KEYS, math.isfinite
         for name, value in x.items():
-            if isinstance(value, str):
-                vocabulary = VOCABULARIES.get(name)
-                if vocabulary is not None and value in vocabulary:
-                    out[f"{name}={value}"] = 1.0
+            if type(value) is float:  # the common case (edge.features gives floats)
+                v = value
+            elif isinstance(value, str):
+                keys = one_hot.get(name)
+                if keys is not None:
+                    key = keys.get(value)
+                    if key is not None:
+                        out[key] = 1.0
                 continue
-            if not isinstance(value, (int, float)):
-                continue
-            v = float(value)
-            if not math.isfinite(v):
-                continue
-            if name in _LOG_KBPS:
-                out[name] = math.log10(max(v, 1.0))
-            elif name in _LOG1P:
-                out[name] = math.log1p(max(v, 0.0))
+            elif isinstance(value, (int, float)):
+                v = float(value)
             else:
+                continue
+            if not isfinite(v):
+                continue
+            scale = scale_of.get(name)
+            if scale is None:
                 out[name] = v
-            bands = RADIO_BANDS.get(name)
-            if bands is not None:
-                out[f"{name}_band={sum(v >= edge for edge in bands)}"] = 1.0
+            elif scale is _LOG10:
+                out[name] = math.log10(max(v, 1.0))
+            else:
+                out[name] = math.log1p(max(v, 0.0))
+            banded = bands_of.get(name)
+            if banded is not None:
+                out[banded[1][bisect_right(banded[0], v)]] = 1.0
         if "last_kbps" in out:
             age = x.get("last_age_s")
             fresh = 0.5 ** (float(age) / self.freshness_half_life_s) if isinstance(age, (int, float)) else 0.5
             out["last_fresh"] = fresh
             out["last_kbps_fresh"] = (out["last_kbps"] - _LOG_KBPS_CENTRE) * fresh
-            kbps = float(x["last_kbps"])
-            out[f"last_band={sum(kbps >= edge for edge in LAST_KBPS_BANDS)}"] = fresh
+            out[_LAST_BAND_KEYS[bisect_right(LAST_KBPS_BANDS, float(x["last_kbps"]))]] = fresh
         else:
             out["no_last"] = 1.0
         if "cell_degraded_share" in out:
@@ -311,6 +326,26 @@ class EdgeFeatures(base.Transformer):
                 p = min(max(p, 0.01), 0.99)
                 out["rules"] = math.log(p / (1.0 - p))
         return out
+
+
+def _ascending(edges: tuple[float, ...], name: str) -> tuple[float, ...]:
+    if list(edges) != sorted(edges):
+        raise ValueError(f"{name}: band edges must be ascending, got {edges}")
+    return edges
+
+
+# Precomputed lookups for EdgeFeatures.transform_one. A band index is the number of edges at or
+# below the value, i.e. bisect_right over the ascending edges.
+_LOG10, _LOG1P_SCALE = "log10", "log1p"
+_NUMERIC_SCALE: dict[str, str] = {**dict.fromkeys(_LOG1P, _LOG1P_SCALE), **dict.fromkeys(_LOG_KBPS, _LOG10)}
+_ONE_HOT_KEYS: dict[str, dict[str, str]] = {
+    name: {value: f"{name}={value}" for value in vocabulary} for name, vocabulary in VOCABULARIES.items()
+}
+_BAND_KEYS: dict[str, tuple[tuple[float, ...], tuple[str, ...]]] = {
+    name: (_ascending(edges, name), tuple(f"{name}_band={i}" for i in range(len(edges) + 1)))
+    for name, edges in RADIO_BANDS.items()
+}
+_LAST_BAND_KEYS = tuple(f"last_band={i}" for i in range(len(_ascending(LAST_KBPS_BANDS, "last_kbps")) + 1))
 
 
 def make_pipeline(estimator: str = "logreg", seed: int = 0) -> base.Classifier:
@@ -363,9 +398,87 @@ class RiverModel:
         self.pipeline.learn_one(x, y)
         self.seen[y] += 1
 
+    def predict_then_learn(self, x: Features, degraded: bool) -> float | None:
+        """``p = self.predict(x); self.learn(x, degraded); return p``, with one :class:`EdgeFeatures` pass.
+
+        The prequential step (:meth:`ChampionChallenger.learn`). :class:`EdgeFeatures` is
+        stateless (it learns nothing), so its output for ``x`` is the same before and after
+        learning: it is computed once, and the later steps are called as River's
+        ``Pipeline.predict_proba_one`` then ``Pipeline.learn_one`` call them (each unsupervised
+        transformer learns ``x`` before transforming it; the estimator learns the result). The
+        numbers are those of the two calls, bit for bit (``tests/test_learning.py`` checks it).
+        A pipeline of another shape, or River's ``learn_during_predict`` mode, takes the two calls.
+        """
+        steps = self._split_pipeline()
+        if steps is None or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
+            p = self.predict(x)
+            self.learn(x, degraded)
+            return p
+        features, transformers, estimator = steps
+        y = bool(degraded)
+        z = features.transform_one(x)
+        p = None
+        if self.seen[False] and self.seen[True]:  # as predict()
+            zp = z
+            for step in transformers:
+                zp = step.transform_one(zp)
+            proba = estimator.predict_proba_one(zp)
+            if proba:
+                p = min(max(float(proba.get(True, 0.0)), 0.0), 1.0)
+        for step in transformers:  # as Pipeline.learn_one (EdgeFeatures.learn_one is a no-op)
+            step.learn_one(z)
+            z = step.transform_one(z)
+        estimator.learn_one(z, y)
+        self.seen[y] += 1
+        return p
+
+    # The pipeline's steps as (EdgeFeatures, unsupervised transformers, estimator), or None when
+    # predict_then_learn cannot take its one-pass path; cached per pipeline object, never pickled.
+    _split: tuple[EdgeFeatures, tuple[base.Transformer, ...], base.Classifier] | None = None
+    _split_of: object = None
+
+    def _split_pipeline(self) -> tuple[EdgeFeatures, tuple[base.Transformer, ...], base.Classifier] | None:
+        pipeline = self.pipeline
+        if self._split_of is not pipeline:
+            self._split, self._split_of = _split_pipeline(pipeline), pipeline
+        return self._split
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()  # checkpoints keep the layout they always had
+        state.pop("_split", None)
+        state.pop("_split_of", None)
+        return state
+
     @property
     def labels(self) -> int:
         return self.seen[False] + self.seen[True]
+
+
+def _split_pipeline(
+    pipeline: object,
+) -> tuple[EdgeFeatures, tuple[base.Transformer, ...], base.Classifier] | None:
+    """Split ``EdgeFeatures | transformer … | classifier`` into its parts, or None if it is not that shape.
+
+    The middle steps must be plain unsupervised transformers (no union, anomaly filter or nested
+    pipeline), whose ``transform_one`` returns a new dict, as River's own do; the first step exactly
+    :class:`EdgeFeatures` (a subclass might keep state).
+    """
+    if not isinstance(pipeline, compose.Pipeline):
+        return None
+    steps = list(pipeline.steps.values())
+    if len(steps) < 2 or type(steps[0]) is not EdgeFeatures:
+        return None
+    middle, estimator = tuple(steps[1:-1]), steps[-1]
+    for step in middle:
+        if (
+            not isinstance(step, base.Transformer)
+            or isinstance(step, (compose.Pipeline, compose.TransformerUnion, base.AnomalyFilter))
+            or step._supervised
+        ):
+            return None
+    if not isinstance(estimator, base.Classifier) or isinstance(estimator, (base.Transformer, base.AnomalyFilter)):
+        return None
+    return steps[0], middle, estimator
 
 
 class CheckpointError(ValueError):
@@ -443,10 +556,11 @@ class ChampionChallenger:
 
     def learn(self, x: Features, degraded: bool) -> None:
         y = bool(degraded)
-        p_model = self.model.predict(x)
+        # The River model predicts x, then learns it (one feature pass: RiverModel.predict_then_learn);
+        # the evaluation gets its prediction from before it learned.
+        p_model = self.model.predict_then_learn(x, y)
         p_rules = self.rules.predict(x)
         refreshed = self.evaluation.update(y, {"model": p_model, "rules": p_rules})
-        self.model.learn(x, y)
         if p_model is not None:
             self.drift.update(abs(float(y) - p_model))
             if self.drift.drift_detected:

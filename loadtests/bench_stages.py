@@ -5,8 +5,10 @@
 Stages (each timed alone, median and p90 in microseconds, in one run):
 signals (headers → Signals), features, model predict and learn (the default
 ``auto`` model, after it has learned from replayed-like traffic; its learn
-includes the prequential evaluation — both models predict first — so the
-River model's own learn is shown apart), decide (the
+includes the prequential evaluation — both models predict first, the River
+model from the same EdgeFeatures pass it then learns from
+(``RiverModel.predict_then_learn``) — so the River model's own learn, River's
+``Pipeline.learn_one``, is shown apart), decide (the
 policy), token sign and verify, rewrite (full: link+beacon splice; lite and
 minimal: lol_html), and the whole step (signals → … → rewrite → token) at
 lite. Timings are per call on this machine; compare them with each other, not

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import math
+import pickle
 import random
 from unittest import mock
 
@@ -128,6 +130,179 @@ def test_model_learns_the_physics():
     assert slow > 0.8 and fast < 0.2
 
 
+# --- One feature pass per label: same numbers as River's own pipeline --------------------------
+
+_POOL = {
+    "radio": lambda r: r.choice(["lte", "nr", "edge", "gprs", "umts", "hspa", "wifi"]),
+    "ect": lambda r: r.choice(["slow-2g", "2g", "3g", "4g", "9g"]),
+    "os": lambda r: r.choice(["android", "ios", "beos"]),
+    "device_class": lambda r: r.choice(["phone", "tablet", "desktop", "bot", "fridge"]),
+    "rsrp": lambda r: r.choice([r.uniform(-130.0, -70.0), -115.0, -85.0]),
+    "rsrq": lambda r: r.uniform(-20.0, -3.0),
+    "sinr": lambda r: r.choice([r.uniform(-5.0, 30.0), 0.0, 5.0, 20.0]),
+    "cqi": lambda r: float(r.randint(0, 15)),
+    "last_kbps": lambda r: r.choice([r.lognormvariate(7, 1.5), 150.0, 700.0, 0.0, float("nan")]),
+    "last_age_s": lambda r: r.choice([r.uniform(0.0, 300.0), 0, 3, float("inf")]),
+    "last_ms": lambda r: r.uniform(50.0, 5000.0),
+    "last_bytes": lambda r: r.uniform(1000.0, 500_000.0),
+    "last_rtt_ms": lambda r: r.uniform(20.0, 2000.0),
+    "rtt_ms": lambda r: r.uniform(20.0, 3000.0),
+    "downlink_kbps": lambda r: r.choice([r.uniform(10.0, 20_000.0), -1.0]),
+    "cell_kbps": lambda r: r.uniform(10.0, 20_000.0),
+    "cell_degraded_share": lambda r: r.random(),
+    "cell_samples": lambda r: r.choice([0.0, 1.0, 3, r.uniform(0.0, 50.0)]),
+    "speed": lambda r: r.uniform(0.0, 120.0),
+    "save_data": lambda r: r.choice([0.0, 1.0, True, 1]),
+    "device_memory": lambda r: r.choice([0.5, 2.0, 8.0]),
+    "weird": lambda r: r.choice([float("nan"), float("-inf"), None, [1], "s", 3]),
+}
+
+
+def _random_features(rng):
+    return {name: make(rng) for name, make in _POOL.items() if rng.random() < 0.6}
+
+
+def _random_label(x, rng):
+    kbps = x.get("last_kbps")
+    slow = kbps < 700 if isinstance(kbps, float) and not math.isnan(kbps) else rng.random() < 0.4
+    return slow != (rng.random() < 0.1)
+
+
+def _reference_edge_features(x, half_life=60.0):
+    """EdgeFeatures.transform_one as its docstring states it, written plainly (the optimised one must agree)."""
+    from edge.model import LAST_KBPS_BANDS, RADIO_BANDS, VOCABULARIES, RuleModel
+
+    out = {}
+    for name, value in x.items():
+        if isinstance(value, str):
+            if value in VOCABULARIES.get(name, ()):
+                out[f"{name}={value}"] = 1.0
+            continue
+        if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+            continue
+        v = float(value)
+        if name in ("last_kbps", "downlink_kbps", "cell_kbps", "client_kbps_avg"):
+            out[name] = math.log10(max(v, 1.0))
+        elif name in ("last_age_s", "last_ms", "last_bytes", "last_rtt_ms", "rtt_ms", "speed", "cell_samples"):
+            out[name] = math.log1p(max(v, 0.0))
+        else:
+            out[name] = v
+        if name in RADIO_BANDS:
+            out[f"{name}_band={sum(v >= edge for edge in RADIO_BANDS[name])}"] = 1.0
+    if "last_kbps" in out:
+        age = x.get("last_age_s")
+        fresh = 0.5 ** (float(age) / half_life) if isinstance(age, (int, float)) else 0.5
+        out["last_fresh"] = fresh
+        out["last_kbps_fresh"] = (out["last_kbps"] - 3.0) * fresh
+        out[f"last_band={sum(float(x['last_kbps']) >= edge for edge in LAST_KBPS_BANDS)}"] = fresh
+    else:
+        out["no_last"] = 1.0
+    if "cell_degraded_share" in out:
+        samples = x.get("cell_samples")
+        n = float(samples) if isinstance(samples, (int, float)) else 0.0
+        out["cell_share_conf"] = (out["cell_degraded_share"] - 0.5) * (n / (n + 3.0))
+    else:
+        out["no_cell"] = 1.0
+    p = RuleModel().predict(x)
+    if p is not None:
+        p = min(max(p, 0.01), 0.99)
+        out["rules"] = math.log(p / (1.0 - p))
+    return out
+
+
+def test_edge_features_match_the_plain_definition():
+    rng = random.Random(11)
+    features = EdgeFeatures()
+    for _ in range(2000):
+        x = _random_features(rng)
+        # same keys in the same order (the order fixes the estimator's float sums), same floats
+        assert list(features.transform_one(x).items()) == list(_reference_edge_features(x).items()), x
+
+
+def _plain_river(estimator):
+    """River's own pipeline, driven as RiverModel.predict and .learn would be: predict, then learn."""
+    pipeline = make_pipeline(estimator)
+    seen = {False: 0, True: 0}
+
+    def step(x, y):
+        p = None
+        if seen[False] and seen[True]:
+            proba = pipeline.predict_proba_one(x)
+            p = min(max(float(proba.get(True, 0.0)), 0.0), 1.0) if proba else None
+        pipeline.learn_one(x, y)
+        seen[y] += 1
+        return p
+
+    return pipeline, step
+
+
+@pytest.mark.parametrize(("estimator", "n"), [("logreg", 600), ("hat", 300), ("arf", 150)])
+def test_predict_then_learn_is_river_predict_then_learn_bit_for_bit(estimator, n):
+    model = RiverModel(estimator)
+    pipeline, plain_step = _plain_river(estimator)
+    rng = random.Random(5)
+    predicted = 0
+    for _ in range(n):
+        x = _random_features(rng)
+        y = _random_label(x, rng)
+        expected = plain_step(x, y)
+        assert model.predict_then_learn(x, y) == expected  # exact: no approx
+        predicted += expected is not None
+    assert predicted > n // 2
+    assert model._split is not None  # the one-pass path was the one tested
+    probes = [_random_features(rng) for _ in range(50)]
+    assert [model.pipeline.predict_proba_one(x) for x in probes] == [pipeline.predict_proba_one(x) for x in probes]
+    if estimator == "logreg":
+        ours, theirs = model.pipeline.steps, pipeline.steps
+        assert dict(ours["LogisticRegression"]._weights) == dict(theirs["LogisticRegression"]._weights)
+        assert ours["LogisticRegression"].intercept == theirs["LogisticRegression"].intercept
+        for stat in ("counts", "means", "vars"):
+            assert getattr(ours["StandardScaler"], stat) == getattr(theirs["StandardScaler"], stat)
+
+
+def test_champion_challenger_learns_as_the_two_separate_calls():
+    """ChampionChallenger.learn (one feature pass) gives what predict() then learn() give."""
+
+    class TwoCalls(RiverModel):
+        def _split_pipeline(self):
+            return None  # always the predict(); learn() fallback
+
+    fast = ChampionChallenger(min_labels=100, window=200, every=10, export_metrics=False)
+    slow = ChampionChallenger(TwoCalls(), min_labels=100, window=200, every=10, export_metrics=False)
+    rng = random.Random(9)
+    for _ in range(500):
+        x = _random_features(rng)
+        y = _random_label(x, rng)
+        assert fast.predict(x) == slow.predict(x)
+        fast.learn(x, y)
+        slow.learn(x, y)
+    assert fast.snapshot() == slow.snapshot()
+    assert list(fast.evaluation._p["model"]) == list(slow.evaluation._p["model"])
+
+
+def test_predict_then_learn_keeps_river_learn_during_predict_semantics():
+    from river import compose
+
+    model, (_, plain_step) = RiverModel(), _plain_river("logreg")
+    rng = random.Random(4)
+    with compose.learn_during_predict():
+        for _ in range(100):
+            x = _random_features(rng)
+            y = _random_label(x, rng)
+            assert model.predict_then_learn(x, y) == plain_step(x, y)
+
+
+def test_river_model_pickles_without_its_step_cache():
+    model = RiverModel()
+    for x, y in _stream(50, random.Random(3)):
+        model.predict_then_learn(x, y)
+    assert model._split is not None
+    restored = pickle.loads(pickle.dumps(model))
+    assert set(vars(restored)) == {"estimator", "pipeline", "seen"}  # the checkpoint layout is unchanged
+    for x, y in _stream(50, random.Random(4)):
+        assert restored.predict_then_learn(x, y) == model.predict_then_learn(x, y)
+
+
 # --- Evaluation ---------------------------------------------------------------------------------
 
 
@@ -143,7 +318,7 @@ def test_exact_auc_matches_pairwise_definition():
     for _ in range(20):
         y = [rng.random() < 0.3 for _ in range(60)] + [True, False]
         p = [rng.choice([None, 0.1, 0.5, 0.7, rng.random()]) for _ in y]
-        assert roc_auc(y, p) == pytest.approx(_brute_auc(y, [0.5 if q is None else q for q in p]))
+        assert roc_auc(y, p) == _brute_auc(y, [0.5 if q is None else q for q in p])  # exact: ranks are half-integers
 
 
 def test_scores_and_log_loss():
