@@ -15,8 +15,11 @@ not compressed, not ``Cache-Control: no-transform``, under the size cap):
 5. rewrite   drop the tier's widgets and add the switch link
 
 Everything else (images, downloads, ``HEAD``, ranges, ``304``, other methods)
-streams through untouched. The decision is made when the response turns out to
-be HTML, so image and asset requests pay nothing.
+streams through untouched. Stages 1–4 run while the storefront works on the
+request when it looks like a page (no static-asset extension, no
+``Sec-Fetch-Dest`` of an asset): the verdict is ready when the answer comes,
+so the shopper does not wait for it. Asset requests are decided only if their
+answer turns out to be HTML, so images and scripts pay nothing.
 
 Fail open: if any stage raises, the shopper gets the original response and
 ``edge_fail_open_total{stage}`` counts it; with ``fail_mode="closed"`` (tests)
@@ -26,6 +29,7 @@ state lives on a per-request :class:`_Responder`, never on the middleware.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import secrets
@@ -137,6 +141,9 @@ class AdaptiveMiddleware:
             responder.verdict = self.decide(scope, time.time())
             scope = {**scope, "headers": _translate_if_none_match(scope["headers"], responder.verdict.decision.tier)}
             responder.scope = scope
+        elif not self.strict and _likely_page(scope):
+            # Decide in the next loop step: after the request has gone upstream, before its answer.
+            asyncio.get_running_loop().call_soon(responder.decide_early)
         await self.app(scope, receive, responder.send)
 
     # The adaptive steps, plain synchronous code: the responder calls them once it knows the page is HTML.
@@ -258,6 +265,11 @@ class _Responder:
         "mw", "scope", "downstream", "started", "mode", "start", "chunks", "size", "verdict", "upstream_s",
         "content_type", "coding", "kind", "splicer",
     )
+
+    def decide_early(self) -> None:
+        """Stages 1–4 ahead of the response (a loop callback); a no-op once the response has started."""
+        if self.verdict is None and self.mode == "pending":
+            self.verdict = self.mw.decide(self.scope, time.time())
 
     def __init__(self, mw: AdaptiveMiddleware, scope: Scope, send: Send) -> None:
         self.mw = mw
@@ -546,6 +558,32 @@ def _client_id(scope: Scope, headers: dict[str, str]) -> str:
     """
     client = scope.get("client")
     return f"{client[0] if client else ''} {headers.get('user-agent', '')}"
+
+
+#: Paths ending so are assets, not pages: not worth deciding before their answer is known.
+_ASSET_SUFFIXES = (
+    ".css", ".js", ".mjs", ".map", ".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif", ".svg", ".ico",
+    ".woff", ".woff2", ".ttf", ".otf", ".mp4", ".webm", ".mp3", ".pdf", ".zip", ".wasm",
+)
+_ASSET_DESTINATIONS = frozenset(
+    {b"image", b"script", b"style", b"font", b"audio", b"video", b"track", b"manifest", b"worker", b"sharedworker", b"serviceworker"}
+)
+
+
+def _likely_page(scope: Scope) -> bool:
+    """Whether a GET looks like it asks for a page (worth deciding while the storefront works).
+
+    >>> _likely_page({"path": "/shop/tea", "headers": [(b"sec-fetch-dest", b"document")]})
+    True
+    >>> _likely_page({"path": "/static/hero.PNG", "headers": []}), _likely_page({"path": "/p", "headers": [(b"sec-fetch-dest", b"image")]})
+    (False, False)
+    """
+    if scope["path"].lower().endswith(_ASSET_SUFFIXES):
+        return False
+    for name, value in scope["headers"]:
+        if name == b"sec-fetch-dest":
+            return value not in _ASSET_DESTINATIONS
+    return True
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -340,3 +340,39 @@ def test_holdback_clients_always_get_the_full_page_and_are_counted_apart(metric)
     assert fetch(app, headers={"ECT": "slow-2g", "User-Agent": served}).headers["edge-tier"] == "minimal"
     # The shopper's own choice still beats the holdback.
     assert fetch(app, headers={"ECT": "4g", "User-Agent": held, "Cookie": "edge_tier=lite"}).headers["edge-tier"] == "lite"
+
+
+def _decide_order(path, headers=None):
+    """What happened, in order: decide calls and the storefront's steps, for one request through edge."""
+    events = []
+
+    async def storefront(scope, receive, send):
+        events.append("storefront asked")
+        await asyncio.sleep(0.01)  # the storefront at work: the loop runs other callbacks meanwhile
+        events.append("storefront answers")
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html"), (b"content-length", str(len(PAGE)).encode())]})
+        await send({"type": "http.response.body", "body": PAGE.encode()})
+
+    mw = AdaptiveMiddleware(storefront, policy=POLICY, settings=Settings(fail_mode="open"))
+    real = mw.decide
+
+    def counting(scope, now):
+        events.append("decide")
+        return real(scope, now)
+
+    mw.decide = counting
+    response = fetch(mw, path, headers={"ECT": "2g", **(headers or {})})
+    return events, response
+
+
+def test_a_page_is_decided_while_the_storefront_works_and_only_once():
+    events, response = _decide_order("/shop/tea")
+    assert events == ["storefront asked", "decide", "storefront answers"]
+    assert response.headers["edge-tier"] == "lite"
+
+
+@pytest.mark.parametrize(("path", "headers"), [("/static/app.JS", {}), ("/img/1", {"Sec-Fetch-Dest": "image"})])
+def test_an_asset_request_is_decided_only_when_its_answer_is_html(path, headers):
+    events, response = _decide_order(path, headers)
+    assert events == ["storefront asked", "storefront answers", "decide"]
+    assert response.headers["edge-tier"] == "lite"
