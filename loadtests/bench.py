@@ -1,6 +1,7 @@
 """End-to-end benchmark: the storefront direct, nginx in front of it, and edge at tier full and lite.
 
-    .venv/bin/python loadtests/bench.py [--duration 10] [--concurrency 1 16] [--workers 1 2] [--json out.json]
+    .venv/bin/python loadtests/bench.py [--duration 10] [--concurrency 1 16] [--workers 1 2]
+                                        [--compare-transports] [--json out.json]
 
 Everything runs on this machine, in turn, in one run, so the figures compare
 with each other (these machines are shared and noisy: read ratios, not
@@ -14,7 +15,10 @@ absolutes):
   a clear line if nginx cannot be installed;
 - ``edge full``: ``edge serve`` with 4G hints (the page gets the switch link
   and the beacon: a byte splice), with 1 and 2 workers;
-- ``edge lite``: the same with ``ECT: 2g`` (low-priority widgets dropped).
+- ``edge lite``: the same with ``ECT: 2g`` (low-priority widgets dropped);
+- with ``--compare-transports``, ``full aiohttp`` and ``full httpx``: edge full
+  (one worker) over httpx-aiohttp and over httpx's own httpcore instead of
+  ``edge.http1``, to show what the default transport buys in the same run.
 
 The load generator is ``wrk`` (Debian's package; one thread, keep-alive
 connections) at each concurrency for ``--duration`` seconds after a warm-up.
@@ -125,7 +129,7 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def wrk(port: int, headers: dict[str, str], concurrency: int, duration: float) -> Run:
-    args = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--latency", "--timeout", "10s"]
+    args = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s"]  # whole seconds
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
     out = subprocess.run([*args, f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
@@ -133,6 +137,15 @@ def wrk(port: int, headers: dict[str, str], concurrency: int, duration: float) -
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return Run(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), pct["50"], pct["99"], requests, int(non_2xx.group(1)) if non_2xx else 0)
+
+
+def expect_tier(port: int, headers: dict[str, str], tier: str, label: str) -> None:
+    """Refuse to time a case that would not measure what it is named after."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        got = response.headers.get("edge-tier")
+    if got != tier:
+        raise SystemExit(f"bench: {label} serves tier {got!r}, not {tier!r}: the case would measure the wrong thing")
 
 
 def tree_pids(pid: int) -> list[int]:
@@ -172,6 +185,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per case and concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="edge worker counts to run (full tier)")
+    parser.add_argument(
+        "--compare-transports", action="store_true",
+        help="also run edge full (1 worker) over the aiohttp and httpx upstream transports, for what edge.http1 buys",
+    )
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each measured run (whole seconds: wrk)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     have_nginx = ensure_tools()
@@ -188,12 +206,15 @@ def main() -> None:
             ports["nginx"] = free_port()
             procs["nginx"] = start_nginx(shop_port, ports["nginx"], tmp)
             wait_ready(f"http://127.0.0.1:{ports['nginx']}/")
-        for workers in args.workers:
-            name = f"edge x{workers}"
+        edges = [(f"edge x{workers}", workers, "http1") for workers in args.workers]
+        if args.compare_transports:
+            edges += [(f"edge {transport}", 1, transport) for transport in ("aiohttp", "httpx")]
+        for name, workers, transport in edges:
             ports[name], admin = free_port(), free_port()
             procs[name] = subprocess.Popen(
                 [*EDGE, "serve", "--upstream", f"http://127.0.0.1:{shop_port}", "--port", str(ports[name]),
-                 "--admin-port", str(admin), "--log-level", "warning", "--workers", str(workers)],
+                 "--admin-port", str(admin), "--log-level", "warning", "--workers", str(workers),
+                 "--upstream-transport", transport],
                 env={**os.environ, "EDGE_FEEDBACK_KEY": "bench-key-0123456789abcdef"},
             )  # fmt: skip
             wait_ready(f"http://127.0.0.1:{admin}/readyz")
@@ -205,11 +226,15 @@ def main() -> None:
         for workers in args.workers:
             cases.append((f"edge full x{workers}", f"edge x{workers}", HINTS_4G, workers))
         cases.append((f"edge lite x{args.workers[0]}", f"edge x{args.workers[0]}", HINTS_2G, args.workers[0]))
+        if args.compare_transports:
+            cases += [(f"full {transport}", f"edge {transport}", HINTS_4G, 1) for transport in ("aiohttp", "httpx")]
 
         rows = []
         for concurrency in args.concurrency:
             for label, target, headers, workers in cases:
-                wrk(ports[target], headers, concurrency, 2.0)  # warm-up: pools, caches, the model
+                if target.startswith("edge"):
+                    expect_tier(ports[target], headers, "lite" if headers is HINTS_2G else "full", label)
+                wrk(ports[target], headers, concurrency, args.warmup)  # warm-up: pools, caches, the model
                 proc = procs.get(target)
                 cpu_before = cpu_seconds(proc.pid) if target.startswith("edge") else 0.0
                 run = wrk(ports[target], headers, concurrency, args.duration)

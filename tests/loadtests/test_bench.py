@@ -1,0 +1,44 @@
+"""loadtests/bench.py, the benchmark command of the README, runs end to end (short, real processes, real wrk).
+
+It checks that every case is measured and named right (the script refuses a case whose edge serves
+another tier than the case says), not how fast anything is: timings belong to the benchmark's own
+output, not to assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_runs_every_case_and_writes_its_table_as_json(tmp_path):
+    if not shutil.which("wrk"):
+        pytest.fail("wrk is missing: scripts/system-deps.sh installs it (make test runs it)")
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "loadtests" / "bench.py"), "--duration", "1", "--warmup", "1",
+         "--concurrency", "1", "4", "--workers", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    cases = {(row["case"], row["concurrency"]) for row in report["rows"]}
+    expected = {"direct", "edge full x1", "edge lite x1"} | ({"nginx"} if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else set())
+    assert cases == {(case, c) for case in expected for c in (1, 4)}
+    for row in report["rows"]:
+        assert row["requests"] > 0 and row["rps"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"], row
+        if row["case"].startswith("edge"):
+            assert row["edge_cpu_ms_per_request"] > 0, row
+    assert report["edge_peak_rss_mb"]["edge x1"] > 10
+    # The printed table carries the same rows.
+    for case in expected:
+        assert case in run.stdout
