@@ -329,6 +329,7 @@ class _Pool:
         self.ssl_context = ssl_context
         self.idle: list[_Connection] = []
         self.count = 0  # open or opening, idle or in use
+        self.closed = False
         self.waiters: deque[asyncio.Future[None]] = deque()
 
     async def acquire(self, timeouts: dict[str, Any], max_buffer: int, max_head: int) -> tuple[_Connection, bool]:
@@ -389,7 +390,7 @@ class _Pool:
 
     def release(self, connection: _Connection, reuse: bool) -> None:
         connection.in_use = False
-        if reuse and not connection.closed:
+        if reuse and not connection.closed and not self.closed:
             connection.idle_since = time.monotonic()
             self.idle.append(connection)
         else:
@@ -417,6 +418,8 @@ class _Pool:
                 return
 
     def close(self) -> None:
+        """Close the idle connections now; those in use close when released."""
+        self.closed = True
         for connection in self.idle:
             connection.close()
         self.idle.clear()

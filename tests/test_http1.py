@@ -383,3 +383,51 @@ class socket_reserved:
 
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
+
+
+def test_connections_in_use_at_aclose_are_closed_when_released():
+    async def go():
+        async with Server(keep_answering(ok())) as server:
+            transport = Http1Transport()
+            request = httpx.Request("GET", server.url, extensions={"timeout": TIMEOUTS})
+            response = await transport.handle_async_request(request)
+            connection = response.stream._connection
+            await transport.aclose()  # a shutdown while a response is still streaming
+            assert b"".join([chunk async for chunk in response.stream]) == PAGE
+            await response.aclose()
+            assert connection.closed
+            with pytest.raises(RuntimeError):
+                await transport.handle_async_request(request)
+
+    run(go())
+
+
+def test_https_upstream_checks_the_certificate(tmp_path):
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+
+    async def go():
+        server = Server(keep_answering(ok()))
+        server.server = await asyncio.start_server(
+            lambda r, w: server.handler(r, w, server), "127.0.0.1", 0, ssl=server_tls
+        )
+        url = server.url.replace("http://", "https://")
+        trusted = Http1Transport(ssl_context=ssl.create_default_context(cafile=str(cert)))
+        for _ in range(2):
+            _, body = await fetch(trusted, "GET", url)
+            assert body == PAGE
+        await trusted.aclose()
+        with pytest.raises(httpx.ConnectError):  # the system's CAs do not know this certificate
+            await fetch(Http1Transport(), "GET", url)
+        server.server.close()
+
+    run(go())
