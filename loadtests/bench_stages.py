@@ -13,6 +13,10 @@ policy), token sign and verify, rewrite (full: link+beacon splice; lite and
 minimal: lol_html), and the whole step (signals → … → rewrite → token) at
 lite. Timings are per call on this machine; compare them with each other, not
 with another day's run.
+
+The same stages under pytest-benchmark (its statistics, ``--benchmark-compare``)::
+
+    .venv/bin/python -m pytest tests/loadtests/test_stage_benchmarks.py --benchmark-max-time=1
 """
 
 from __future__ import annotations
@@ -69,12 +73,11 @@ def demo_page() -> bytes:
     return asyncio.run(get())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=2000)
-    parser.add_argument("--json")
-    args = parser.parse_args()
+def stage_cases() -> tuple[str, dict[str, object]]:
+    """(a one-line description, {stage name: a no-argument callable}) on the demo home page.
 
+    Shared by this script and ``tests/loadtests/test_stage_benchmarks.py`` (pytest-benchmark).
+    """
     page = demo_page()
     policy = load_policy(DEFAULT_POLICY)
     rewriter = HtmlRewriter(policy)
@@ -113,8 +116,18 @@ def main() -> None:
         "rewrite minimal": lambda: rewriter.rewrite(page, "minimal", snippet, path="/"),
         "whole step at lite": whole,
     }
+    return f"demo home page {len(page):,} bytes; model {type(model).__name__} ({model.source} in force)", cases
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=2000)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+
+    description, cases = stage_cases()
     report = {}
-    print(f"demo home page {len(page):,} bytes; model {type(model).__name__} ({model.source} in force); repeat {args.repeat}")
+    print(f"{description}; repeat {args.repeat}")
     print(f"{'stage':<24}{'median µs':>11}{'p90 µs':>10}")
     for name, fn in cases.items():
         samples = timed(fn, args.repeat)

@@ -1,0 +1,55 @@
+"""Each stage of the adaptive step under pytest-benchmark, on the demo home page (loadtests/bench_stages.py's cases).
+
+In ``make test`` each stage runs for a short while and its result is checked (a stage that
+breaks fails here); the timings are reported, never asserted. For figures::
+
+    .venv/bin/python -m pytest tests/loadtests/test_stage_benchmarks.py --benchmark-max-time=1
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "loadtests"))
+
+import bench_stages  # noqa: E402
+
+from edge.policy import Decision  # noqa: E402
+from edge.signals import Signals  # noqa: E402
+
+_, CASES = bench_stages.stage_cases()
+PAGE_BYTES = len(bench_stages.demo_page())
+
+
+def _check(name: str, result: object) -> None:
+    """What each stage must give back: the benchmark measures working code, not a broken shortcut."""
+    if name == "signals":
+        assert isinstance(result, Signals) and result.ect == "3g" and result.cell_id == "404-45-1207-88123"
+    elif name == "features":
+        assert isinstance(result, dict) and result
+    elif name == "model predict":
+        assert result is None or 0.0 <= result <= 1.0
+    elif name in ("model learn (+ eval)", "river learn alone"):
+        assert result is None  # learning returns nothing; its effect is checked in tests/test_learning.py
+    elif name == "decide (policy)":
+        assert isinstance(result, Decision) and result.tier in ("full", "lite", "minimal")
+    elif name == "token sign":
+        assert isinstance(result, str) and result.count(".") >= 1
+    elif name == "token verify":
+        assert isinstance(result, dict) and result["d"] == "lite"
+    elif name == "rewrite full (splice)":
+        assert b"edge-switch" in result and len(result) > PAGE_BYTES
+    elif name in ("rewrite lite", "rewrite minimal", "whole step at lite"):
+        assert b"edge-switch" in result and len(result) < PAGE_BYTES / 2
+    else:
+        pytest.fail(f"no check for stage {name!r}")
+
+
+@pytest.mark.benchmark(max_time=0.2, min_rounds=20, warmup=False)
+@pytest.mark.parametrize("name", list(CASES))
+def test_stage(benchmark, name):
+    result = benchmark(CASES[name])
+    _check(name, result)
