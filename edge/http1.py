@@ -332,12 +332,19 @@ class _Pool:
         self.closed = False
         self.waiters: deque[asyncio.Future[None]] = deque()
 
-    async def acquire(self, timeouts: dict[str, Any], max_buffer: int, max_head: int) -> tuple[_Connection, bool]:
-        """A connection and whether it was reused from the idle list."""
+    async def acquire(
+        self, timeouts: dict[str, Any], max_buffer: int, max_head: int, fresh: bool = False
+    ) -> tuple[_Connection, bool]:
+        """A connection and whether it was reused from the idle list (``fresh``: a new one)."""
         deadline = None
         while True:
             now = time.monotonic()
-            while self.idle:
+            if fresh and self.idle and self.count >= self.limit:
+                # Make room for the new connection: the oldest idle one is the likeliest to be dead.
+                oldest = self.idle.pop(0)
+                oldest.close()
+                self._forget(oldest)
+            while self.idle and not fresh:
                 connection = self.idle.pop()
                 if connection.closed or now - connection.idle_since > self.keepalive_expiry:
                     connection.close()
@@ -466,7 +473,8 @@ class Http1Transport(httpx.AsyncBaseTransport):
         method = request.method
         retry_allowed = method in _IDEMPOTENT and body is not None
         for attempt in (0, 1):
-            connection, reused = await pool.acquire(timeouts, self.max_buffer, self.max_head)
+            # A retry takes a new connection: the idle ones may have died with the one that failed.
+            connection, reused = await pool.acquire(timeouts, self.max_buffer, self.max_head, fresh=attempt > 0)
             connection.start(head_request=method == "HEAD")
             try:
                 if body is not None:

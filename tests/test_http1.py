@@ -431,3 +431,23 @@ def test_https_upstream_checks_the_certificate(tmp_path):
         server.server.close()
 
     run(go())
+
+
+def test_the_retry_takes_a_new_connection_not_another_idle_one():
+    async def handler(reader, writer, server):
+        await server.read_request(reader)
+        await asyncio.sleep(0.05)  # so that two requests hold two connections at once
+        writer.write(ok())
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")  # every connection dies on its second request
+        writer.transport.abort()
+
+    async def go():
+        async with Server(handler) as server:
+            transport = Http1Transport()
+            await asyncio.gather(fetch(transport, "GET", server.url), fetch(transport, "GET", server.url))
+            assert server.connections == 2
+            _, body = await fetch(transport, "GET", server.url)  # idle #2 dies; the retry must not take idle #1
+            assert body == PAGE and server.connections == 3
+
+    run(go())
