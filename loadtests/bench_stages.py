@@ -9,8 +9,8 @@ includes the prequential evaluation — both models predict first, the River
 model from the same EdgeFeatures pass it then learns from
 (``RiverModel.predict_then_learn``) — so the River model's own learn, River's
 ``Pipeline.learn_one``, is shown apart), decide (the
-policy), token sign and verify, rewrite (full: link+beacon splice; lite and
-minimal: lol_html), and the whole step (signals → … → rewrite → token) at
+policy), token sign and verify, rewrite (full: link+beacon splice, buffered
+and streamed in 64 KB chunks as the proxy does; lite and minimal: lol_html), and the whole step (signals → … → rewrite → token) at
 lite. Timings are per call on this machine; compare them with each other, not
 with another day's run.
 
@@ -31,7 +31,7 @@ from edge.features import to_features
 from edge.feedback import TokenSigner
 from edge.model import MODELS
 from edge.policy import load_policy
-from edge.rewrite import HtmlRewriter, beacon_script, switch_link
+from edge.rewrite import HtmlRewriter, StreamSplicer, beacon_script, switch_link
 from edge.settings import DEFAULT_POLICY
 from edge.signals import read_signals
 from edge.towers import TowerTable
@@ -73,6 +73,12 @@ def demo_page() -> bytes:
     return asyncio.run(get())
 
 
+def streamed_splice(chunks: list[bytes], snippet: bytes) -> bytes:
+    """The full tier's hot path: the page's chunks through a StreamSplicer."""
+    splicer = StreamSplicer(snippet, sum(map(len, chunks)))
+    return b"".join([splicer.feed(c) for c in chunks[:-1]] + [splicer.finish(chunks[-1])])
+
+
 def stage_cases() -> tuple[str, dict[str, object]]:
     """(a one-line description, {stage name: a no-argument callable}) on the demo home page.
 
@@ -93,6 +99,7 @@ def stage_cases() -> tuple[str, dict[str, object]]:
     signer = TokenSigner([b"k" * 32])
     token = signer.sign({"x": x, "d": "lite", "s": "model", "p": 0.7, "u": 12.0}, now=time.time())
     snippet = switch_link("full", "/", "Full page") + beacon_script(token)
+    chunks = [page[i : i + 64 * 1024] for i in range(0, len(page), 64 * 1024)]
 
     def whole() -> bytes:
         s = read_signals(HEADERS)
@@ -112,6 +119,7 @@ def stage_cases() -> tuple[str, dict[str, object]]:
         "token sign": lambda: signer.sign({"x": x, "d": "lite", "s": "model", "p": 0.7, "u": 12.0}, now=time.time()),
         "token verify": lambda: signer.verify(token, now=time.time()),
         "rewrite full (splice)": lambda: rewriter.rewrite(page, "full", snippet, path="/"),
+        "full splice, streamed": lambda: streamed_splice(chunks, snippet),
         "rewrite lite": lambda: rewriter.rewrite(page, "lite", snippet, path="/"),
         "rewrite minimal": lambda: rewriter.rewrite(page, "minimal", snippet, path="/"),
         "whole step at lite": whole,

@@ -421,17 +421,16 @@ def test_random_bytes_never_raise_anything_but_rewrite_error(body, tier):
     st.data(),
     st.booleans(),
 )
-def test_streamed_splice_is_the_buffered_splice_in_any_chunking(page, data, last_by_finish):
+def test_streamed_splice_is_the_buffered_splice_in_any_chunking(page, data, empty_last):
     from edge.rewrite import StreamSplicer
 
     body = page.encode()
     cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=8)))
     chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)])]
-    splicer = StreamSplicer(LINK, length=len(body) if data.draw(st.booleans()) else None)
-    if last_by_finish:
-        out = b"".join([splicer.feed(c) for c in chunks[:-1]]) + splicer.finish(chunks[-1])
-    else:
-        out = b"".join([splicer.feed(c) for c in chunks]) + splicer.close()
+    if empty_last:
+        chunks.append(b"")  # an app's final empty body message
+    splicer = StreamSplicer(LINK, length=len(body))
+    out = b"".join([splicer.feed(c) for c in chunks[:-1]]) + splicer.finish(chunks[-1])
     assert out.replace(LINK, b"", 1) == body
     assert out == splice_before_body_end(body, LINK)
 
@@ -445,7 +444,13 @@ def test_splice_window_is_the_same_streamed_and_buffered(after_end_kb, chunk_kb)
     body = b"<html><body>" + b"<p>x</p>" * 20_000 + b"</body>" + b"<!--" + b"y" * (after_end_kb * 1024) + b"-->"
     chunks = [body[i : i + chunk_kb * 1024] for i in range(0, len(body), chunk_kb * 1024)]
     splicer = StreamSplicer(LINK, length=len(body))
-    out = b"".join([splicer.feed(c) for c in chunks[:-1]]) + splicer.finish(chunks[-1])
+    parts = [splicer.feed(c) for c in chunks[:-1]]
+    # Everything before the window went out as it came; only window bytes are held.
+    fed = sum(map(len, chunks[:-1]))
+    window_start = max(0, len(body) - SPLICE_WINDOW)
+    assert b"".join(parts) == body[: min(fed, window_start)]
+    assert sum(map(len, splicer.held)) == max(0, fed - window_start) <= SPLICE_WINDOW
+    out = b"".join(parts) + splicer.finish(chunks[-1])
     assert out == splice_before_body_end(body, LINK)
     tag = body.rindex(b"</body>")
     if len(body) - tag <= SPLICE_WINDOW:

@@ -102,19 +102,6 @@ def _last_end_tag(data: bytes, lo: int) -> int:
     return lo + k if k >= 0 else -1
 
 
-def _partial_end_tag(data: bytes, lo: int) -> int:
-    """How many of the last bytes (at or after ``lo``) could begin a ``</body`` cut by a chunk's end.
-
-    >>> _partial_end_tag(b"<p>x</BO", 0), _partial_end_tag(b"<p>x</p>", 0), _partial_end_tag(b"<", 1)
-    (4, 0, 0)
-    """
-    tail = data[-5:].lower()
-    for n in range(min(5, len(data) - lo), 0, -1):
-        if b"</body".startswith(tail[-n:]):
-            return n
-    return 0
-
-
 def splice_before_body_end(body: bytes, snippet: bytes) -> bytes:
     """Insert ``snippet`` before the page's end tag (or at the end when there is none).
 
@@ -137,73 +124,50 @@ def splice_before_body_end(body: bytes, snippet: bytes) -> bytes:
 
 
 class StreamSplicer:
-    """:func:`splice_before_body_end` for a body that streams through in chunks.
+    """:func:`splice_before_body_end` for a body of known ``length`` that streams through in chunks.
 
-    The full tier's hot path. With the body's ``length`` known, chunks before the
-    splice window go out untouched (no scan, no copy); in the window, what follows
-    the latest ``</body`` seen (or the last bytes, when a chunk ends inside one) is
-    held until the end, when the snippet goes in before the held end tag, or after
-    everything when there is none. The output is always the input plus the snippet,
-    so ``Content-Length`` is known before the first byte, and at most the window
-    plus one chunk is held. Without ``length`` the whole body is the window.
+    The full tier's hot path. Chunks before the splice window (the page's last
+    :data:`SPLICE_WINDOW` bytes) go out as they come, untouched and unscanned; the
+    window's bytes are held until the last chunk, when one search from the end finds
+    the end tag (nearly always within the last few bytes) and the snippet goes in. The
+    output is always the input plus the snippet, so ``Content-Length`` is known before
+    the first byte, and at most the window is held.
 
-    >>> splicer = StreamSplicer(b"<i>")
-    >>> out = [splicer.feed(b"<body>hello</bo"), splicer.feed(b"dy></ht"), splicer.feed(b"ml>"), splicer.close()]
+    >>> splicer = StreamSplicer(b"<i>", length=24)
+    >>> out = [splicer.feed(b"<body>hello</bo"), splicer.feed(b"dy></ht"), splicer.finish(b"ml>")]
     >>> out, b"".join(out)
-    ([b'<body>hello', b'', b'', b'<i></body></html>'], b'<body>hello<i></body></html>')
-    >>> StreamSplicer(b"<i>", length=15).finish(b"<body>x</body>\\n")
-    b'<body>x<i></body>\\n'
+    ([b'', b'', b'<body>hello<i></body></html>'], b'<body>hello<i></body></html>')
     """
 
     __slots__ = ("snippet", "held", "seen", "window_start")
 
-    def __init__(self, snippet: bytes, length: int | None = None) -> None:
+    def __init__(self, snippet: bytes, length: int) -> None:
         self.snippet = snippet
-        self.held = b""
+        self.held: list[bytes] = []
         self.seen = 0
-        self.window_start = max(0, length - SPLICE_WINDOW) if length is not None else 0
+        self.window_start = max(0, length - SPLICE_WINDOW)
 
     def feed(self, chunk: bytes) -> bytes:
-        """What can go out now: everything before the latest ``</body`` in the window."""
+        """What can go out now: the part of ``chunk`` before the window."""
         start = self.seen
         self.seen += len(chunk)
         if self.seen <= self.window_start:
-            return chunk  # nothing is held before the window
-        data, lo = self._with_held(chunk, start)
-        k = _last_end_tag(data, lo)
-        if k < 0:
-            k = len(data) - _partial_end_tag(data, lo)
-        if k == len(data):
-            self.held = b""
-            return data
-        self.held = data[k:]
-        return data[:k]
-
-    def close(self) -> bytes:
-        """The rest, with the snippet in place."""
-        held = self.held
-        self.held = b""
-        if _BODY_END.match(held):
-            return self.snippet + held
-        return held + self.snippet
+            return chunk
+        cut = max(0, self.window_start - start)
+        self.held.append(chunk[cut:] if cut else chunk)
+        return chunk[:cut]
 
     def finish(self, chunk: bytes) -> bytes:
-        """``feed(chunk) + close()``, copying the chunk once: the last (often the only) chunk."""
-        start = self.seen
-        self.seen += len(chunk)
-        data, lo = self._with_held(chunk, start)
-        self.held = b""
-        k = _last_end_tag(data, lo) if self.seen > self.window_start else -1
+        """The last chunk (possibly empty): the held window and it, with the snippet in place."""
+        out = self.feed(chunk)
+        held = self.held
+        self.held = []
+        data = held[0] if len(held) == 1 else b"".join(held)
+        k = _last_end_tag(data, 0)
         if k >= 0 and _BODY_END.match(data, k):
             view = memoryview(data)
-            return b"".join((view[:k], self.snippet, view[k:]))
-        return data + self.snippet
-
-    def _with_held(self, chunk: bytes, start: int) -> tuple[bytes, int]:
-        """The held bytes and the chunk as one, and where the window starts in them."""
-        held = self.held
-        data = held + chunk if held else chunk
-        return data, max(0, self.window_start - (start - len(held)))
+            return b"".join((out, view[:k], self.snippet, view[k:]))
+        return b"".join((out, data, self.snippet))
 
 
 def switch_link(to_tier: str, next_path: str, text: str) -> bytes:

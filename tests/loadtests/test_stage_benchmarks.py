@@ -40,7 +40,7 @@ def _check(name: str, result: object) -> None:
         assert isinstance(result, str) and result.count(".") >= 1
     elif name == "token verify":
         assert isinstance(result, dict) and result["d"] == "lite"
-    elif name == "rewrite full (splice)":
+    elif name in ("rewrite full (splice)", "full splice, streamed"):
         assert b"edge-switch" in result and len(result) > PAGE_BYTES
     elif name in ("rewrite lite", "rewrite minimal", "whole step at lite"):
         assert b"edge-switch" in result and len(result) < PAGE_BYTES / 2
