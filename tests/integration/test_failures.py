@@ -251,3 +251,35 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(stack, start_edge):
     assert result["response"].status_code == 200
     assert b"1500 ms" in result["response"].content
     assert rc == 0, edge.proc.logs()
+
+
+def test_storefront_restart_behind_warm_keep_alive_connections(start_edge, integration_logs):
+    """A rolling deploy of the storefront: edge's pooled connections die with the old process.
+
+    Pages keep coming: idle connections closed by the old process leave the pool, and a GET that
+    meets one in the instant it closes is retried on a new connection. No 502 once the new
+    storefront listens.
+    """
+    from tests.integration.conftest import _spawn, _wait_until
+
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    args = ["storefront", "--host", HOST, "--port", str(port), "--log-level", "warning"]
+    old = _spawn("storefront-rolling-old", args, integration_logs)
+    _wait_until(url + "/", [old], time.monotonic() + 30)
+    edge = start_edge(url, "--fail-mode", "open", name="edge-rolling")
+    with httpx.Client(timeout=10, trust_env=False) as client:
+        # Warm the pool: several connections in use at once, then idle.
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(lambda _: httpx.get(edge.url + "/", timeout=10, trust_env=False).status_code, range(32))) == {200}
+        old.stop()
+        new = _spawn("storefront-rolling-new", args, integration_logs)
+        try:
+            _wait_until(url + "/", [new], time.monotonic() + 30)
+            statuses = [client.get(edge.url + "/", headers={"ECT": "4g" if i % 2 else "2g"}).status_code for i in range(20)]
+            assert statuses == [200] * 20
+        finally:
+            new.stop()
+    assert edge.proc.alive()
