@@ -76,6 +76,7 @@ _serve_options = [
     click.option("--upstream-transport", type=click.Choice(["http1", "aiohttp", "httpx"]), help="What carries httpx's requests upstream.  [env EDGE_UPSTREAM_TRANSPORT; default http1]"),
     click.option("--preserve-host/--no-preserve-host", default=None, help="Forward the client's Host.  [env EDGE_PRESERVE_HOST]"),
     click.option("--max-rewrite-bytes", type=int, help="Larger pages stream through unmodified.  [env EDGE_MAX_REWRITE_BYTES]"),
+    click.option("--rewrite-cache-bytes", type=int, help="Layouts kept for pages served again byte for byte; 0 = off.  [env EDGE_REWRITE_CACHE_BYTES; default 8 MiB]"),
     click.option("--graceful-timeout", type=float, help="Seconds SIGTERM waits for in-flight requests.  [env EDGE_GRACEFUL_TIMEOUT; default 20]"),
     click.option("--admin-token", help="Bearer token for admin POST endpoints.  [env EDGE_ADMIN_TOKEN; default none]"),
     click.option("--model", type=click.Choice(["auto", "rules", "river", "off"]), help="Who predicts: auto = rules until the River model earns trust.  [env EDGE_MODEL; default auto]"),

@@ -25,6 +25,7 @@ __all__ = [
     "REWRITE_DURATION",
     "UPSTREAM_BYTES",
     "SERVED_BYTES",
+    "REWRITE_CACHE",
     "FAIL_OPEN",
     "UPSTREAM_ERRORS",
     "PREFERENCE_SWITCHES",
@@ -98,6 +99,11 @@ SERVED_BYTES = Counter(
     "edge_served_bytes_total",
     "Body bytes sent to shoppers for pages edge decided on, by tier served.",
     ["tier"],
+)
+REWRITE_CACHE = Counter(
+    "edge_rewrite_cache_total",
+    "Lite/minimal layouts looked up in the rewrite cache, by result (hit: the page came back byte for byte).",
+    ["result"],
 )
 FAIL_OPEN = Counter(
     "edge_fail_open_total",
@@ -200,6 +206,8 @@ for _tier in TIERS:
     PREFERENCE_SWITCHES.labels(_tier)
     for _source in SOURCES:
         REQUESTS.labels(_tier, _source)
+for _result in ("hit", "miss"):
+    REWRITE_CACHE.labels(_result)
 for _stage in STAGES:
     FAIL_OPEN.labels(_stage)
 for _kind in UPSTREAM_ERROR_KINDS:

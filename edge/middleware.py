@@ -48,7 +48,7 @@ from edge.feedback import Feedback, FeedbackRejected, ReplayGuard, TokenSigner
 from edge.model import NetworkModel, RuleModel
 from edge.policy import Decision, Policy
 from edge.policy import holdback_draw
-from edge.rewrite import HtmlRewriter, JsonRewriter, StreamSplicer, beacon_script, switch_link
+from edge.rewrite import HtmlRewriter, JsonRewriter, RewriteCache, StreamSplicer, beacon_script, switch_link
 from edge.settings import Settings
 from edge.signals import ACCEPT_CH, SIGNAL_HEADERS, Signals, read_signals
 from edge.towers import TowerTable
@@ -117,7 +117,12 @@ class AdaptiveMiddleware:
 
     def set_policy(self, policy: Policy) -> None:
         """Swap in a new compiled policy; requests already in flight keep the one they started with."""
-        self._compiled = (policy, HtmlRewriter(policy), JsonRewriter(policy))
+        cache = (
+            RewriteCache(self.settings.rewrite_cache_bytes, _CACHE_HIT.inc, _CACHE_MISS.inc)
+            if self.settings.rewrite_cache_bytes > 0
+            else None
+        )
+        self._compiled = (policy, HtmlRewriter(policy, cache), JsonRewriter(policy))
         self.feedback.labels = policy.labels
 
     @property
@@ -255,6 +260,8 @@ _PER_TIER = {
     )
     for tier in metrics.TIERS
 }
+_CACHE_HIT = metrics.REWRITE_CACHE.labels("hit")
+_CACHE_MISS = metrics.REWRITE_CACHE.labels("miss")
 _REQUESTS = {(tier, source): metrics.REQUESTS.labels(tier, source) for tier in metrics.TIERS for source in metrics.SOURCES}
 
 

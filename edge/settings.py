@@ -58,6 +58,9 @@ class Settings:
     preserve_host: bool = False
     # Bodies larger than this are streamed through unmodified rather than buffered for rewriting.
     max_rewrite_bytes: int = 2 * 1024 * 1024
+    # Lite/minimal layouts kept for pages the storefront serves again byte for byte (pages plus
+    # layouts, LRU; edge.rewrite.cache). 0: lay out every page.
+    rewrite_cache_bytes: int = 8 * 1024 * 1024
     # Per-cell statistics: how many cells are remembered and how fast old evidence fades.
     max_cells: int = 50_000
     # Feedback nonces remembered against replays (each ~100 bytes); when full of unexpired nonces,

@@ -15,7 +15,10 @@ absolutes):
   a clear line if nginx cannot be installed;
 - ``edge full``: ``edge serve`` with 4G hints (the page gets the switch link
   and the beacon: a byte splice), with 1 and 2 workers;
-- ``edge lite``: the same with ``ECT: 2g`` (low-priority widgets dropped);
+- ``edge lite``: the same with ``ECT: 2g`` (low-priority widgets dropped). The
+  demo page comes back byte for byte, so its layout is a rewrite-cache hit;
+- ``lite uncached``: the same with ``--rewrite-cache-bytes 0``, every page laid
+  out by lol_html (what a page that changes on every request costs);
 - with ``--compare-transports``, ``full aiohttp`` and ``full httpx``: edge full
   (one worker) over httpx-aiohttp and over httpx's own httpcore instead of
   ``edge.http1``, to show what the default transport buys in the same run.
@@ -206,15 +209,17 @@ def main() -> None:
             ports["nginx"] = free_port()
             procs["nginx"] = start_nginx(shop_port, ports["nginx"], tmp)
             wait_ready(f"http://127.0.0.1:{ports['nginx']}/")
-        edges = [(f"edge x{workers}", workers, "http1") for workers in args.workers]
+        edges = [(f"edge x{workers}", workers, "http1", []) for workers in args.workers]
+        # The demo page comes back byte for byte, so lite is a rewrite-cache hit; this edge lays out every page.
+        edges.append(("edge uncached", args.workers[0], "http1", ["--rewrite-cache-bytes", "0"]))
         if args.compare_transports:
-            edges += [(f"edge {transport}", 1, transport) for transport in ("aiohttp", "httpx")]
-        for name, workers, transport in edges:
+            edges += [(f"edge {transport}", 1, transport, []) for transport in ("aiohttp", "httpx")]
+        for name, workers, transport, flags in edges:
             ports[name], admin = free_port(), free_port()
             procs[name] = subprocess.Popen(
                 [*EDGE, "serve", "--upstream", f"http://127.0.0.1:{shop_port}", "--port", str(ports[name]),
                  "--admin-port", str(admin), "--log-level", "warning", "--workers", str(workers),
-                 "--upstream-transport", transport],
+                 "--upstream-transport", transport, *flags],
                 env={**os.environ, "EDGE_FEEDBACK_KEY": "bench-key-0123456789abcdef"},
             )  # fmt: skip
             wait_ready(f"http://127.0.0.1:{admin}/readyz")
@@ -226,6 +231,7 @@ def main() -> None:
         for workers in args.workers:
             cases.append((f"edge full x{workers}", f"edge x{workers}", HINTS_4G, workers))
         cases.append((f"edge lite x{args.workers[0]}", f"edge x{args.workers[0]}", HINTS_2G, args.workers[0]))
+        cases.append(("lite uncached", "edge uncached", HINTS_2G, args.workers[0]))
         if args.compare_transports:
             cases += [(f"full {transport}", f"edge {transport}", HINTS_4G, 1) for transport in ("aiohttp", "httpx")]
 

@@ -376,3 +376,21 @@ def test_an_asset_request_is_decided_only_when_its_answer_is_html(path, headers)
     events, response = _decide_order(path, headers)
     assert events == ["storefront asked", "storefront answers", "decide"]
     assert response.headers["edge-tier"] == "lite"
+
+
+@pytest.mark.parametrize("cache_bytes", [8 * 1024 * 1024, 0])
+def test_a_page_served_again_reuses_its_layout_unless_the_cache_is_off(cache_bytes):
+    from prometheus_client import REGISTRY
+
+    def hits():
+        return REGISTRY.get_sample_value("edge_rewrite_cache_total", {"result": "hit"})
+
+    mw = edge(settings=Settings(fail_mode="closed", rewrite_cache_bytes=cache_bytes))
+    before = hits()
+    first, second = (fetch(mw, "/", headers={"ECT": "2g"}) for _ in range(2))
+    assert first.headers["edge-tier"] == second.headers["edge-tier"] == "lite"
+    assert b"ads" not in second.content and b"grid" in second.content
+    # The same layout, each with its own token.
+    assert first.headers["edge-token"] != second.headers["edge-token"]
+    assert first.content.replace(first.headers["edge-token"].encode(), b"") == second.content.replace(second.headers["edge-token"].encode(), b"")
+    assert hits() - before == (1 if cache_bytes else 0)

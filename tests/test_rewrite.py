@@ -470,3 +470,65 @@ def _has_real_end(body: bytes) -> bool:
     import re
 
     return re.search(rb"</body\s*>", body, re.I) is not None
+
+
+# --- the rewrite cache: a page served again byte for byte reuses its layout ------------------------
+
+
+def _cached(policy, max_bytes=1 << 20):
+    from edge.rewrite import RewriteCache
+
+    counts = {"hit": 0, "miss": 0}
+    cache = RewriteCache(max_bytes, lambda: counts.__setitem__("hit", counts["hit"] + 1), lambda: counts.__setitem__("miss", counts["miss"] + 1))
+    return HtmlRewriter(policy, cache), cache, counts
+
+
+@pytest.mark.parametrize(
+    "policy, page, tier",
+    [(ACTIONS, PAGE, "lite"), (ACTIONS, PAGE, "minimal"), (BUDGET, budget_page(), "lite")],
+    ids=["actions-lite", "actions-minimal", "budget-lite"],
+)
+def test_a_cached_layout_is_the_layout_with_this_requests_link(policy, page, tier):
+    cached, cache, counts = _cached(policy)
+    plain = HtmlRewriter(policy)
+    for n, path in enumerate(["/p/1", "/p/1", "/p/1", "/p/2"]):
+        link = b"<a>token %d</a>" % n  # every response carries its own token
+        assert cached.rewrite(page, tier, link, path=path) == plain.rewrite(page, tier, link, path=path)
+    assert counts == {"hit": 2, "miss": 2}  # /p/1 laid out once, reused twice; /p/2 is its own entry
+    assert len(cache) == 2
+
+
+def test_a_page_that_changed_by_one_byte_is_laid_out_again():
+    cached, cache, counts = _cached(ACTIONS)
+    changed = PAGE.replace(b"<h2>g</h2>", b"<h2>h</h2>")  # in the grid, which lite keeps
+    assert cached.rewrite(PAGE, "lite", LINK) != cached.rewrite(changed, "lite", LINK)
+    assert cached.rewrite(changed, "lite", LINK) == HtmlRewriter(ACTIONS).rewrite(changed, "lite", LINK)
+    assert counts == {"hit": 1, "miss": 2} and len(cache) == 1
+
+
+def test_the_cache_stays_within_its_bytes_least_recently_used_out_first():
+    cached, cache, _ = _cached(ACTIONS, max_bytes=40 * len(PAGE))
+    for i in range(200):
+        cached.rewrite(PAGE, "lite", LINK, path=f"/p/{i}")
+        assert cache.bytes <= cache.max_bytes
+    assert 0 < len(cache) < 40
+    # The newest pages stayed, the oldest went.
+    assert counts_after(cached, "/p/199") == "hit" and counts_after(cached, "/p/0") == "miss"
+
+
+def counts_after(rewriter, path):
+    cache = rewriter.cache
+    hits = []
+    cache._on_hit, cache._on_miss = (lambda: hits.append("hit")), (lambda: hits.append("miss"))
+    rewriter.rewrite(PAGE, "lite", LINK, path=path)
+    return hits[-1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from([PAGE, PAGE.replace(b"great", b"fine"), budget_page(), b"<p>frag"]), min_size=1, max_size=6), st.sampled_from(["lite", "minimal", "full"]))
+def test_any_sequence_of_pages_gets_what_an_uncached_rewriter_gives(pages, tier):
+    cached, _, _ = _cached(ACTIONS, max_bytes=3 * len(PAGE))
+    plain = HtmlRewriter(ACTIONS)
+    for n, page in enumerate(pages):
+        link = b"<i>%d</i>" % n
+        assert cached.rewrite(page, tier, link, path="/x") == plain.rewrite(page, tier, link, path="/x")

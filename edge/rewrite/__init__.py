@@ -13,6 +13,7 @@
 The full tier is the hot path for most shoppers: it is a byte splice, never a parse.
 """
 
+from edge.rewrite.cache import RewriteCache
 from edge.rewrite.errors import RewriteError
 from edge.rewrite.html import (
     COLLAPSE_SCRIPT,
@@ -32,6 +33,7 @@ __all__ = [
     "SPLICE_WINDOW",
     "StreamSplicer",
     "JsonRewriter",
+    "RewriteCache",
     "RewriteError",
     "RewriteReport",
     "beacon_script",

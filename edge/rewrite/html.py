@@ -45,6 +45,7 @@ from urllib.parse import quote
 from lolhtml import ContentType, HTMLRewriter
 
 from edge.policy import ImagePlan, Policy, RoutePlan, ScriptPlan, WidgetPlan, declared_image_bytes
+from edge.rewrite.cache import RewriteCache
 from edge.rewrite.errors import RewriteError
 
 __all__ = [
@@ -531,8 +532,10 @@ class HtmlRewriter:
     :meth:`rewrite` raises only :class:`~edge.rewrite.errors.RewriteError`.
     """
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, cache: RewriteCache | None = None) -> None:
         self.policy = policy
+        #: Layouts reused for pages that come back byte for byte (None: every page is laid out).
+        self.cache = cache
         self._nonce = "edge" + secrets.token_hex(6)
         self._marker = re.compile(rb"<!--" + self._nonce.encode() + rb"(/?)([wi])(\d+)-->")
         self._plans: dict[tuple[int, str], _TierPlan] = {}
@@ -563,7 +566,15 @@ class HtmlRewriter:
         plan = self._plans.get((self.policy.for_path(path).index, tier))
         if plan is None or tier == "full" or (plan.empty and plan.budget is None):
             return splice_before_body_end(body, link)
-        return self._run(body, plan, link, path, mode, report=None)[0]
+        cache = self.cache
+        if cache is None:
+            return self._run(body, plan, link, path, mode, report=None)[0]
+        key = (plan.route.index, tier, path, mode)
+        layout = cache.get(key, body)
+        if layout is None:
+            layout = self._layout(body, plan, path, mode, report=None)[0]
+            cache.put(key, body, layout)
+        return splice_before_body_end(layout, link)
 
     def rewrite_with_report(
         self, body: bytes, tier: str, link: bytes = b"", *, path: str = "/", charset: str | None = None
@@ -583,6 +594,16 @@ class HtmlRewriter:
     def _run(
         self, body: bytes, plan: _TierPlan, link: bytes, path: str, mode: str, report: RewriteReport | None
     ) -> tuple[bytes, RewriteReport]:
+        layout, report = self._layout(body, plan, path, mode, report)
+        final = splice_before_body_end(layout, link)
+        if report is not None:
+            report.html_bytes = len(final)
+        return final, report  # type: ignore[return-value]
+
+    def _layout(
+        self, body: bytes, plan: _TierPlan, path: str, mode: str, report: RewriteReport | None
+    ) -> tuple[bytes, RewriteReport | None]:
+        """The page laid out for the plan, before the switch link and beacon go in."""
         measure = report is not None or plan.budget is not None
         if measure and report is None:
             report = RewriteReport(plan.tier, plan.route.name)
@@ -612,12 +633,9 @@ class HtmlRewriter:
         except Exception as exc:  # lol_html raises RuntimeError (e.g. a parsing ambiguity in strict mode)
             raise RewriteError(f"lol_html could not rewrite the page: {exc}") from exc
         if not measure:
-            return splice_before_body_end(bytes(out), link), report  # type: ignore[return-value]
+            return bytes(out), report
         assert report is not None
-        final = self._settle(bytes(out), run, report, plan.budget)
-        final = splice_before_body_end(final, link)
-        report.html_bytes = len(final)
-        return final, report
+        return self._settle(bytes(out), run, report, plan.budget), report
 
     def _settle(self, out: bytes, run: _Run, report: RewriteReport, budget: int | None) -> bytes:
         """Read the markers back: who survived, their bytes; drop for the budget; strip the markers."""

@@ -32,7 +32,7 @@ def test_bench_runs_every_case_and_writes_its_table_as_json(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(out.read_text())
     cases = {(row["case"], row["concurrency"]) for row in report["rows"]}
-    expected = {"direct", "edge full x1", "edge lite x1"} | ({"nginx"} if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else set())
+    expected = {"direct", "edge full x1", "edge lite x1", "lite uncached"} | ({"nginx"} if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else set())
     assert cases == {(case, c) for case in expected for c in (1, 4)}
     for row in report["rows"]:
         assert row["requests"] > 0 and row["rps"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"], row
