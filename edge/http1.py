@@ -74,6 +74,7 @@ class _Connection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._reset(head_request=False)
         self.in_use = False
+        self.counted = True  # in its pool's count; False once the pool has let it go
 
     def _reset(self, head_request: bool) -> None:
         self.parser = httptools.HttpResponseParser(self)
@@ -413,8 +414,8 @@ class _Pool:
             self._wake_one()
 
     def _forget(self, connection: _Connection) -> None:
-        if not getattr(connection, "_forgotten", False):
-            connection._forgotten = True  # type: ignore[attr-defined]
+        if connection.counted:
+            connection.counted = False
             self.count -= 1
 
     def _wake_one(self) -> None:
