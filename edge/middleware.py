@@ -273,11 +273,6 @@ class _Responder:
         "content_type", "coding", "kind", "splicer",
     )
 
-    def decide_early(self) -> None:
-        """Stages 1–4 ahead of the response (a loop callback); a no-op once the response has started."""
-        if self.verdict is None and self.mode == "pending":
-            self.verdict = self.mw.decide(self.scope, time.time())
-
     def __init__(self, mw: AdaptiveMiddleware, scope: Scope, send: Send) -> None:
         self.mw = mw
         self.scope = scope
@@ -293,6 +288,11 @@ class _Responder:
         self.coding = ""
         self.kind = "html"
         self.splicer: StreamSplicer | None = None
+
+    def decide_early(self) -> None:
+        """Stages 1–4 ahead of the response (a loop callback); a no-op once the response has started."""
+        if self.verdict is None and self.mode == "pending":
+            self.verdict = self.mw.decide(self.scope, time.time())
 
     async def send(self, message: Message) -> None:
         if self.mode == "pass":
