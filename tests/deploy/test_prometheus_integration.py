@@ -32,6 +32,8 @@ import yaml
 
 from _deploy import DASHBOARD, ROOT, RULE_FILES, rules, tool
 
+from tests.readiness import poll_ready
+
 pytestmark = pytest.mark.integration
 
 HOST = "127.0.0.1"
@@ -75,18 +77,10 @@ def _spawn(name: str, argv: list[str], logs: Path) -> Proc:
     return Proc(name, popen, log)
 
 
-def _wait_ok(client: httpx.Client, url: str, procs: list[Proc]) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    last: object = None
-    while time.monotonic() < deadline and all(p.popen.poll() is None for p in procs):
-        try:
-            response = client.get(url)
-            if response.is_success:
-                return
-            last = response.status_code
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.1)
+def _wait_ok(url: str, procs: list[Proc]) -> None:
+    ready, last = poll_ready(url, lambda: all(p.popen.poll() is None for p in procs), time.monotonic() + DEADLINE_S, 0.1)
+    if ready:
+        return
     pytest.fail(f"{url} not ready (last: {last!r})\n" + "\n".join(p.tail() for p in procs), pytrace=False)
 
 
@@ -197,7 +191,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         sf_port, port, admin_port, prom_port = (_free_port() for _ in range(4))
         storefront = _spawn("storefront", [EDGE_BIN, "storefront", "--host", HOST, "--port", str(sf_port), "--log-level", "warning"], tmp)
         procs.append(storefront)
-        _wait_ok(client, f"http://{HOST}:{sf_port}/", procs)
+        _wait_ok(f"http://{HOST}:{sf_port}/", procs)
         edge = _spawn(
             "edge",
             [EDGE_BIN, "serve", "--upstream", f"http://{HOST}:{sf_port}", "--host", HOST, "--port", str(port),
@@ -205,7 +199,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             tmp,
         )
         procs.append(edge)
-        _wait_ok(client, f"http://{HOST}:{admin_port}/readyz", procs)
+        _wait_ok(f"http://{HOST}:{admin_port}/readyz", procs)
 
         instance = f"{HOST}:{admin_port}"
         config = {
@@ -222,7 +216,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         procs.append(prom)
         prometheus_url = f"http://{HOST}:{prom_port}"
-        _wait_ok(client, f"{prometheus_url}/-/ready", procs)
+        _wait_ok(f"{prometheus_url}/-/ready", procs)
         stack = Stack(prometheus_url, f"http://{HOST}:{port}", f"http://{HOST}:{admin_port}", instance, procs, client)
         # A first scrape before the traffic, so every counter has a sample from before it.
         stack.wait_for("the first scrape", lambda: bool(stack.query(f'up{{instance="{instance}"}} == 1')))

@@ -33,6 +33,8 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 
 import httpx
+
+from tests.readiness import poll_ready
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,19 +158,9 @@ class _StartFailed(Exception):
 
 def _wait_until(url: str, procs: list[Proc], deadline: float) -> None:
     """Poll ``url`` until it answers 2xx; raise :class:`_StartFailed` with every process's log otherwise."""
-    last: object = None
-    with httpx.Client(timeout=1.0, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            if any(not p.alive() for p in procs):
-                break
-            try:
-                response = client.get(url)
-                if response.is_success:
-                    return
-                last = response.status_code
-            except httpx.HTTPError as exc:
-                last = exc
-            time.sleep(0.05)
+    ready, last = poll_ready(url, lambda: all(p.alive() for p in procs), deadline)
+    if ready:
+        return
     died = any(not p.alive() for p in procs)
     for proc in procs:
         proc.stop()
