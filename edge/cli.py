@@ -74,7 +74,7 @@ _serve_options = [
     click.option("--read-timeout", type=float, help="Seconds to wait for upstream (504 after).  [env EDGE_READ_TIMEOUT; default 15]"),
     click.option("--forwarded-allow-ips", help="Trust X-Forwarded-* from these load balancers.  [env EDGE_FORWARDED_ALLOW_IPS; default none]"),
     click.option("--upstream-transport", type=click.Choice(["http1", "aiohttp", "httpx"]), help="What carries httpx's requests upstream.  [env EDGE_UPSTREAM_TRANSPORT; default http1]"),
-    click.option("--preserve-host/--no-preserve-host", default=None, help="Forward the client's Host.  [env EDGE_PRESERVE_HOST]"),
+    click.option("--preserve-host/--no-preserve-host", default=None, help="Forward the client's Host (default) or send the upstream's own.  [env EDGE_PRESERVE_HOST; default on]"),
     click.option("--max-rewrite-bytes", type=int, help="Larger pages stream through unmodified.  [env EDGE_MAX_REWRITE_BYTES]"),
     click.option("--rewrite-cache-bytes", type=int, help="Layouts kept for pages served again byte for byte; 0 = off.  [env EDGE_REWRITE_CACHE_BYTES; default 8 MiB]"),
     click.option("--graceful-timeout", type=float, help="Seconds SIGTERM waits for in-flight requests.  [env EDGE_GRACEFUL_TIMEOUT; default 20]"),

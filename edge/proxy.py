@@ -9,8 +9,8 @@ alive. The proxy is transparent except where HTTP says a proxy must act:
   ``Transfer-Encoding``, ``Upgrade``, ``Proxy-Authorization``,
   ``Proxy-Authenticate``) are dropped in both directions;
 - ``X-Forwarded-For`` (appended), ``X-Forwarded-Proto``, ``X-Forwarded-Host``
-  and ``Via`` are added; ``Host`` becomes the upstream's own (like nginx's
-  default) unless ``preserve_host`` is set;
+  and ``Via`` are added; ``Host`` is the client's (``preserve_host``, the
+  default, as Envoy does) or the upstream's own (like nginx's default);
 - redirects are passed through, never followed; several ``Set-Cookie`` stay
   separate; bodies stream through chunk by chunk, never buffered here;
 - the storefront refusing or resetting the connection gives a ``502``, not

@@ -54,8 +54,10 @@ class Settings:
     # Addresses of load balancers whose X-Forwarded-For/-Proto edge trusts (comma-separated, "*" for
     # any). Empty: edge is the first hop and the peer address is the client (the sidecar default).
     forwarded_allow_ips: str = ""
-    # Keep the storefront's Host header (True) or send the upstream's own (False, like nginx's default).
-    preserve_host: bool = False
+    # Forward the client's Host header (True, the default: a sidecar is the storefront's front door, so the
+    # storefront sees the host the browser used, and its CSRF/Origin checks pass, as behind Envoy) or send
+    # the upstream's own (False, like nginx's default ``proxy_set_header Host $proxy_host``).
+    preserve_host: bool = True
     # Bodies larger than this are streamed through unmodified rather than buffered for rewriting.
     max_rewrite_bytes: int = 2 * 1024 * 1024
     # Lite/minimal layouts kept for pages the storefront serves again byte for byte (pages plus

@@ -273,8 +273,17 @@ def test_forwarding_headers(stack, client):
     assert seen["x-forwarded-proto"] == ["http"]
     assert seen["x-forwarded-host"] == [f"{host}:{port}"]
     assert seen["via"] == ["1.1 edge"]
+    # The client's Host by default: the storefront sees the host the browser used (its Origin checks pass).
+    assert seen["host"] == [f"{host}:{port}"]
+
+
+def test_no_preserve_host_sends_the_upstreams_own_host(stack, start_edge, client):
+    edge = start_edge(stack.storefront_url, "--no-preserve-host", name="edge-upstream-host")
+    host, port = _host_port(edge.url)
+    seen = _echo_headers(client.get(edge.url + "/echo/fwd"))
     sf_host, sf_port = _host_port(stack.storefront_url)
     assert seen["host"] == [f"{sf_host}:{sf_port}"]
+    assert seen["x-forwarded-host"] == [f"{host}:{port}"]
 
 
 def test_via_is_appended_to_an_existing_one(stack, client):
