@@ -27,6 +27,8 @@ __all__ = [
     "SERVED_BYTES",
     "REWRITE_CACHE",
     "FAIL_OPEN",
+    "UNCLASSIFIED",
+    "UNCLASSIFIED_REASONS",
     "UPSTREAM_ERRORS",
     "PREFERENCE_SWITCHES",
     "TABLE_SIZE",
@@ -109,6 +111,12 @@ FAIL_OPEN = Counter(
     "edge_fail_open_total",
     "Adaptations that failed and served the original response instead, by stage.",
     ["stage"],
+)
+UNCLASSIFIED_REASONS = ("no-content-type", "bad-length", "coding")
+UNCLASSIFIED = Counter(
+    "edge_unclassified_responses_total",
+    "200 responses to GETs edge could not classify or read and passed through unadapted, by reason.",
+    ["reason"],
 )
 UPSTREAM_ERRORS = Counter(
     "edge_upstream_errors_total",
@@ -210,6 +218,8 @@ for _result in ("hit", "miss"):
     REWRITE_CACHE.labels(_result)
 for _stage in STAGES:
     FAIL_OPEN.labels(_stage)
+for _reason in UNCLASSIFIED_REASONS:
+    UNCLASSIFIED.labels(_reason)
 for _kind in UPSTREAM_ERROR_KINDS:
     UPSTREAM_ERRORS.labels(_kind)
 for _source in LABEL_SOURCES:

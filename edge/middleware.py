@@ -21,6 +21,11 @@ request when it looks like a page (no static-asset extension, no
 so the shopper does not wait for it. Asset requests are decided only if their
 answer turns out to be HTML, so images and scripts pay nothing.
 
+Header names are read in any case (ASGI apps such as Django send ``Content-Type``
+as written): each message's names are lower-cased once, by :func:`_lower_names`.
+A 200 edge cannot classify (no ``Content-Type``…) passes through and is counted in
+``edge_unclassified_responses_total{reason}``.
+
 Fail open: if any stage raises, the shopper gets the original response and
 ``edge_fail_open_total{stage}`` counts it; with ``fail_mode="closed"`` (tests)
 the error is raised as :class:`~edge.errors.AdaptError` instead. Per-request
@@ -134,19 +139,22 @@ class AdaptiveMiddleware:
             await self.app(scope, receive, send)
             return
         if scope["path"].startswith(EDGE_PATH_PREFIX):
-            await self.endpoints(scope, receive, _with_date(send))
+            await self.endpoints(_lower_scope(scope), receive, _with_date(send))
             return
         if scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
-        responder = _Responder(self, scope, send)
-        if _header(scope, b"if-none-match") is not None:
+        # edge reads the request through a scope whose header names are lower-case (a server
+        # sends them so, an outer middleware may not); the storefront gets the scope as it came.
+        own = _lower_scope(scope)
+        responder = _Responder(self, own, send)
+        if _header(own, b"if-none-match") is not None:
             # A conditional request must be checked against the validator of the tier it will get,
             # so decide first and translate our variant ETags back to the storefront's.
-            responder.verdict = self.decide(scope, time.time())
-            scope = {**scope, "headers": _translate_if_none_match(scope["headers"], responder.verdict.decision.tier)}
+            responder.verdict = self.decide(own, time.time())
+            scope = {**own, "headers": _translate_if_none_match(own["headers"], responder.verdict.decision.tier)}
             responder.scope = scope
-        elif not self.strict and _likely_page(scope):
+        elif not self.strict and _likely_page(own):
             # Decide in the next loop step: after the request has gone upstream, before its answer.
             asyncio.get_running_loop().call_soon(responder.decide_early)
         await self.app(scope, receive, responder.send)
@@ -154,7 +162,7 @@ class AdaptiveMiddleware:
     # The adaptive steps, plain synchronous code: the responder calls them once it knows the page is HTML.
 
     def decide(self, scope: Scope, now: float) -> _Verdict:
-        """Stages 1–4 for one request (signals, features, predict, decide)."""
+        """Stages 1–4 for one request (signals, features, predict, decide); ``scope``'s header names are lower-case."""
         policy = self._compiled[0]
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
@@ -260,6 +268,7 @@ _PER_TIER = {
     )
     for tier in metrics.TIERS
 }
+_UNCLASSIFIED = {reason: metrics.UNCLASSIFIED.labels(reason) for reason in metrics.UNCLASSIFIED_REASONS}
 _CACHE_HIT = metrics.REWRITE_CACHE.labels("hit")
 _CACHE_MISS = metrics.REWRITE_CACHE.labels("miss")
 _REQUESTS = {(tier, source): metrics.REQUESTS.labels(tier, source) for tier in metrics.TIERS for source in metrics.SOURCES}
@@ -300,9 +309,15 @@ class _Responder:
         elif message["type"] == "http.response.start":
             self.upstream_s = time.perf_counter() - self.started
             metrics.UPSTREAM_DURATION.observe(self.upstream_s)
+            # Header names lower-cased once (Django and others send them as written: "Content-Type");
+            # everything below reads `message`, and what passes through unchanged is `original`.
+            original = message
+            headers = _lower_names(message["headers"])
+            if headers is not message["headers"]:
+                message = {**message, "headers": headers}
             if message["status"] == 304 and self.verdict is not None:
                 self.mode = "pass"
-                await self.downstream({**message, "headers": _not_modified_headers(message["headers"], self.verdict.decision.tier)})
+                await self.downstream({**message, "headers": _not_modified_headers(headers, self.verdict.decision.tier)})
                 return
             kind = self._adaptable(message)
             if kind is not None and self.verdict is None:
@@ -317,10 +332,10 @@ class _Responder:
             elif kind == "json":
                 # An app response no layout rule touches: its body passes through, with the token.
                 self.mode = "pass"
-                await self.downstream({**message, "headers": [*message["headers"], *self._token_header()]})
+                await self.downstream({**original, "headers": [*original["headers"], *self._token_header()]})
             else:
                 self.mode = "pass"
-                await self.downstream(message)
+                await self.downstream(original)
         elif message["type"] == "http.response.body" and self.mode == "buffer":
             await self._buffer(message)
         elif message["type"] == "http.response.body" and self.mode == "splice":
@@ -402,9 +417,16 @@ class _Responder:
         return [(b"edge-token", token.encode())]
 
     def _adaptable(self, start: Message) -> str | None:
+        """"html", "json" or None (pass through) for a response start whose header names are lower-case.
+
+        A 200 edge cannot classify or read (no ``Content-Type``, a ``Content-Length`` that is not
+        a number, a page in a coding edge does not decode) passes through and is counted in
+        ``edge_unclassified_responses_total{reason}``: a storefront edge never adapts shows there.
+        """
         if start["status"] != 200:
             return None
-        content_type = encoding = b""
+        content_type: bytes | None = None
+        encoding = b""
         for name, value in start["headers"]:
             if name == b"content-type":
                 content_type = value
@@ -412,21 +434,31 @@ class _Responder:
                 encoding = value
             elif name == b"cache-control" and b"no-transform" in value.lower():
                 return None
-            elif name == b"content-length" and (not value.isdigit() or int(value) > self.mw.max_body):
-                return None
+            elif name == b"content-length":
+                if not value.isdigit():
+                    _UNCLASSIFIED["bad-length"].inc()
+                    return None
+                if int(value) > self.mw.max_body:
+                    return None
         for name, value in self.scope["headers"]:
             if name == b"cache-control" and b"no-transform" in value.lower():
                 return None
+        if content_type is None:
+            _UNCLASSIFIED["no-content-type"].inc()
+            return None
         content_type = content_type.lower()
+        if content_type.startswith(b"application/json"):
+            kind = "json"
+        elif content_type.startswith(b"text/html"):
+            kind = "html"
+        else:
+            return None
         coding = encoding.strip().lower().decode("latin-1")
         if coding not in _DECODABLE:
+            _UNCLASSIFIED["coding"].inc()
             return None
         self.content_type, self.coding = content_type, coding
-        if content_type.startswith(b"application/json"):
-            return "json"
-        if content_type.startswith(b"text/html"):
-            return "html"
-        return None
+        return kind
 
     async def _buffer(self, message: Message) -> None:
         chunk = message.get("body", b"")
@@ -591,6 +623,31 @@ def _likely_page(scope: Scope) -> bool:
         if name == b"sec-fetch-dest":
             return value not in _ASSET_DESTINATIONS
     return True
+
+
+def _lower_names(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with lower-case names: the same list when they already are (servers, the proxy).
+
+    HTTP names are case-insensitive and ASGI apps may send them as written (Django: ``Content-Type``).
+    One pass per message; every lookup after it compares bytes.
+
+    >>> _lower_names([(b"Content-Type", b"text/html"), (b"ETag", b'"A"')])
+    [(b'content-type', b'text/html'), (b'etag', b'"A"')]
+    >>> headers = [(b"content-type", b"text/html")]
+    >>> _lower_names(headers) is headers
+    True
+    """
+    for name, _ in headers:
+        if not name.islower():
+            return [(n.lower(), v) for n, v in headers]
+    return headers
+
+
+def _lower_scope(scope: Scope) -> Scope:
+    """``scope`` with lower-case header names (itself when they already are)."""
+    headers = scope["headers"]
+    lowered = _lower_names(headers)
+    return scope if lowered is headers else {**scope, "headers": lowered}
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

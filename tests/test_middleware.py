@@ -394,3 +394,266 @@ def test_a_page_served_again_reuses_its_layout_unless_the_cache_is_off(cache_byt
     assert first.headers["edge-token"] != second.headers["edge-token"]
     assert first.content.replace(first.headers["edge-token"].encode(), b"") == second.content.replace(second.headers["edge-token"].encode(), b"")
     assert hits() - before == (1 if cache_bytes else 0)
+
+
+# --- header names in any case (issue 13 item 2): Django and others send them as written ----------
+
+
+async def _drive(app, path="/", headers=(), method="GET"):
+    """One request straight through ASGI with ``headers`` exactly as given (httpx would lower-case them)."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "client": ("127.0.0.1", 5000), "server": ("shop", 80), "headers": list(headers),
+    }  # fmt: skip
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start, body
+
+
+def drive(app, path="/", headers=(), method="GET"):
+    return asyncio.run(_drive(app, path, headers, method))
+
+
+def names(start):
+    return [n.decode("latin-1") for n, _ in start["headers"]]
+
+
+def values(start, name):
+    return [v.decode("latin-1") for n, v in start["headers"] if n.lower() == name.encode()]
+
+
+def raw_app(headers, body=PAGE.encode(), status=200):
+    """A storefront that sends ``headers`` exactly as given (names in any case)."""
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+MIXED_CASE = [
+    (b"Content-Type", b"text/html; charset=utf-8"),
+    (b"ETag", b'"v1"'),
+    (b"Cache-Control", b"public, max-age=60, s-maxage=600"),
+    (b"Vary", b"Accept-Encoding"),
+    (b"X-Frame-Options", b"DENY"),
+]
+
+
+@pytest.mark.parametrize("length", [True, False], ids=["content-length", "no-length"])
+def test_mixed_case_response_header_names_are_read_at_lite(length):
+    headers = MIXED_CASE + ([(b"Content-Length", str(len(PAGE)).encode())] if length else [])
+    start, body = drive(edge_around(raw_app(headers)), headers=[(b"ect", b"2g"), (b"accept-encoding", b"identity")])
+    assert values(start, "edge-tier") == ["lite"]
+    assert b"ads</div>" not in body and b"grid" in body and b"Full page" in body
+    # Each header edge recomputes appears once, whatever case the storefront wrote it in.
+    assert values(start, "content-length") == [str(len(body))]
+    assert values(start, "cache-control") == ["private, max-age=60"]
+    assert values(start, "etag") == ['W/"v1-lite"']
+    assert len(values(start, "vary")) == 1 and values(start, "vary")[0].startswith("Accept-Encoding, User-Agent")
+    assert values(start, "content-type") == ["text/html; charset=utf-8"] and values(start, "x-frame-options") == ["DENY"]
+
+
+def test_mixed_case_response_header_names_are_read_on_the_streamed_full_tier():
+    headers = MIXED_CASE + [(b"Content-Length", str(len(PAGE)).encode())]
+    start, body = drive(edge_around(raw_app(headers)), headers=[(b"ect", b"4g"), (b"rtt", b"50"), (b"downlink", b"10")])
+    assert values(start, "edge-tier") == ["full"]
+    assert values(start, "content-length") == [str(len(body))] and b"Light page" in body
+    assert values(start, "cache-control") == ["public, max-age=60, s-maxage=600"] and values(start, "etag") == ['W/"v1"']
+
+
+def test_mixed_case_content_encoding_is_decoded():
+    headers = [(b"Content-Type", b"text/html"), (b"Content-Encoding", b"gzip")]
+    start, body = drive(edge_around(raw_app(headers, gzip.compress(PAGE.encode()))), headers=[(b"ect", b"2g"), (b"accept-encoding", b"identity")])
+    assert values(start, "edge-tier") == ["lite"] and values(start, "content-encoding") == []
+    assert b"grid" in body and b"ads</div>" not in body
+
+
+def test_mixed_case_304_names_the_tier_variant():
+    async def shop(scope, receive, send):
+        await send({"type": "http.response.start", "status": 304, "headers": [(b"ETag", b'"v1"'), (b"Vary", b"Accept-Encoding")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    start, _ = drive(edge_around(shop), headers=[(b"ect", b"2g"), (b"if-none-match", b'W/"v1-lite"')])
+    assert start["status"] == 304 and values(start, "etag") == ['W/"v1-lite"'] and values(start, "edge-tier") == ["lite"]
+    assert len(values(start, "vary")) == 1
+
+
+def test_pass_through_responses_keep_their_header_names_as_written():
+    headers = [(b"Content-Type", b"image/png"), (b"Content-Length", b"3"), (b"X-Custom", b"1")]
+    start, body = drive(edge_around(raw_app(headers, b"png")), headers=[(b"ect", b"2g")])
+    assert start["headers"] == headers and body == b"png"
+    start, body = drive(edge_around(raw_app([(b"Content-Type", b"application/json")], b"{}")), headers=[(b"ect", b"2g")])
+    assert names(start)[0] == "Content-Type" and values(start, "edge-token") and body == b"{}"
+
+
+@pytest.mark.parametrize(
+    ("request_headers", "tier"),
+    [
+        ([(b"ECT", b"2g")], "lite"),
+        ([(b"ECT", b"slow-2g"), (b"Cookie", b"a=b; edge_tier=full")], "full"),
+        ([(b"ECT", b"4g"), (b"Save-Data", b"on")], "lite"),
+        ([(b"Edge-Last-Request", b"ms=8000, bytes=40000")], "minimal"),
+        ([(b"ECT", b"2g"), (b"Cache-Control", b"no-transform")], None),
+        ([(b"ECT", b"2g"), (b"Sec-Fetch-Dest", b"document")], "lite"),
+    ],
+)
+def test_mixed_case_request_header_names_are_read(request_headers, tier):
+    start, body = drive(edge_around(STOREFRONT_RAW), headers=[(b"Accept-Encoding", b"identity"), *request_headers])
+    assert values(start, "edge-tier") == ([tier] if tier else [])
+    if tier is None:
+        assert body == PAGE.encode()
+
+
+def test_mixed_case_if_none_match_is_translated_for_the_storefront():
+    shop = ConditionalStorefront()
+    app = AdaptiveMiddleware(shop, policy=POLICY, settings=Settings(fail_mode="closed"))
+    start, _ = drive(app, headers=[(b"ECT", b"2g"), (b"If-None-Match", b'W/"v1-lite"')])
+    assert start["status"] == 304 and values(start, "etag") == ['W/"v1-lite"']
+    assert shop.seen[-1] == b'"v1"'
+    start, _ = drive(app, headers=[(b"ECT", b"2g"), (b"If-None-Match", b'W/"v1"')])  # the full page's: not this tier's
+    assert start["status"] == 200 and shop.seen[-1] is None
+
+
+def test_edge_endpoints_read_request_headers_in_any_case():
+    app = edge()
+    seen = []
+
+    async def endpoints(scope, receive, send):
+        seen.append(scope["headers"])
+        await Response(status_code=204)(scope, receive, send)
+
+    app.endpoints = endpoints
+    drive(app, "/__edge/beacon", headers=[(b"Cookie", b"edge_m=x")], method="POST")
+    assert seen == [[(b"cookie", b"edge_m=x")]]
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ([(b"X-Only", b"1")], "no-content-type"),
+        ([(b"Content-Type", b"text/html"), (b"Content-Length", b"12x")], "bad-length"),
+        ([(b"Content-Type", b"text/html"), (b"Content-Encoding", b"compress")], "coding"),
+    ],
+)
+def test_a_response_edge_cannot_classify_passes_through_and_is_counted(metric, headers, reason):
+    before = metric("edge_unclassified_responses_total", reason=reason)
+    start, body = drive(edge_around(raw_app(headers)), headers=[(b"ect", b"2g")])
+    assert start["headers"] == headers and body == PAGE.encode()
+    assert metric("edge_unclassified_responses_total", reason=reason) == before + 1
+
+
+def test_responses_edge_chooses_not_to_adapt_are_not_counted_as_unclassified(metric):
+    total = lambda: sum(metric("edge_unclassified_responses_total", reason=r) for r in ("no-content-type", "bad-length", "coding"))  # noqa: E731
+    before = total()
+    fetch(edge(), "/missing", headers={"ECT": "2g"})  # a 404
+    drive(edge_around(raw_app([(b"Content-Type", b"image/png")], b"png")), headers=[(b"ect", b"2g")])
+    drive(edge_around(raw_app([], b"")), method="HEAD")
+    assert total() == before
+
+
+STOREFRONT_RAW = raw_app([(b"Content-Type", b"text/html; charset=utf-8"), (b"Content-Length", str(len(PAGE)).encode())])
+
+
+def edge_around(app, **kw):
+    return AdaptiveMiddleware(app, policy=POLICY, settings=kw.pop("settings", Settings(fail_mode="closed")), **kw)
+
+
+# --- a real Django application in-process ---------------------------------------------------------
+
+
+DJANGO_PAGE = (
+    "<!doctype html><html><head><title>Django shop</title></head><body>"
+    '<div class="row"><div class="col-md-8" data-edge-widget="grid">grid</div>'
+    '<div class="col-md-4" data-edge-widget="ads">ads</div></div></body></html>'
+)
+
+
+@pytest.fixture
+def django_app():
+    """Django's own ASGI handler around a two-view shop, with its stock HTTP middleware.
+
+    Django sends response header names as written (``Content-Type``, ``ETag``, ``Content-Length``).
+    Settings are configured here unless something else in this process already did (then the shop's
+    URLs and middleware are put in place with ``override_settings``).
+    """
+    django = pytest.importorskip("django")
+    import os
+    import sys
+    import types
+
+    from django.conf import settings
+
+    if not settings.configured and "DJANGO_SETTINGS_MODULE" not in os.environ:
+        settings.configure(SECRET_KEY="edge-tests", DEBUG=False, USE_TZ=True, INSTALLED_APPS=[], DATABASES={})
+    django.setup(set_prefix=False)
+    from django.core.handlers.asgi import ASGIHandler
+    from django.http import HttpResponse
+    from django.test.utils import override_settings
+    from django.urls import path
+
+    async def home(request):
+        return HttpResponse(DJANGO_PAGE, headers={"Cache-Control": "public, max-age=60"})
+
+    async def untyped(request):
+        response = HttpResponse(DJANGO_PAGE)
+        del response["Content-Type"]
+        return response
+
+    urls = types.ModuleType("edge_test_django_urls")
+    urls.urlpatterns = [path("", home), path("untyped", untyped)]
+    sys.modules[urls.__name__] = urls
+    middleware = [
+        "django.middleware.gzip.GZipMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.http.ConditionalGetMiddleware",
+    ]
+    try:
+        with override_settings(ROOT_URLCONF=urls.__name__, ALLOWED_HOSTS=["*"], MIDDLEWARE=middleware, APPEND_SLASH=False):
+            yield ASGIHandler()
+    finally:
+        sys.modules.pop(urls.__name__, None)
+
+
+def test_django_pages_are_adapted_in_process(django_app, metric):
+    direct = fetch(django_app, headers={"ECT": "2g"})
+    assert any(n == b"Content-Type" for n, _ in direct.headers.raw)  # as Django writes it
+    app = AdaptiveMiddleware(django_app, policy=POLICY, settings=Settings(fail_mode="closed"))
+
+    lite = fetch(app, headers={"ECT": "2g"})
+    assert lite.status_code == 200 and lite.headers["edge-tier"] == "lite"
+    assert "ads</div>" not in lite.text and "grid" in lite.text and "Full page" in lite.text
+    assert int(lite.headers["content-length"]) == len(lite.content)
+    assert lite.headers["cache-control"] == "private, max-age=60"
+    assert lite.headers["etag"].startswith('W/"') and lite.headers["etag"].endswith('-lite"')
+    assert lite.headers["content-type"] == "text/html; charset=utf-8"
+
+    full = fetch(app, headers={"ECT": "4g", "RTT": "50", "Downlink": "10"})
+    assert full.headers["edge-tier"] == "full" and "Light page" in full.text
+    assert int(full.headers["content-length"]) == len(full.content)
+
+    # Django's GZipMiddleware compresses for a client that accepts gzip: edge decodes, rewrites, re-encodes.
+    zipped = fetch(app, headers={"ECT": "2g", "Accept-Encoding": "gzip"})
+    assert zipped.headers["edge-tier"] == "lite" and zipped.headers["content-encoding"] == "gzip"
+    assert "ads</div>" not in zipped.text and "grid" in zipped.text
+
+    # ConditionalGetMiddleware answers the lite page's own validator with a 304 for the lite variant.
+    again = fetch(app, headers={"ECT": "2g", "If-None-Match": lite.headers["etag"]})
+    assert again.status_code == 304 and again.headers["etag"] == lite.headers["etag"] and again.headers["edge-tier"] == "lite"
+
+    # A 200 with no Content-Type: edge cannot tell what it is; it passes and is counted.
+    before = metric("edge_unclassified_responses_total", reason="no-content-type")
+    untyped = fetch(app, "/untyped", headers={"ECT": "2g"})
+    assert untyped.content == DJANGO_PAGE.encode() and "edge-tier" not in untyped.headers
+    assert metric("edge_unclassified_responses_total", reason="no-content-type") == before + 1
