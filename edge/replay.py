@@ -1,25 +1,31 @@
-"""Replay real cellular traces (G-NetTrack Pro CSV exports) through edge's own feature, label and model code.
+"""Replay real cellular traces through edge's own feature, label and model code.
 
-Each file is one client (one phone's session); all sessions are interleaved in timestamp
-order, so per-cell statistics learned from one client serve the others, as on a live edge.
+Traces are read by :mod:`edge.traces`: G-NetTrack Pro CSV exports, the Norway 3G logs (JSON
+and raw form), Mahimahi link traces and per-second throughput logs, detected from their
+content or named with ``--format``. Each file is one client (one phone's session); all
+sessions are interleaved in timestamp order, so per-cell statistics learned from one client
+serve the others, as on a live edge. A trace without cell or device columns is replayed with
+the features it has: the client's own past measurements (the rest stays missing).
 
 **Requests.** In the default *page-view* framing a client's first request is its first
 sample, and each next page view comes a think time later (uniform in ``think_time``,
 seeded per client; if the trace has no sample at that second, the next sample). With
 ``think_time=(0, 0)`` (``--think-time 0``), the *stream* framing, every downloading second
-(``State`` D) is a request.
+is a request.
 
 **Labels** measure the network, not the app (:data:`NEAR_ZERO_KBPS`, :data:`LABEL_SECONDS`,
 :data:`LABEL_HORIZON_S`). A *label second* is a second in which the phone is downloading
-(``State`` D), its ``DL_bitrate`` is at least 10 kbit/s (below that, a video player with a
-full buffer is trickling, which says nothing about the network) and no ``PINGAVG`` value is
-recorded at t−1, t or t+1 (the measurement tool's own pings dent throughput). A page view's
-measurement is the mean ``DL_bitrate`` of the first :data:`LABEL_SECONDS` label seconds in
-the :data:`LABEL_HORIZON_S` seconds from its start (a stream request's: its own second); the
-label is :class:`edge.labels.LabelRule` applied to it. A request with no label second in its
-horizon gets no label and is not scored. The label *arrives* (the model learns from it, the
-cell statistics and the client's last-request signal take it in) at the end of its last
-measured second, never earlier.
+(G-NetTrack ``State`` D; every second of the other formats), its throughput is at least
+10 kbit/s (below that, a video player with a full buffer is trickling, which says nothing
+about the network; in a *saturated* trace — a greedy download or a link's capacity, every
+format but G-NetTrack — a near-zero second is an outage and counts) and no ``PINGAVG``
+value is recorded at t−1, t or t+1 (the measurement tool's own pings dent throughput). A
+page view's measurement is the mean throughput of the first :data:`LABEL_SECONDS` label
+seconds in the :data:`LABEL_HORIZON_S` seconds from its start (a stream request's: its own
+second); the label is :class:`edge.labels.LabelRule` applied to it. A request with no label
+second in its horizon gets no label and is not scored. The label *arrives* (the model learns
+from it, the cell statistics and the client's last-request signal take it in) at the end of
+its last measured second, never earlier.
 
 **Features** come only from the past and from what the phone reports now, through the same
 code as live traffic: the current sample's radio figures go through an ``Edge-Cell`` header
@@ -29,11 +35,19 @@ is the last-request signal (``last_kbps``, ``last_age_s``, ``last_cell_id``, as 
 last-measurement cookie carries it); the cell's statistics come from a
 :class:`edge.towers.TowerTable` fed with every client's arrived labels; then
 :func:`edge.features.to_features`. The ``PING*`` columns are never features (edge never
-sees them). Several rows sharing one second are aggregated (numbers averaged, the last
-cell and radio kept, downloading if any row is).
+sees them).
 
-**Cell id.** ``RAWCELLID`` (eNodeB/gNodeB × 256 + sector: globally meaningful) when present,
-else ``NODEHEX``+``CellID``, else ``CellID``, prefixed with ``Operatorname``.
+**What is scored.** The River model under test, the baselines (:data:`BASELINES`), and the
+*deployed decision*: the model ``edge serve --model auto`` builds (``MODELS["auto"]``, the
+champion/challenger, switching included), learning from the same arrived labels, and the
+tier the policy's thresholds give its p (the demo policy by default). Every ROC-AUC comes
+with its number of positives and a 95% percentile-bootstrap interval over the scored
+requests (:func:`edge.evaluation.bootstrap_roc_aucs`, the same resamples for every row).
+
+**Train, then evaluate** (:func:`replay_train_eval`): the models learn online through one
+set of traces, then a second set is replayed twice from that state: *frozen* (the River
+model and the deployed model no longer learn; the cell table and the clients' histories,
+which are inputs rather than learning, still fill) and *online* (learning continues).
 
 Run it as ``edge replay FILES...`` or ``python -m edge.replay FILES...``.
 """
@@ -41,16 +55,14 @@ Run it as ``edge replay FILES...`` or ``python -m edge.replay FILES...``.
 from __future__ import annotations
 
 import bisect
-import calendar
-import csv
-import gzip
+import copy
+import glob
 import math
 import random
-import re
 import statistics
 import sys
 import time
-import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,22 +71,32 @@ from typing import Any
 import click
 import orjson
 
-from edge.evaluation import scores
+from edge.errors import PolicyError
+from edge.evaluation import BOOTSTRAP_RESAMPLES, bootstrap_roc_aucs, scores
 from edge.feedback import client_average
 from edge.features import Features, to_features
 from edge.labels import LabelRule
-from edge.model import ESTIMATORS, NetworkModel, RiverModel, RuleModel
+from edge.model import ESTIMATORS, MODELS, NetworkModel, RiverModel, RuleModel
+from edge.policy import RoutePlan, load_policy
+from edge.settings import DEFAULT_POLICY
 from edge.signals import read_signals
 from edge.towers import TowerTable
+from edge.traces import FORMATS, REQUIRED_COLUMNS, Sample, Trace, TraceFormatError, detect_format
+from edge.traces import read_trace as _read_trace
 
 __all__ = [
     "replay",
+    "replay_train_eval",
     "replay_command",
     "read_trace",
+    "detect_format",
     "ReplayReport",
+    "TrainEvalReport",
     "Trace",
+    "Sample",
     "TraceFormatError",
     "ConnectionClass",
+    "FORMATS",
     "REQUIRED_COLUMNS",
     "NEAR_ZERO_KBPS",
     "LABEL_SECONDS",
@@ -82,9 +104,8 @@ __all__ = [
     "COLD_START_GAP_S",
 ]
 
-#: Columns without which a file is not a usable G-NetTrack export.
-REQUIRED_COLUMNS = ("Timestamp", "CellID", "NetworkMode", "DL_bitrate", "State")
-#: Below this a downloading second is a full video buffer trickling, not the network's capacity.
+#: Below this a downloading second is a full video buffer trickling, not the network's capacity
+#: (in a saturated trace it is an outage, and a label second).
 NEAR_ZERO_KBPS = 10.0
 #: A page view's measurement: the mean of its first few label seconds…
 LABEL_SECONDS = 3
@@ -94,197 +115,16 @@ LABEL_HORIZON_S = 10
 COLD_START_GAP_S = 300.0
 #: Serving threshold on p(degraded) for precision/recall.
 SERVING_THRESHOLD = 0.5
+#: The model ``edge serve`` deploys by default.
+DEFAULT_DEPLOYED = "auto"
 
-_TIMESTAMP = re.compile(r"^\s*(\d{4})\.(\d{1,2})\.(\d{1,2})_(\d{1,2})\.(\d{1,2})\.(\d{1,2})\s*$")
-_SAFE_ID = re.compile(r"[^A-Za-z0-9:._-]")
-#: G-NetTrack column → Edge-Cell member (the header the app sends live).
-_RADIO_FIGURES = (("RSRP", "rsrp"), ("RSRQ", "rsrq"), ("SNR", "sinr"), ("CQI", "cqi"), ("Speed", "speed"))
-
-
-class TraceFormatError(ValueError):
-    """A file that is not a G-NetTrack export (names the file)."""
+#: One second of a trace (the record of :mod:`edge.traces`; the old name).
+Second = Sample
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading traces
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Second:
-    """One second of one trace, rows aggregated."""
-
-    t: int
-    downloading: bool = False
-    kbps: float | None = None  # mean DL_bitrate over the second's downloading rows
-    ping: bool = False  # a PINGAVG value was recorded in this second
-    cell_id: str | None = None
-    mode: str | None = None
-    figures: dict[str, float] = field(default_factory=dict)
-
-    def edge_cell(self) -> str:
-        """The ``Edge-Cell`` header an app on this phone would send now."""
-        parts = []
-        if self.cell_id:
-            parts.append(f'id="{self.cell_id}"')
-        if self.mode:
-            parts.append(f'radio="{self.mode}"')
-        for name, value in self.figures.items():
-            parts.append(f"{name}={value:.1f}")
-        return ", ".join(parts)
-
-
-@dataclass(slots=True)
-class Trace:
-    """One G-NetTrack file: one client."""
-
-    name: str
-    seconds: list[Second]
-    rows: int = 0
-    rows_skipped: int = 0
-    truncated: bool = False
-
-
-def _open_text(path: Path):
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", newline="", encoding="utf-8", errors="replace")
-    return open(path, newline="", encoding="utf-8", errors="replace")
-
-
-def _number(raw: str) -> float | None:
-    raw = raw.strip()
-    if not raw or raw == "-":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def read_trace(path: str | Path) -> Trace:
-    """Parse one G-NetTrack Pro export (plain or gzip) into per-second samples.
-
-    Rows whose timestamp, ``DL_bitrate`` or field count cannot be parsed are skipped and
-    counted; a truncated gzip keeps what was read. A file without the required columns
-    raises :class:`TraceFormatError`.
-    """
-    path = Path(path)
-    by_second: dict[int, Second] = {}
-    sums: dict[int, dict[str, list[float]]] = {}
-    trace = Trace(name=path.name, seconds=[])
-    try:
-        f = _open_text(path)
-    except OSError as exc:
-        raise TraceFormatError(f"{path}: cannot open ({exc.strerror or exc})") from exc
-    with f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader, None)
-        except (OSError, EOFError, zlib.error, csv.Error, UnicodeError) as exc:
-            raise TraceFormatError(f"{path}: not a G-NetTrack export (unreadable: {exc})") from exc
-        if header is None:
-            raise TraceFormatError(f"{path}: not a G-NetTrack export (empty file)")
-        columns = {name.strip().lstrip("\ufeff"): i for i, name in enumerate(header)}
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            raise TraceFormatError(f"{path}: not a G-NetTrack export (missing columns: {', '.join(missing)})")
-        width = len(header)
-        i_ts, i_dl, i_state = columns["Timestamp"], columns["DL_bitrate"], columns["State"]
-        i_mode, i_cell = columns["NetworkMode"], columns["CellID"]
-        i_ping = columns.get("PINGAVG")
-        i_raw, i_node, i_op = columns.get("RAWCELLID"), columns.get("NODEHEX"), columns.get("Operatorname")
-        figure_idx = [(columns[c], name) for c, name in _RADIO_FIGURES if c in columns]
-        last_ts, last_t = None, 0
-        rows = iter(reader)
-        while True:
-            try:
-                row = next(rows)
-            except StopIteration:
-                break
-            except (OSError, EOFError, zlib.error) as exc:  # truncated/corrupt gzip: keep what we have
-                trace.truncated = True
-                del exc
-                break
-            except csv.Error:
-                trace.rows += 1
-                trace.rows_skipped += 1
-                continue
-            if not row:
-                continue
-            trace.rows += 1
-            if len(row) != width:
-                trace.rows_skipped += 1
-                continue
-            ts = row[i_ts]
-            if ts != last_ts:
-                m = _TIMESTAMP.match(ts)
-                if m is None:
-                    trace.rows_skipped += 1
-                    continue
-                try:
-                    last_t = calendar.timegm(tuple(int(g) for g in m.groups()) + (0, 0, 0))  # type: ignore[arg-type]
-                except (ValueError, OverflowError):
-                    trace.rows_skipped += 1
-                    continue
-                last_ts = ts
-            t = last_t
-            dl_raw = row[i_dl].strip()
-            dl = _number(dl_raw)
-            if dl is None and dl_raw not in ("", "-") or (dl is not None and dl < 0):
-                trace.rows_skipped += 1
-                continue
-            sec = by_second.get(t)
-            if sec is None:
-                sec = by_second[t] = Second(t)
-                sums[t] = {}
-            acc = sums[t]
-            if row[i_state].strip() == "D":
-                sec.downloading = True
-                if dl is not None:
-                    acc.setdefault("_dl", []).append(dl)
-            if i_ping is not None and _number(row[i_ping]) is not None:
-                sec.ping = True
-            mode = row[i_mode].strip().lower()
-            if mode and mode != "-":
-                sec.mode = _SAFE_ID.sub("", mode)[:16] or None
-            cell = _cell_id(row, i_cell, i_raw, i_node, i_op)
-            if cell is not None:
-                sec.cell_id = cell
-            for idx, name in figure_idx:
-                value = _number(row[idx])
-                if value is not None:
-                    acc.setdefault(name, []).append(value)
-    for t in sorted(by_second):
-        sec = by_second[t]
-        for name, values in sums[t].items():
-            if name == "_dl":
-                sec.kbps = sum(values) / len(values)
-            else:
-                sec.figures[name] = sum(values) / len(values)
-        trace.seconds.append(sec)
-    return trace
-
-
-def _cell_id(row: list[str], i_cell: int, i_raw: int | None, i_node: int | None, i_op: int | None) -> str | None:
-    def get(i: int | None) -> str:
-        if i is None:
-            return ""
-        v = row[i].strip()
-        return "" if v == "-" else _SAFE_ID.sub("", v)
-
-    raw, node, cell, op = get(i_raw), get(i_node), get(i_cell), get(i_op)
-    if raw:
-        ident = raw
-    elif node and cell:
-        ident = f"{node}-{cell}"
-    elif cell:
-        ident = cell
-    else:
-        return None
-    return f"{op}:{ident}"[:64] if op else ident[:64]
+def read_trace(path: str | Path, fmt: str | None = None) -> Trace:
+    """Read one trace file (see :func:`edge.traces.read_trace`): format ``fmt``, or detected from the content."""
+    return _read_trace(path, fmt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,7 +200,7 @@ def _cell_share_p(x: Features) -> float | None:
 BASELINES = ("rules", "connection_class", "last_request", "cell_share")
 
 # ---------------------------------------------------------------------------------------------
-# The replay
+# Requests and labels
 # ---------------------------------------------------------------------------------------------
 
 
@@ -368,7 +208,7 @@ BASELINES = ("rules", "connection_class", "last_request", "cell_share")
 class _Request:
     client: int
     t: float
-    second: Second
+    second: Sample
     kbps: float | None  # the measurement (None: no label)
     arrival: float
     x: Features | None = None
@@ -387,50 +227,20 @@ class _Client:
     connection_class: ConnectionClass = field(default_factory=ConnectionClass)
 
 
-@dataclass
-class ReplayReport:
-    """What a replay measured. ``to_dict()`` is the ``--json`` output."""
-
-    framing: dict[str, Any]
-    model: dict[str, Any]
-    baselines: dict[str, dict[str, Any]]
-    requests: int
-    positive_rate: float | None
-    cold_start_requests: int
-    page_views: int
-    labels: dict[str, int]
-    files: int
-    rows: int
-    rows_skipped: int
-    wall_s: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "baselines": self.baselines,
-            "requests": self.requests,
-            "positive_rate": self.positive_rate,
-            "framing": self.framing,
-            "cold_start_requests": self.cold_start_requests,
-            "page_views": self.page_views,
-            "labels": self.labels,
-            "files": self.files,
-            "rows": self.rows,
-            "rows_skipped": self.rows_skipped,
-            "wall_s": self.wall_s,
-        }
+_LABEL_COUNTS = ("downloading_seconds", "dropped_near_zero", "dropped_ping", "label_seconds")
 
 
-def _label_seconds(seconds: Sequence[Second]) -> tuple[list[bool], dict[str, int]]:
+def _label_seconds(trace: Trace) -> tuple[list[bool], dict[str, int]]:
     """Which seconds may measure the network, and how many downloading seconds each rule dropped."""
+    seconds = trace.seconds
     pings = {s.t for s in seconds if s.ping}
     valid = []
-    counts = {"downloading_seconds": 0, "dropped_near_zero": 0, "dropped_ping": 0, "label_seconds": 0}
+    counts = dict.fromkeys(_LABEL_COUNTS, 0)
     for s in seconds:
         ok = False
         if s.downloading:
             counts["downloading_seconds"] += 1
-            if s.kbps is None or s.kbps < NEAR_ZERO_KBPS:
+            if s.kbps is None or (s.kbps < NEAR_ZERO_KBPS and not trace.saturated):
                 counts["dropped_near_zero"] += 1
             elif s.t in pings or (s.t - 1) in pings or (s.t + 1) in pings:
                 counts["dropped_ping"] += 1
@@ -475,6 +285,367 @@ def _requests(
     return out
 
 
+_Event = tuple[float, int, int, _Request]
+
+
+def _schedule(
+    traces: Sequence[Trace], think_time: tuple[float, float], seed: int
+) -> tuple[list[_Event], int, dict[str, int]]:
+    """Every client's requests (kind 1) and label arrivals (kind 0), in time order; page views; label counts."""
+    label_counts = dict.fromkeys(_LABEL_COUNTS, 0)
+    events: list[_Event] = []
+    page_views = 0
+    for client, trace in enumerate(traces):
+        valid, counts = _label_seconds(trace)
+        for k, v in counts.items():
+            label_counts[k] += v
+        rng = random.Random(f"{seed}:{client}")
+        for req in _requests(client, trace, valid, think_time, rng):
+            page_views += 1
+            events.append((req.t, 1, len(events), req))
+            if req.kbps is not None:
+                events.append((req.arrival, 0, len(events), req))  # arrivals sort before requests at the same time
+    events.sort(key=lambda e: (e[0], e[1], e[2]))
+    return events, page_views, label_counts
+
+
+# ---------------------------------------------------------------------------------------------
+# The replay
+# ---------------------------------------------------------------------------------------------
+
+#: The rows every replay scores, besides the deployed decision.
+_SCORED = ("model",) + BASELINES
+
+
+@dataclass
+class _Pass:
+    """What one replay pass collected: a label per scored request and each predictor's p for it."""
+
+    ys: list[bool] = field(default_factory=list)
+    cold: list[bool] = field(default_factory=list)
+    preds: dict[str, list[float | None]] = field(default_factory=lambda: {n: [] for n in (*_SCORED, "deployed")})
+    sources: list[str] = field(default_factory=list)  # who decided, for the deployed model
+    predict_ns: list[int] = field(default_factory=list)
+    rules_ns: list[int] = field(default_factory=list)
+    deployed_ns: list[int] = field(default_factory=list)
+    learn_ns: dict[int, int] = field(default_factory=dict)
+    deployed_learn_ns: dict[int, int] = field(default_factory=dict)
+    page_views: int = 0
+    labels: dict[str, int] = field(default_factory=dict)
+
+
+class _Replayer:
+    """The state a replay carries from request to request (and from a training pass to evaluation)."""
+
+    def __init__(self, model: NetworkModel, deployed: NetworkModel, threshold_kbps: float) -> None:
+        self.model = model
+        self.deployed = deployed
+        self.rules = RuleModel()
+        self.towers = TowerTable()
+        self.rule = LabelRule(threshold_kbps=threshold_kbps)
+        self.threshold_kbps = threshold_kbps
+        self.clock: float | None = None  # the last event time, so that a later pass never goes back in time
+
+    def run(self, traces: Sequence[Trace], think_time: tuple[float, float], seed: int, *, learn: bool = True) -> _Pass:
+        events, page_views, label_counts = _schedule(traces, think_time, seed)
+        out = _Pass(page_views=page_views, labels=label_counts)
+        offset = 0.0
+        if self.clock is not None and events and events[0][0] <= self.clock:
+            offset = self.clock + COLD_START_GAP_S - events[0][0]
+        clients = [_Client() for _ in traces]
+        for t, kind, _, req in events:
+            now = t + offset
+            if kind == 1:
+                self._request(req, now, clients[req.client], out)
+            else:
+                self._arrival(req, now, clients[req.client], out, learn)
+            self.clock = now
+        return out
+
+    def _request(self, req: _Request, now: float, state: _Client, out: _Pass) -> None:
+        """A request: predict from the past only."""
+        header = req.second.edge_cell()
+        signals = read_signals({"edge-cell": header} if header else {})
+        if state.last_kbps is not None:
+            signals.last_kbps = state.last_kbps
+            signals.last_age_s = max(0.0, now - state.last_t)
+            signals.last_cell_id = state.last_cell
+            signals.client_kbps_avg = state.kbps_avg
+        cell = self.towers.lookup(signals.cell_id, now) if signals.cell_id else None
+        x = to_features(signals, cell)
+        is_cold = state.previous_request is None or now - state.previous_request > COLD_START_GAP_S
+        state.previous_request = now
+        if req.kbps is None:
+            return  # no label: nothing to score or learn
+        req.x, req.cell = x, signals.cell_id
+        req.y = self.rule.degraded(kbps=req.kbps)
+        clock = time.perf_counter_ns
+        t0 = clock()
+        p = self.model.predict(x)
+        t1 = clock()
+        p_rules = self.rules.predict(x)
+        t2 = clock()
+        p_deployed = self.deployed.predict(x)
+        t3 = clock()
+        out.predict_ns.append(t1 - t0)
+        out.rules_ns.append(t2 - t1)
+        out.deployed_ns.append(t3 - t2)
+        req.scored = len(out.ys)
+        out.ys.append(bool(req.y))
+        out.cold.append(is_cold)
+        preds = out.preds
+        preds["model"].append(p)
+        preds["rules"].append(p_rules)
+        preds["connection_class"].append(state.connection_class.predict())
+        preds["last_request"].append(_last_request_p(x, self.threshold_kbps))
+        preds["cell_share"].append(_cell_share_p(x))
+        preds["deployed"].append(p_deployed)
+        out.sources.append(str(getattr(self.deployed, "source", "model")))
+
+    def _arrival(self, req: _Request, now: float, state: _Client, out: _Pass, learn: bool) -> None:
+        """The label arrives: learn, and let the cell and the client's history take it in."""
+        assert req.x is not None and req.kbps is not None
+        y = bool(req.y)
+        if learn:
+            clock = time.perf_counter_ns
+            t0 = clock()
+            self.model.learn(req.x, y)
+            t1 = clock()
+            self.deployed.learn(req.x, y)
+            t2 = clock()
+            out.learn_ns[req.scored] = t1 - t0
+            out.deployed_learn_ns[req.scored] = t2 - t1
+        if req.cell:
+            self.towers.observe(req.cell, req.kbps, y, now)
+        state.last_kbps, state.last_t, state.last_cell = req.kbps, now, req.cell
+        state.kbps_avg = client_average(state.kbps_avg, req.kbps)
+        state.connection_class.add(req.kbps)
+
+
+@dataclass
+class ReplayReport:
+    """What a replay measured. ``to_dict()`` is the ``--json`` output."""
+
+    framing: dict[str, Any]
+    model: dict[str, Any]
+    baselines: dict[str, dict[str, Any]]
+    requests: int
+    positive_rate: float | None
+    cold_start_requests: int
+    page_views: int
+    labels: dict[str, int]
+    files: int
+    rows: int
+    rows_skipped: int
+    wall_s: float
+    #: The deployed decision: the metrics of its p, who decided, its tiers under the policy.
+    deployed: dict[str, Any] = field(default_factory=dict)
+    positives: int = 0
+    formats: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deployed": self.deployed,
+            "model": self.model,
+            "baselines": self.baselines,
+            "requests": self.requests,
+            "positives": self.positives,
+            "positive_rate": self.positive_rate,
+            "framing": self.framing,
+            "cold_start_requests": self.cold_start_requests,
+            "page_views": self.page_views,
+            "labels": self.labels,
+            "files": self.files,
+            "formats": self.formats,
+            "rows": self.rows,
+            "rows_skipped": self.rows_skipped,
+            "wall_s": self.wall_s,
+        }
+
+
+@dataclass
+class TrainEvalReport:
+    """Train on one set of traces, evaluate on another: the training pass, then frozen and online evaluation."""
+
+    train: ReplayReport
+    frozen: ReplayReport
+    online: ReplayReport
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"train": self.train.to_dict(), "frozen": self.frozen.to_dict(), "online": self.online.to_dict()}
+
+
+def _round(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 4)
+    if isinstance(v, tuple | list):
+        return [_round(x) for x in v]
+    return v
+
+
+@dataclass(frozen=True)
+class _Options:
+    think_time: tuple[float, float]
+    seed: int
+    threshold_kbps: float
+    tiers: RoutePlan
+    policy_name: str
+    deployed_name: str
+    bootstrap: int
+    bootstrap_seed: int
+
+
+def _metrics(out: _Pass, name: str, intervals: dict[str, Any], cold_intervals: dict[str, Any]) -> dict[str, Any]:
+    ys, preds = out.ys, out.preds[name]
+    s: dict[str, Any] = scores(ys, preds, SERVING_THRESHOLD)
+    s["positives"] = sum(ys)
+    s["roc_auc_ci"] = intervals.get(name)
+    cold_y = [y for y, c in zip(ys, out.cold) if c]
+    cold_p = [p for p, c in zip(preds, out.cold) if c]
+    s["cold_start_roc_auc"] = scores(cold_y, cold_p)["roc_auc"] if cold_y else None
+    s["cold_start_n"] = len(cold_y)
+    s["cold_start_positives"] = sum(cold_y)
+    s["cold_start_roc_auc_ci"] = cold_intervals.get(name)
+    s["coverage"] = sum(1 for p in preds if p is not None) / len(ys) if ys else None
+    return s
+
+
+def _median_us(values: Iterable[int]) -> float | None:
+    values = list(values)
+    return round(statistics.median(values) / 1000.0, 2) if values else None
+
+
+def _tiers(out: _Pass, plan: RoutePlan, policy_name: str) -> dict[str, Any]:
+    """The tier the policy's thresholds give each deployed p (no p: full), against the label."""
+    served = Counter(plan.tier_for(p) if p is not None else "full" for p in out.preds["deployed"])
+    fine = degraded = lite_when_fine = full_when_degraded = 0
+    for y, p in zip(out.ys, out.preds["deployed"]):
+        tier = plan.tier_for(p) if p is not None else "full"
+        if y:
+            degraded += 1
+            full_when_degraded += tier == "full"
+        else:
+            fine += 1
+            lite_when_fine += tier != "full"
+    return {
+        "policy": policy_name,
+        "lite_threshold": plan.lite_threshold,
+        "minimal_threshold": plan.minimal_threshold,
+        "served": {t: served.get(t, 0) for t in ("full", "lite", "minimal")},
+        "fine": fine,
+        "lite_when_fine": lite_when_fine / fine if fine else None,
+        "degraded": degraded,
+        "full_when_degraded": full_when_degraded / degraded if degraded else None,
+    }
+
+
+def _report(out: _Pass, traces: Sequence[Trace], replayer: _Replayer, opts: _Options, started: float) -> ReplayReport:
+    ys = out.ys
+    names = (*_SCORED, "deployed")
+    intervals = bootstrap_roc_aucs(ys, {n: out.preds[n] for n in names}, resamples=opts.bootstrap, seed=opts.bootstrap_seed)
+    cold_y = [y for y, c in zip(ys, out.cold) if c]
+    cold_intervals = bootstrap_roc_aucs(
+        cold_y,
+        {n: [p for p, c in zip(out.preds[n], out.cold) if c] for n in names},
+        resamples=opts.bootstrap,
+        seed=opts.bootstrap_seed,
+    )
+
+    def summary(name: str) -> dict[str, Any]:
+        return {k: _round(v) for k, v in _metrics(out, name, intervals, cold_intervals).items()}
+
+    model = summary("model")
+    if out.predict_ns:
+        model["cost_us_median"] = _median_us(out.predict_ns[i] + out.learn_ns.get(i, 0) for i in range(len(out.predict_ns)))
+        model["predict_us_median"] = _median_us(out.predict_ns)
+        model["learn_us_median"] = _median_us(out.learn_ns.values())
+    baselines = {name: summary(name) for name in BASELINES}
+    baselines["rules"]["cost_us_median"] = _median_us(out.rules_ns)
+    deployed = summary("deployed")
+    deployed["model"] = opts.deployed_name
+    if out.deployed_ns:
+        deployed["cost_us_median"] = _median_us(
+            out.deployed_ns[i] + out.deployed_learn_ns.get(i, 0) for i in range(len(out.deployed_ns))
+        )
+    source_counts = Counter(out.sources)
+    deployed["decided_by"] = {k: _round(v / len(ys)) for k, v in sorted(source_counts.items())} if ys else {}
+    deployed["switches"] = sum(1 for a, b in zip(out.sources, out.sources[1:]) if a != b)
+    deployed["final_source"] = getattr(replayer.deployed, "source", None)
+    deployed["tiers"] = {k: _round(v) for k, v in _tiers(out, opts.tiers, opts.policy_name).items()}
+    lo, hi = opts.think_time
+    stream = (lo, hi) == (0, 0)
+    framing = {
+        "kind": "stream" if stream else "page_view",
+        "think_time_s": [lo, hi],
+        "seed": opts.seed,
+        "threshold_kbps": opts.threshold_kbps,
+        "label_seconds": 1 if stream else LABEL_SECONDS,
+        "label_horizon_s": 1 if stream else LABEL_HORIZON_S,
+        "estimator": getattr(replayer.model, "estimator", type(replayer.model).__name__),
+        "deployed": opts.deployed_name,
+        "bootstrap": {"resamples": opts.bootstrap, "confidence": 0.95, "seed": opts.bootstrap_seed},
+    }
+    return ReplayReport(
+        framing=framing,
+        model=model,
+        baselines=baselines,
+        deployed=deployed,
+        requests=len(ys),
+        positives=sum(ys),
+        positive_rate=round(sum(ys) / len(ys), 4) if ys else None,
+        cold_start_requests=sum(out.cold),
+        page_views=out.page_views,
+        labels=out.labels,
+        files=len(traces),
+        formats=dict(sorted(Counter(t.format for t in traces).items())),
+        rows=sum(t.rows for t in traces),
+        rows_skipped=sum(t.rows_skipped for t in traces),
+        wall_s=round(time.perf_counter() - started, 2),
+    )
+
+
+def _deployed_model(name: str) -> NetworkModel:
+    """The model ``edge serve --model NAME`` builds (``edge.app.make_model`` without a checkpoint), metrics export off."""
+    factory = MODELS[name]
+    try:
+        return factory(export_metrics=False)
+    except TypeError:  # a model without metrics of its own
+        return factory()
+
+
+def _setup(
+    think_time: tuple[float, float],
+    seed: int,
+    threshold_kbps: float,
+    estimator: str,
+    model_factory: Callable[[], NetworkModel] | None,
+    deployed: str,
+    deployed_factory: Callable[[], NetworkModel] | None,
+    policy: str | Path | None,
+    bootstrap: int,
+    bootstrap_seed: int,
+) -> tuple[_Replayer, _Options]:
+    lo, hi = think_time
+    if lo < 0 or hi < lo:
+        raise ValueError("think time must be 0 or LO,HI with 0 ≤ LO ≤ HI")
+    if deployed not in MODELS and deployed_factory is None:
+        raise ValueError(f"unknown model {deployed!r} (one of: {', '.join(MODELS)})")
+    loaded = load_policy(policy if policy is not None else DEFAULT_POLICY)
+    model = model_factory() if model_factory is not None else RiverModel(estimator)
+    deployed_model = deployed_factory() if deployed_factory is not None else _deployed_model(deployed)
+    opts = _Options(
+        think_time=(float(lo), float(hi)),
+        seed=seed,
+        threshold_kbps=threshold_kbps,
+        tiers=loaded.default,
+        policy_name=loaded.name,
+        deployed_name=deployed,
+        bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
+    )
+    return _Replayer(model, deployed_model, threshold_kbps), opts
+
+
 def replay(
     paths: Iterable[str | Path],
     *,
@@ -483,133 +654,67 @@ def replay(
     threshold_kbps: float = 700.0,
     estimator: str = "logreg",
     model_factory: Callable[[], NetworkModel] | None = None,
+    fmt: str | None = None,
+    deployed: str = DEFAULT_DEPLOYED,
+    deployed_factory: Callable[[], NetworkModel] | None = None,
+    policy: str | Path | None = None,
+    bootstrap: int = BOOTSTRAP_RESAMPLES,
+    bootstrap_seed: int = 0,
 ) -> ReplayReport:
-    """Replay G-NetTrack files (see the module docstring) and score the model and the baselines.
+    """Replay trace files (see the module docstring) and score the model, the baselines and the deployed decision.
 
-    ``model_factory`` builds the learner under test (default: ``RiverModel(estimator)``).
+    ``model_factory`` builds the learner under test (default: ``RiverModel(estimator)``);
+    ``deployed`` names the model ``edge serve --model`` would run (``deployed_factory``
+    overrides it); ``policy`` gives the tier thresholds (default: the demo policy); ``fmt``
+    the trace format (default: detected per file); ``bootstrap`` resamples per interval.
     """
     started = time.perf_counter()
-    lo, hi = think_time
-    if lo < 0 or hi < lo:
-        raise ValueError("think time must be 0 or LO,HI with 0 ≤ LO ≤ HI")
-    rule = LabelRule(threshold_kbps=threshold_kbps)
-    traces = [read_trace(p) for p in paths]
-    label_counts = {"downloading_seconds": 0, "dropped_near_zero": 0, "dropped_ping": 0, "label_seconds": 0}
-    events: list[tuple[float, int, int, _Request]] = []
-    seq = 0
-    page_views = 0
-    for client, trace in enumerate(traces):
-        valid, counts = _label_seconds(trace.seconds)
-        for k, v in counts.items():
-            label_counts[k] += v
-        rng = random.Random(f"{seed}:{client}")
-        for req in _requests(client, trace, valid, (float(lo), float(hi)), rng):
-            page_views += 1
-            events.append((req.t, 1, seq, req))
-            seq += 1
-            if req.kbps is not None:
-                events.append((req.arrival, 0, seq, req))  # arrivals sort before requests at the same time
-                seq += 1
-    events.sort(key=lambda e: (e[0], e[1], e[2]))
-
-    model = model_factory() if model_factory is not None else RiverModel(estimator)
-    rules = RuleModel()
-    towers = TowerTable()
-    clients = [_Client() for _ in traces]
-    names = ("model",) + BASELINES
-    preds: dict[str, list[float | None]] = {n: [] for n in names}
-    ys: list[bool] = []
-    cold: list[bool] = []
-    predict_ns: list[int] = []
-    learn_ns: dict[int, int] = {}
-    rules_ns: list[int] = []
-    clock = time.perf_counter_ns
-
-    for now, kind, _, req in events:
-        state = clients[req.client]
-        if kind == 1:  # a request: predict from the past only
-            signals = read_signals({"edge-cell": req.second.edge_cell()})
-            if state.last_kbps is not None:
-                signals.last_kbps = state.last_kbps
-                signals.last_age_s = max(0.0, now - state.last_t)
-                signals.last_cell_id = state.last_cell
-                signals.client_kbps_avg = state.kbps_avg
-            cell = towers.lookup(signals.cell_id, now) if signals.cell_id else None
-            x = to_features(signals, cell)
-            is_cold = state.previous_request is None or now - state.previous_request > COLD_START_GAP_S
-            state.previous_request = now
-            if req.kbps is None:
-                continue  # no label: nothing to score or learn
-            req.x, req.cell = x, signals.cell_id
-            req.y = rule.degraded(kbps=req.kbps)
-            t0 = clock()
-            p = model.predict(x)
-            t1 = clock()
-            p_rules = rules.predict(x)
-            t2 = clock()
-            predict_ns.append(t1 - t0)
-            rules_ns.append(t2 - t1)
-            req.scored = len(ys)
-            ys.append(bool(req.y))
-            cold.append(is_cold)
-            preds["model"].append(p)
-            preds["rules"].append(p_rules)
-            preds["connection_class"].append(state.connection_class.predict())
-            preds["last_request"].append(_last_request_p(x, threshold_kbps))
-            preds["cell_share"].append(_cell_share_p(x))
-        else:  # the label arrives: learn, and let the cell and the client's history take it in
-            assert req.x is not None and req.kbps is not None
-            y = bool(req.y)
-            t0 = clock()
-            model.learn(req.x, y)
-            learn_ns[req.scored] = clock() - t0
-            cell_id = req.cell
-            if cell_id:
-                towers.observe(cell_id, req.kbps, y, now)
-            state.last_kbps, state.last_t, state.last_cell = req.kbps, now, cell_id
-            state.kbps_avg = client_average(state.kbps_avg, req.kbps)
-            state.connection_class.add(req.kbps)
-
-    def summary(name: str, cost_ns: list[int] | None) -> dict[str, Any]:
-        s = scores(ys, preds[name], SERVING_THRESHOLD)
-        cold_y = [y for y, c in zip(ys, cold) if c]
-        cold_p = [p for p, c in zip(preds[name], cold) if c]
-        s["cold_start_roc_auc"] = scores(cold_y, cold_p)["roc_auc"] if cold_y else None
-        s["cold_start_n"] = len(cold_y)
-        s["coverage"] = sum(1 for p in preds[name] if p is not None) / len(ys) if ys else None
-        if cost_ns:
-            s["cost_us_median"] = statistics.median(cost_ns) / 1000.0
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()}
-
-    model_cost = [predict_ns[i] + learn_ns.get(i, 0) for i in range(len(predict_ns))]
-    model_summary = summary("model", model_cost)
-    if predict_ns:
-        model_summary["predict_us_median"] = round(statistics.median(predict_ns) / 1000.0, 2)
-        model_summary["learn_us_median"] = round(statistics.median(list(learn_ns.values())) / 1000.0, 2)
-    baselines = {name: summary(name, rules_ns if name == "rules" else None) for name in BASELINES}
-    framing = {
-        "kind": "stream" if (lo, hi) == (0, 0) else "page_view",
-        "think_time_s": [lo, hi],
-        "seed": seed,
-        "threshold_kbps": threshold_kbps,
-        "label_seconds": 1 if (lo, hi) == (0, 0) else LABEL_SECONDS,
-        "label_horizon_s": 1 if (lo, hi) == (0, 0) else LABEL_HORIZON_S,
-        "estimator": getattr(model, "estimator", type(model).__name__),
-    }
-    return ReplayReport(
-        framing=framing,
-        model=model_summary,
-        baselines=baselines,
-        requests=len(ys),
-        positive_rate=round(sum(ys) / len(ys), 4) if ys else None,
-        cold_start_requests=sum(cold),
-        page_views=page_views,
-        labels=label_counts,
-        files=len(traces),
-        rows=sum(t.rows for t in traces),
-        rows_skipped=sum(t.rows_skipped for t in traces),
-        wall_s=round(time.perf_counter() - started, 2),
+    replayer, opts = _setup(
+        think_time, seed, threshold_kbps, estimator, model_factory, deployed, deployed_factory, policy, bootstrap, bootstrap_seed
     )
+    traces = [read_trace(p, fmt) for p in paths]
+    out = replayer.run(traces, opts.think_time, seed)
+    return _report(out, traces, replayer, opts, started)
+
+
+def replay_train_eval(
+    train: Iterable[str | Path],
+    evaluate: Iterable[str | Path],
+    *,
+    think_time: tuple[float, float] = (10.0, 60.0),
+    seed: int = 0,
+    threshold_kbps: float = 700.0,
+    estimator: str = "logreg",
+    model_factory: Callable[[], NetworkModel] | None = None,
+    fmt: str | None = None,
+    deployed: str = DEFAULT_DEPLOYED,
+    deployed_factory: Callable[[], NetworkModel] | None = None,
+    policy: str | Path | None = None,
+    bootstrap: int = BOOTSTRAP_RESAMPLES,
+    bootstrap_seed: int = 0,
+) -> TrainEvalReport:
+    """Learn online through the ``train`` traces, then replay the ``evaluate`` traces frozen and learning online.
+
+    The evaluation traces are new clients; their clock is moved past the end of training when
+    it would go back (the cell table decays with time). Both evaluation passes start from the
+    same trained state and see the same page views as ``replay(evaluate, …)`` with the same seed.
+    """
+    started = time.perf_counter()
+    replayer, opts = _setup(
+        think_time, seed, threshold_kbps, estimator, model_factory, deployed, deployed_factory, policy, bootstrap, bootstrap_seed
+    )
+    train_traces = [read_trace(p, fmt) for p in train]
+    eval_traces = [read_trace(p, fmt) for p in evaluate]
+    out = replayer.run(train_traces, opts.think_time, seed)
+    train_report = _report(out, train_traces, replayer, opts, started)
+    frozen = copy.deepcopy(replayer)
+    started = time.perf_counter()
+    out = frozen.run(eval_traces, opts.think_time, seed, learn=False)
+    frozen_report = _report(out, eval_traces, frozen, opts, started)
+    started = time.perf_counter()
+    out = replayer.run(eval_traces, opts.think_time, seed, learn=True)
+    online_report = _report(out, eval_traces, replayer, opts, started)
+    return TrainEvalReport(train=train_report, frozen=frozen_report, online=online_report)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -642,32 +747,90 @@ def _fmt(v: Any, width: int = 8) -> str:
     return str(v).rjust(width)
 
 
+def _ci(v: Any, width: int = 16) -> str:
+    if not v:
+        return "—".rjust(width)
+    return f"[{v[0]:.3f}, {v[1]:.3f}]".rjust(width)
+
+
+def _share(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}%"
+
+
 def format_report(report: ReplayReport) -> str:
     """The human-readable tables ``edge replay`` prints."""
     f = report.framing
+    formats = ", ".join(f"{n} {k}" for k, n in report.formats.items())
     lines = [
         f"framing: {f['kind']} (think time {f['think_time_s'][0]:g}–{f['think_time_s'][1]:g} s, seed {f['seed']}), "
         f"label threshold {f['threshold_kbps']:g} kbit/s, estimator {f['estimator']}",
-        f"files {report.files}, rows {report.rows} ({report.rows_skipped} skipped), page views {report.page_views}, "
-        f"labelled requests {report.requests} (positive rate {_fmt(report.positive_rate, 0)}), "
-        f"cold-start {report.cold_start_requests}",
+        f"files {report.files} ({formats}), rows {report.rows} ({report.rows_skipped} skipped), "
+        f"page views {report.page_views}, labelled requests {report.requests} "
+        f"({report.positives} degraded, positive rate {_fmt(report.positive_rate, 0)}), cold-start {report.cold_start_requests}",
         "label seconds: {label_seconds} of {downloading_seconds} downloading seconds "
         "(dropped: {dropped_near_zero} near-zero, {dropped_ping} around pings)".format(**report.labels),
         "",
-        f"{'':18}{'ROC-AUC':>8}{'logloss':>8}{'prec':>8}{'recall':>8}{'cold AUC':>9}{'cover':>8}{'µs/req':>8}",
+        f"{'':20}{'ROC-AUC':>8}{'95% CI':>16}{'pos':>6}{'logloss':>8}{'prec':>7}{'recall':>7}"
+        f"{'cold AUC':>9}{'cover':>7}{'µs/req':>8}",
     ]
-    rows = [("river model", report.model)] + list(report.baselines.items())
+    rows = [(f"deployed ({report.deployed.get('model', '?')})", report.deployed), ("river model", report.model)]
+    rows += list(report.baselines.items())
     for name, m in rows:
         lines.append(
-            f"{name:18}{_fmt(m['roc_auc'])}{_fmt(m['log_loss'])}{_fmt(m['precision'])}{_fmt(m['recall'])}"
-            f"{_fmt(m['cold_start_roc_auc'], 9)}{_fmt(m['coverage'])}{_fmt(m.get('cost_us_median'))}"
+            f"{name:20}{_fmt(m['roc_auc'])}{_ci(m['roc_auc_ci'])}{_fmt(m['positives'], 6)}{_fmt(m['log_loss'])}"
+            f"{_fmt(m['precision'], 7)}{_fmt(m['recall'], 7)}{_fmt(m['cold_start_roc_auc'], 9)}"
+            f"{_fmt(m['coverage'], 7)}{_fmt(m.get('cost_us_median'))}"
         )
-    lines.append(f"(wall time {report.wall_s:.1f} s)")
+    d = report.deployed
+    if d:
+        decided = ", ".join(f"{k} {_share(v)}" for k, v in d["decided_by"].items()) or "—"
+        t = d["tiers"]
+        served = t["served"]
+        total = sum(served.values()) or 1
+        lines += [
+            "",
+            f"deployed decision: decided by {decided}; {d['switches']} switches; champion at the end: {d['final_source']}",
+            f"tiers under policy {t['policy']!r} (lite ≥ {t['lite_threshold']:g}, minimal ≥ {t['minimal_threshold']:g}): "
+            f"full {_share(served['full'] / total)}, lite {_share(served['lite'] / total)}, "
+            f"minimal {_share(served['minimal'] / total)}; served lite/minimal when fine {_share(t['lite_when_fine'])} "
+            f"(of {t['fine']}), served full when degraded {_share(t['full_when_degraded'])} (of {t['degraded']})",
+        ]
+    b = f["bootstrap"]
+    lines.append(
+        f"(95% CI: percentile bootstrap over labelled requests, {b['resamples']} resamples, seed {b['seed']}; "
+        f"wall time {report.wall_s:.1f} s)"
+    )
     return "\n".join(lines)
 
 
+def format_train_eval(report: TrainEvalReport) -> str:
+    """The three blocks ``edge replay --train … --eval …`` prints."""
+    return "\n\n".join(
+        [
+            "== training (learning online) ==\n" + format_report(report.train),
+            "== evaluation, frozen (no learning) ==\n" + format_report(report.frozen),
+            "== evaluation, learning online ==\n" + format_report(report.online),
+        ]
+    )
+
+
+def _expand(patterns: Sequence[str], option: str) -> list[Path]:
+    """Files named by ``--train``/``--eval``: each a file or a (quoted) glob pattern, matches sorted."""
+    out: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_file():
+            out.append(path)
+            continue
+        matches = sorted(Path(m) for m in glob.glob(pattern) if Path(m).is_file())
+        if not matches:
+            raise click.BadParameter(f"no file matches {pattern!r}", param_hint=f"'{option}'")
+        out.extend(matches)
+    return out
+
+
 @click.command("replay")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--think-time",
     default="10,60",
@@ -677,20 +840,93 @@ def format_report(report: ReplayReport) -> str:
 @click.option("--threshold-kbps", type=float, default=700.0, show_default=True, help="Label: degraded below this.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the think times.")
 @click.option("--estimator", type=click.Choice(ESTIMATORS), default=ESTIMATORS[0], show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Trace format of every file.  [default: detected from each file's content]",
+)
+@click.option(
+    "--model",
+    "deployed",
+    type=click.Choice(sorted(MODELS)),
+    default=DEFAULT_DEPLOYED,
+    show_default=True,
+    help="The deployed decision to score: the model `edge serve --model` would run.",
+)
+@click.option(
+    "--policy",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Policy whose tier thresholds turn the deployed p into tiers.  [default: the demo policy]",
+)
+@click.option(
+    "--train",
+    "train",
+    multiple=True,
+    metavar="FILE|GLOB",
+    help="Learn online through these traces first (repeatable; quote globs), then evaluate on FILES/--eval, frozen and online.",
+)
+@click.option(
+    "--eval",
+    "evaluate",
+    multiple=True,
+    metavar="FILE|GLOB",
+    help="Traces to evaluate on (repeatable; quote globs); added to FILES.",
+)
+@click.option(
+    "--bootstrap",
+    type=click.IntRange(0, 100_000),
+    default=BOOTSTRAP_RESAMPLES,
+    show_default=True,
+    help="Bootstrap resamples for each 95% AUC interval (0: none).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def replay_command(
-    files: tuple[Path, ...], think_time: str, threshold_kbps: float, seed: int, estimator: str, as_json: bool
+    files: tuple[Path, ...],
+    think_time: str,
+    threshold_kbps: float,
+    seed: int,
+    estimator: str,
+    fmt: str | None,
+    deployed: str,
+    policy: Path | None,
+    train: tuple[str, ...],
+    evaluate: tuple[str, ...],
+    bootstrap: int,
+    as_json: bool,
 ) -> None:
-    """Replay G-NetTrack Pro CSV exports (plain or .gz) through edge's features, labels and model."""
+    """Replay cellular traces (G-NetTrack CSV, Norway 3G JSON or log, Mahimahi, per-second throughput; plain or .gz)
+    through edge's features, labels, model and deployed decision."""
     think = _parse_think_time(think_time)
     if not (math.isfinite(threshold_kbps) and threshold_kbps > 0):
         raise click.BadParameter("must be a positive number", param_hint="--threshold-kbps")
+    eval_files = list(files) + _expand(evaluate, "--eval")
+    train_files = _expand(train, "--train")
+    if not eval_files:
+        raise click.UsageError("no traces to replay: give FILES (or --eval)")
+    options: dict[str, Any] = dict(
+        think_time=think,
+        seed=seed,
+        threshold_kbps=threshold_kbps,
+        estimator=estimator,
+        fmt=fmt,
+        deployed=deployed,
+        policy=policy,
+        bootstrap=bootstrap,
+    )
     try:
-        report = replay(files, think_time=think, seed=seed, threshold_kbps=threshold_kbps, estimator=estimator)
-    except TraceFormatError as exc:
+        if train_files:
+            report: ReplayReport | TrainEvalReport = replay_train_eval(train_files, eval_files, **options)
+        else:
+            report = replay(eval_files, **options)
+    except (TraceFormatError, PolicyError) as exc:
         raise click.UsageError(str(exc)) from None
     if as_json:
         click.echo(orjson.dumps(report.to_dict()).decode())
+    elif isinstance(report, TrainEvalReport):
+        click.echo(format_train_eval(report))
     else:
         click.echo(format_report(report))
 

@@ -111,20 +111,29 @@ def test_truncated_gzip_keeps_what_was_read(tmp_path):
     assert trace.truncated and 0 < len(trace.seconds) < 3000
 
 
-def test_not_a_gnettrack_file_is_named(tmp_path):
+def test_not_a_trace_file_is_named(tmp_path):
     bad = tmp_path / "orders.csv"
     bad.write_text("order_id,amount\n1,20\n")
-    with pytest.raises(TraceFormatError, match=r"orders\.csv.*missing columns: Timestamp"):
+    with pytest.raises(TraceFormatError, match=r"orders\.csv: line 1: cannot tell the trace format"):
         read_trace(bad)
+    with pytest.raises(TraceFormatError, match=r"orders\.csv.*missing columns: Timestamp"):
+        read_trace(bad, "gnettrack")
+    partial = tmp_path / "partial.csv"
+    partial.write_text("Timestamp,CellID,DL_bitrate\n2019.11.26_09.00.00,11,500\n")
+    with pytest.raises(TraceFormatError, match=r"partial\.csv: line 1: not a G-NetTrack export \(missing columns: NetworkMode, State\)"):
+        read_trace(partial)
     good = write_trace(tmp_path / "ok.csv", [row(0)])
-    result = CliRunner().invoke(replay_command, [str(good), str(bad)])
-    assert result.exit_code != 0
-    assert "orders.csv" in result.output and "not a G-NetTrack export" in result.output
-    assert "Traceback" not in result.output
+    for args in ([str(good), str(bad)], ["--format", "gnettrack", str(good), str(bad)], [str(partial)]):
+        result = CliRunner().invoke(replay_command, args)
+        assert result.exit_code == 2, result.output
+        assert ("orders.csv" in result.output or "partial.csv" in result.output) and "line 1" in result.output
+        assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    result = CliRunner().invoke(replay_command, ["--format", "gnettrack", str(bad)])
+    assert "not a G-NetTrack export" in result.output
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     result = CliRunner().invoke(replay_command, [str(empty)])
-    assert result.exit_code != 0 and "empty.csv" in result.output
+    assert result.exit_code == 2 and "empty.csv" in result.output
 
 
 # --- the label rule -----------------------------------------------------------------------------
@@ -192,7 +201,7 @@ def test_think_time_is_seeded(tmp_path):
     other = replay([path], seed=2).to_dict()
     for d in (one, again, other):
         d.pop("wall_s")
-        for m in [d["model"], *d["baselines"].values()]:
+        for m in [d["model"], d["deployed"], *d["baselines"].values()]:
             m.pop("cost_us_median", None)
             m.pop("predict_us_median", None)
             m.pop("learn_us_median", None)
