@@ -91,8 +91,7 @@ REQUIRED_COLUMNS = ("Timestamp", "CellID", "NetworkMode", "DL_bitrate", "State")
 MAHIMAHI_PACKET_BYTES = 1500
 #: A Mahimahi trace shorter than this is looped (as Mahimahi does) up to this many seconds.
 MAHIMAHI_MIN_S = 300
-#: How much of a file :func:`detect_format` looks at.
-_DETECT_LINES = 20
+#: How far into a file :func:`detect_format` looks for its first meaningful line.
 _DETECT_BYTES = 64 * 1024
 
 _TIMESTAMP = re.compile(r"^\s*(\d{4})\.(\d{1,2})\.(\d{1,2})_(\d{1,2})\.(\d{1,2})\.(\d{1,2})\s*$")
@@ -222,8 +221,9 @@ class TraceReader:
     """One format: ``samples(path, trace)`` yields the file's :class:`Sample` records in time order.
 
     ``trace`` is the :class:`Trace` being filled: a reader counts rows into it and marks
-    it truncated. ``matches(lines)`` says whether the first meaningful lines of a file (comments
-    and blanks removed, at most a few dozen, with their line numbers) look like this format.
+    it truncated. ``matches(first)`` says whether a file whose first meaningful line (comments
+    and blanks removed) is ``first`` is in this format: the first line decides, and the reader
+    then names any later line that breaks the format.
     """
 
     name: ClassVar[str]
@@ -231,7 +231,7 @@ class TraceReader:
     #: What a line looks like, for error messages.
     expected: ClassVar[str]
 
-    def matches(self, lines: list[tuple[int, str]]) -> bool:
+    def matches(self, first: str) -> bool:
         raise NotImplementedError
 
     def samples(self, path: Path, trace: Trace) -> Iterator[Sample]:
@@ -241,14 +241,10 @@ class TraceReader:
         return TraceFormatError(path, problem, line, self.expected)
 
 
-def _numeric_fields(lines: list[tuple[int, str]]) -> list[list[str]] | None:
-    rows = []
-    for _, text in lines:
-        fields = _SPLIT.split(text.strip())
-        if any(_number(f) is None for f in fields):
-            return None
-        rows.append(fields)
-    return rows
+def _numeric_fields(text: str) -> list[str] | None:
+    """The line's fields if they are all numbers, else None."""
+    fields = _SPLIT.split(text.strip())
+    return None if any(_number(f) is None for f in fields) else fields
 
 
 # --- G-NetTrack ----------------------------------------------------------------------------------
@@ -380,9 +376,8 @@ class GNetTrackReader(TraceReader):
     saturated = False
     expected = "a G-NetTrack export: a CSV header naming " + ", ".join(REQUIRED_COLUMNS)
 
-    def matches(self, lines: list[tuple[int, str]]) -> bool:
-        header = lines[0][1]
-        return "Timestamp" in header or (header.count(",") >= 2 and _numeric_fields(lines[:1]) is None)
+    def matches(self, first: str) -> bool:
+        return "Timestamp" in first or (first.count(",") >= 2 and _numeric_fields(first) is None)
 
     def samples(self, path: Path, trace: Trace) -> Iterator[Sample]:
         with _open_text(path) as f:
@@ -481,8 +476,8 @@ class NorwayJsonReader(TraceReader):
     name = "norway-json"
     expected = 'a JSON list of {"duration_ms": >0, "bandwidth_kbps": >=0} objects'
 
-    def matches(self, lines: list[tuple[int, str]]) -> bool:
-        return lines[0][1].lstrip("\ufeff \t").startswith(("[", "{"))
+    def matches(self, first: str) -> bool:
+        return first.lstrip("\ufeff \t").startswith(("[", "{"))
 
     def samples(self, path: Path, trace: Trace) -> Iterator[Sample]:
         try:
@@ -567,9 +562,9 @@ class NorwayLogReader(TraceReader):
     name = "norway-log"
     expected = "six numbers: unix seconds, millisecond counter, latitude, longitude, bytes (>=0), milliseconds (>=0)"
 
-    def matches(self, lines: list[tuple[int, str]]) -> bool:
-        rows = _numeric_fields(lines)
-        return rows is not None and all(len(r) == 6 for r in rows)
+    def matches(self, first: str) -> bool:
+        fields = _numeric_fields(first)
+        return fields is not None and len(fields) == 6
 
     def samples(self, path: Path, trace: Trace) -> Iterator[Sample]:
         lines = _Lines(path)
@@ -610,8 +605,8 @@ class MahimahiReader(TraceReader):
     name = "mahimahi"
     expected = "one integer millisecond timestamp a line, never decreasing"
 
-    def matches(self, lines: list[tuple[int, str]]) -> bool:
-        return all(_INTEGER.fullmatch(text.strip()) for _, text in lines)
+    def matches(self, first: str) -> bool:
+        return _INTEGER.fullmatch(first.strip()) is not None
 
     def samples(self, path: Path, trace: Trace) -> Iterator[Sample]:
         lines = _Lines(path)
@@ -666,9 +661,9 @@ class ThroughputReader(TraceReader):
     name = "throughput"
     expected = "two numbers a line: seconds (never decreasing) and kbit/s (>=0), separated by blanks or a comma"
 
-    def matches(self, lines: list[tuple[int, str]]) -> bool:
-        rows = _numeric_fields(lines)
-        return rows is not None and all(len(r) == 2 for r in rows)
+    def matches(self, first: str) -> bool:
+        fields = _numeric_fields(first)
+        return fields is not None and len(fields) == 2
 
     def samples(self, path: Path, trace: Trace) -> Iterator[Sample]:
         lines = _Lines(path)
@@ -708,56 +703,44 @@ READERS: dict[str, TraceReader] = {
 FORMATS = tuple(READERS)
 
 
-def _head(path: Path) -> list[tuple[int, str]]:
-    """The first meaningful lines with their numbers (``#`` comments and blanks removed).
-
-    A first line that is not numbers (a CSV header, JSON, anything else) decides alone and is
-    kept whole.
-    """
-    out: list[tuple[int, str]] = []
+def _first_line(path: Path) -> tuple[int, str] | None:
+    """The first meaningful line and its number (``#`` comments and blanks skipped), kept whole."""
     read = 0
     for number, text in _Lines(path):
-        read += len(text)
         stripped = text.strip().lstrip("\ufeff")
-        meaningful = _meaningful(stripped)
-        if meaningful and not out and _numeric_fields([(number, meaningful)]) is None:
-            return [(number, stripped)]
-        if meaningful:
-            out.append((number, meaningful))
-        if len(out) >= _DETECT_LINES or read >= _DETECT_BYTES:
+        if _meaningful(stripped):
+            return number, stripped if _numeric_fields(_meaningful(stripped)) is None else _meaningful(stripped)
+        read += len(text)
+        if read >= _DETECT_BYTES:
             break
-    return out
+    return None
 
 
 def detect_format(path: str | Path) -> str:
-    """Which format a file is in, from its first lines (see the module docstring).
+    """Which format a file is in, from its first meaningful line (see the module docstring).
 
-    Raises :class:`TraceFormatError` naming the file and the first line that fits no format.
+    Raises :class:`TraceFormatError` naming the file and the line when no format fits.
     """
     path = Path(path)
-    lines = _head(path)
-    if not lines:
-        raise TraceFormatError(path, "empty file (no samples)", expected="one of: " + ", ".join(FORMATS))
-    for name, reader in READERS.items():
-        if reader.matches(lines):
-            return name
-    # Name the first line that breaks the pattern the first line set.
-    first = _SPLIT.split(lines[0][1].strip())
-    bad = next((n for n, text in lines if len(_SPLIT.split(text.strip())) != len(first)), lines[0][0])
-    if _numeric_fields(lines[:1]) is not None and bad == lines[0][0]:
-        problem = f"{len(first)} numbers a line fits no trace format"
-    elif _numeric_fields(lines[:1]) is not None:
-        problem = "the number of columns changes"
-    else:
-        problem = f"cannot tell the trace format from {_quote(lines[0][1])}"
-        bad = lines[0][0]
-    raise TraceFormatError(
-        path,
-        problem,
-        bad,
+    first = _first_line(path)
+    expected = (
         "a G-NetTrack CSV header, a JSON list, one integer a line (Mahimahi), "
-        "two numbers a line (seconds, kbit/s) or six (a Norway log)",
+        "two numbers a line (seconds, kbit/s) or six (a Norway log)"
     )
+    if first is None:
+        raise TraceFormatError(path, "empty file (no samples)", expected=expected)
+    number, text = first
+    for name, reader in READERS.items():
+        if reader.matches(text):
+            return name
+    fields = _numeric_fields(text)
+    if fields is None:
+        problem = f"cannot tell the trace format from {_quote(text)}"
+    elif len(fields) == 1:
+        problem = f"{_quote(text)} is not an integer number of milliseconds"
+    else:
+        problem = f"{len(fields)} numbers a line fits no trace format"
+    raise TraceFormatError(path, problem, number, expected)
 
 
 def read_trace(path: str | Path, fmt: str | None = None) -> Trace:
