@@ -1,8 +1,9 @@
-"""Trace replay over G-NetTrack Pro exports: parsing, the label rule, framing, the command, real traces."""
+"""Trace replay: G-NetTrack parsing, the label rule, framing, the deployed decision, train/eval, the command, real traces."""
 
 from __future__ import annotations
 
 import gzip
+import random
 from pathlib import Path
 
 import orjson
@@ -16,6 +17,7 @@ from edge.replay import (
     read_trace,
     replay,
     replay_command,
+    replay_train_eval,
 )
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gnettrack-5g-video"
@@ -273,3 +275,161 @@ def test_model_beats_the_baselines_on_the_real_traces(think_time, margin):
     assert report.model["roc_auc"] >= best + margin, (report.model, report.baselines)
     assert report.model["cost_us_median"] <= 200
     assert report.wall_s < 120
+
+
+# --- other formats: features it has, outages ----------------------------------------------------
+
+EXCERPTS = Path(__file__).resolve().parent / "data" / "traces"
+
+
+def throughput_log(path: Path, values: list[float]) -> Path:
+    path.write_text("".join(f"{t} {v}\n" for t, v in enumerate(values)))
+    return path
+
+
+def test_a_trace_without_cells_is_replayed_with_what_it_has(tmp_path):
+    path = throughput_log(tmp_path / "link.txt", [300.0] * 30 + [0.0] * 30 + [3000.0] * 30)
+    rec = Recorder()
+    report = replay([path], think_time=(0, 0), model_factory=lambda: rec, bootstrap=0)
+    predicts = [e[1] for e in rec.events if e[0] == "predict"]
+    assert "last_kbps" not in predicts[0] and predicts[1]["last_kbps"] == pytest.approx(300.0)
+    for x in predicts:
+        assert not {"radio", "cqi", "rsrp", "cell_kbps", "cell_degraded_share"} & set(x)
+    # A saturated trace's zero seconds are outages: labelled (degraded), not dropped as trickle.
+    assert report.labels["dropped_near_zero"] == 0 and report.requests == 90
+    assert report.positives == 60 and report.formats == {"throughput": 1}
+
+
+# --- the deployed decision ----------------------------------------------------------------------
+
+
+class Fixed:
+    """A deployed model whose p is known: 0.97 after a slow last request, 0.6 after a middling one, 0.1 else."""
+
+    source = "fixed"
+
+    def predict(self, x):
+        last = x.get("last_kbps")
+        if last is None:
+            return None
+        return 0.97 if last < 200 else 0.6 if last < 1000 else 0.1
+
+    def learn(self, x, degraded):
+        pass
+
+
+def test_deployed_tiers_follow_the_policy_thresholds(tmp_path):
+    # stream: each request's last_kbps is the previous second's.
+    values = [100.0, 100.0, 500.0, 500.0, 3000.0, 3000.0, 100.0, 3000.0, 500.0, 100.0]
+    path = throughput_log(tmp_path / "link.txt", values)
+    report = replay([path], think_time=(0, 0), deployed_factory=Fixed, bootstrap=0)
+    tiers = report.deployed["tiers"]
+    # p by request: None(full), .97, .97, .6, .6, .1, .1, .97, .1, .6 → tiers under demo (0.5 / 0.95)
+    assert tiers["served"] == {"full": 4, "lite": 3, "minimal": 3}
+    assert (tiers["lite_threshold"], tiers["minimal_threshold"], tiers["policy"]) == (0.5, 0.95, "demo")
+    # fine (≥ 700): the 3000s at 4, 5, 7 → served 0.6 at 4, 0.1 at 5, 0.97 at 7: 2 of 3 not full
+    assert tiers["fine"] == 3 and tiers["lite_when_fine"] == pytest.approx(0.6667, abs=1e-4)
+    # degraded: 0, 1, 2, 3, 6, 8, 9 → full at 0 (no p), 6 and 8 (after a 3000): 3 of 7
+    assert tiers["degraded"] == 7 and tiers["full_when_degraded"] == pytest.approx(0.4286, abs=1e-4)
+    assert report.deployed["decided_by"] == {"fixed": 1.0} and report.deployed["switches"] == 0
+
+
+def test_deployed_is_the_champion_challenger_the_server_builds(tmp_path):
+    from edge.model import MODELS, ChampionChallenger
+
+    assert MODELS["auto"] is ChampionChallenger
+    rng = random.Random(1)
+    path = throughput_log(tmp_path / "link.txt", [rng.choice([150.0, 400.0, 2500.0, 6000.0]) for _ in range(400)])
+    default = replay([path], think_time=(0, 0), bootstrap=20).to_dict()["deployed"]
+    explicit = replay(
+        [path], think_time=(0, 0), bootstrap=20, deployed_factory=lambda: ChampionChallenger(export_metrics=False)
+    ).to_dict()["deployed"]
+    default.pop("cost_us_median")
+    explicit.pop("cost_us_median")
+    assert default == explicit and default["model"] == "auto"
+    assert default["final_source"] == "rules"  # 400 labels < min_labels: the rules still serve
+
+
+def test_deployed_switching_is_replayed(tmp_path):
+    from edge.model import ChampionChallenger
+
+    # Alternating seconds: a slow last second means a fast next one. The rules read it the wrong
+    # way round; the River model learns it, and the champion/challenger switches to it.
+    path = throughput_log(tmp_path / "link.txt", [200.0, 3000.0] * 300)
+    report = replay(
+        [path],
+        think_time=(0, 0),
+        bootstrap=100,
+        deployed_factory=lambda: ChampionChallenger(min_labels=50, window=100, every=10, export_metrics=False),
+    )
+    d = report.deployed
+    assert d["final_source"] == "model" and d["switches"] >= 1
+    assert set(d["decided_by"]) == {"rules", "model"} and d["decided_by"]["model"] > 0.8
+    assert report.baselines["rules"]["roc_auc"] < 0.1 < 0.9 < d["roc_auc"]
+
+
+# --- train on one set, evaluate on another ------------------------------------------------------
+
+
+def test_train_then_evaluate_frozen_and_online(tmp_path):
+    train = throughput_log(tmp_path / "train.txt", [200.0, 3000.0] * 200)
+    evaluate = throughput_log(tmp_path / "eval.txt", [200.0, 3000.0] * 100)
+    learned: list[int] = []
+
+    class Counting(Recorder):
+        def learn(self, x, degraded):
+            learned.append(1)
+
+    result = replay_train_eval([train], [evaluate], think_time=(0, 0), model_factory=Counting, bootstrap=0)
+    assert learned.count(1) == result.train.requests + result.online.requests  # frozen learned nothing
+    assert result.frozen.requests == result.online.requests == 200
+    assert result.frozen.model["learn_us_median"] is None
+    plain = replay([evaluate], think_time=(0, 0), bootstrap=0)
+    assert plain.page_views == result.frozen.page_views  # the same page views as a plain replay
+    # Trained on the same pattern, the River model ranks the evaluation set from its first label.
+    trained = replay_train_eval([train], [evaluate], think_time=(0, 0), bootstrap=0)
+    assert trained.frozen.model["roc_auc"] > 0.95 and trained.frozen.model["coverage"] == 1.0
+    assert plain.model["coverage"] < 1.0
+
+
+def test_train_eval_command(tmp_path):
+    a = throughput_log(tmp_path / "a.txt", [200.0, 3000.0] * 60)
+    b = throughput_log(tmp_path / "b.txt", [500.0, 900.0, 4000.0] * 40)
+    result = CliRunner().invoke(
+        replay_command, ["--json", "--think-time", "0", "--bootstrap", "20", "--train", str(tmp_path / "a.*"), "--eval", str(b)]
+    )
+    assert result.exit_code == 0, result.output
+    out = orjson.loads(result.output)
+    assert set(out) == {"train", "frozen", "online"}
+    assert out["train"]["files"] == 1 and out["frozen"]["files"] == 1
+    text = CliRunner().invoke(replay_command, ["--think-time", "0", "--bootstrap", "0", "--train", str(a), str(b)])
+    assert text.exit_code == 0 and "evaluation, frozen" in text.output and "learning online" in text.output
+    missing = CliRunner().invoke(replay_command, ["--train", str(tmp_path / "nothing*"), str(b)])
+    assert missing.exit_code == 2 and "no file matches" in missing.output
+    none = CliRunner().invoke(replay_command, ["--think-time", "0"])
+    assert none.exit_code == 2 and "no traces" in none.output
+
+
+# --- end to end on real excerpts of both shared sets --------------------------------------------
+
+
+@pytest.mark.parametrize("framing", [(10, 60), (0, 0)], ids=["page_view", "stream"])
+@pytest.mark.parametrize("subset", ["gnettrack", "norway"])
+def test_real_excerpts_replay_end_to_end(subset, framing):
+    files = sorted((EXCERPTS / subset).glob("*.gz"))
+    report = replay(files, think_time=framing, bootstrap=200)
+    assert report.rows_skipped == 0 and report.files == len(files)
+    assert report.formats == ({"gnettrack": 4} if subset == "gnettrack" else {"norway-json": 6, "norway-log": 1})
+    assert report.requests >= 40 and 0 < report.positives < report.requests
+    rows = [report.deployed, report.model, *report.baselines.values()]
+    for m in rows:
+        assert m["positives"] == report.positives
+        if m["roc_auc"] is not None and m["roc_auc_ci"] is not None:
+            lo, hi = m["roc_auc_ci"]
+            assert lo <= m["roc_auc"] <= hi
+    tiers = report.deployed["tiers"]
+    assert sum(tiers["served"].values()) == report.requests
+    assert tiers["fine"] + tiers["degraded"] == report.requests and tiers["degraded"] == report.positives
+    assert report.deployed["model"] == "auto" and sum(report.deployed["decided_by"].values()) == pytest.approx(1.0)
+    json_out = orjson.loads(orjson.dumps(report.to_dict()))
+    assert json_out["deployed"]["roc_auc_ci"] == report.deployed["roc_auc_ci"]
