@@ -259,7 +259,7 @@ needs_data = pytest.mark.skipif(len(REAL_FILES) < 8, reason="the G-NetTrack trac
 @needs_data
 def test_real_traces_subset_replays_cleanly():
     subset = REAL_FILES[:2] + REAL_FILES[-2:]
-    report = replay(subset, think_time=(0, 0))  # ~1300 labels: page views (~120) are too few to rank models
+    report = replay(subset, think_time=(0, 0), bootstrap=0)  # ~1300 labels: page views (~120) are too few to rank models
     assert report.files == 4 and report.rows_skipped == 0 and report.requests > 1000
     assert report.labels["dropped_near_zero"] > 0
     best = max(m["roc_auc"] for m in report.baselines.values())
@@ -270,7 +270,7 @@ def test_real_traces_subset_replays_cleanly():
 @needs_data
 @pytest.mark.parametrize(("think_time", "margin"), [((10, 60), 0.02), ((0, 0), 0.0)], ids=["page_view", "stream"])
 def test_model_beats_the_baselines_on_the_real_traces(think_time, margin):
-    report = replay(REAL_FILES, think_time=think_time)
+    report = replay(REAL_FILES, think_time=think_time, bootstrap=0)
     best = max(m["roc_auc"] for m in report.baselines.values())
     assert report.model["roc_auc"] >= best + margin, (report.model, report.baselines)
     assert report.model["cost_us_median"] <= 200
