@@ -47,7 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from edge import metrics
 from edge.encoding import CODINGS, DecodeFailed, charset_of, decode, encode, negotiate
 from edge.endpoints import build_endpoints
-from edge.errors import AdaptError
+from edge.errors import AdaptError, UpstreamStreamBroken
 from edge.features import Features, to_features
 from edge.feedback import Feedback, FeedbackRejected, ReplayGuard, TokenSigner
 from edge.model import NetworkModel, RuleModel
@@ -157,7 +157,14 @@ class AdaptiveMiddleware:
         elif not self.strict and _likely_page(own):
             # Decide in the next loop step: after the request has gone upstream, before its answer.
             asyncio.get_running_loop().call_soon(responder.decide_early)
-        await self.app(scope, receive, responder.send)
+        try:
+            await self.app(scope, receive, responder.send)
+        except UpstreamStreamBroken as exc:
+            if not await responder.upstream_broke(exc):
+                # Headers are out: aborting the connection is the only signal left. Returning mid-body
+                # makes the server close it (uvicorn: "returned without completing response"), in a
+                # log line, not a traceback.
+                log.warning("%s after the response started: connection aborted", exc)
 
     # The adaptive steps, plain synchronous code: the responder calls them once it knows the page is HTML.
 
@@ -297,6 +304,24 @@ class _Responder:
         self.coding = ""
         self.kind = "html"
         self.splicer: StreamSplicer | None = None
+
+    async def upstream_broke(self, exc: UpstreamStreamBroken) -> bool:
+        """The storefront's body broke off. If edge held the page (nothing sent yet): a 502, or a 504
+        when the read timed out, with a one-line plain body, and True. False once headers are out.
+
+        The proxy has counted the error in ``edge_upstream_errors_total{kind}``.
+        """
+        if self.mode not in ("pending", "buffer"):
+            return False
+        self.mode = "done"
+        self.chunks.clear()
+        timed_out = _timed_out(exc)
+        log.warning("%s while edge held the page for rewriting: answered %d", exc, 504 if timed_out else 502)
+        if timed_out:
+            await _plain(self.downstream, 504, b"upstream timed out\n")
+        else:
+            await _plain(self.downstream, 502, b"upstream unavailable\n")
+        return True
 
     def decide_early(self) -> None:
         """Stages 1–4 ahead of the response (a loop callback); a no-op once the response has started."""
@@ -577,6 +602,34 @@ def _not_modified_headers(headers: list[tuple[bytes, bytes]], tier: str) -> list
     out.append((b"vary", _merge_vary(upstream_vary).encode("latin-1")))
     out.append((b"edge-tier", tier.encode()))
     return out
+
+
+def _timed_out(exc: UpstreamStreamBroken) -> bool:
+    """Whether the body broke off because the storefront stalled past the read timeout (else it closed).
+
+    The proxy raises from the transport's error (``raise … from None`` keeps it as ``__context__``).
+    """
+    flag = getattr(exc, "timed_out", None)
+    if isinstance(flag, bool):
+        return flag
+    import httpx
+
+    from edge.transport import upstream_error_kind
+
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(cause, httpx.HTTPError) and upstream_error_kind(cause)[1]
+
+
+async def _plain(send: Send, status: int, body: bytes) -> None:
+    """A short plain-text answer edge originates (an upstream failure), dated and never cached."""
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"date", formatdate(usegmt=True).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _with_date(send: Send) -> Send:

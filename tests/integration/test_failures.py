@@ -283,3 +283,156 @@ def test_storefront_restart_behind_warm_keep_alive_connections(start_edge, integ
         finally:
             new.stop()
     assert edge.proc.alive()
+
+
+# --- a page held for rewriting whose storefront breaks off mid-body (issue 12 item 10) ----------
+# --- and the 304 of an adapted page (issue 12 item 16) ------------------------------------------
+
+SCRIPTED_PAGE = (
+    "<!DOCTYPE html><html><head><title>Scripted</title></head><body>\n"
+    + "".join(f'<section data-edge-widget="w{i}"><p>{"tea " * 40}</p></section>\n' for i in range(20))
+    + "</body></html>\n"
+).encode()
+SENT_BEFORE_BREAK = 1000
+STALL_S = 4.0
+
+
+class ScriptedUpstream:
+    """A raw-socket HTTP/1.1 storefront whose answers are scripted per path, one per connection.
+
+    ``/page``           200 text/html with ``ETag: "sv1"``, ``Cache-Control: public, max-age=60``,
+                        ``Vary: Accept-Encoding``; a matching ``If-None-Match`` gets a 304 with the same
+    ``/page-bare304``   the same page; its 304 carries only the ETag
+    ``/cut``            200 text/html with a Content-Length, 1000 bytes of it, then the connection closes
+    ``/cut-chunked``    200 text/html, chunked: one chunk, then the connection closes
+    ``/stall``          200 text/html with a Content-Length, 1000 bytes, then silence for 4 s
+    """
+
+    def __init__(self) -> None:
+        import socketserver
+        import threading
+
+        upstream = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                upstream.serve(self.request)
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer((HOST, 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://{HOST}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def serve(self, sock: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = sock.recv(65536)
+            if not data:
+                return
+            head += data
+        lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        path = lines[0].split()[1].decode()
+        fields = {n.strip().lower(): v.strip() for n, _, v in (line.partition(b":") for line in lines[1:])}
+        html = b"Content-Type: text/html; charset=utf-8\r\n"
+        length = b"Content-Length: %d\r\n" % len(SCRIPTED_PAGE)
+        if path in ("/page", "/page-bare304"):
+            cache = b'ETag: "sv1"\r\nCache-Control: public, max-age=60\r\nVary: Accept-Encoding\r\n'
+            if b'"sv1"' in fields.get(b"if-none-match", b""):
+                kept = cache if path == "/page" else b'ETag: "sv1"\r\n'
+                sock.sendall(b"HTTP/1.1 304 Not Modified\r\n" + kept + b"Connection: close\r\n\r\n")
+            else:
+                sock.sendall(b"HTTP/1.1 200 OK\r\n" + html + length + cache + b"Connection: close\r\n\r\n" + SCRIPTED_PAGE)
+        elif path == "/cut":
+            sock.sendall(b"HTTP/1.1 200 OK\r\n" + html + length + b"\r\n" + SCRIPTED_PAGE[:SENT_BEFORE_BREAK])
+        elif path == "/cut-chunked":
+            chunk = SCRIPTED_PAGE[:SENT_BEFORE_BREAK]
+            sock.sendall(b"HTTP/1.1 200 OK\r\n" + html + b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        elif path == "/stall":
+            sock.sendall(b"HTTP/1.1 200 OK\r\n" + html + length + b"\r\n" + SCRIPTED_PAGE[:SENT_BEFORE_BREAK])
+            time.sleep(STALL_S)
+        else:
+            sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture(scope="module")
+def scripted_upstream():
+    upstream = ScriptedUpstream()
+    try:
+        yield upstream
+    finally:
+        upstream.close()
+
+
+TRANSPORTS = ("http1", "aiohttp", "httpx")
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def scripted_edge(request, start_edge, scripted_upstream):
+    """An edge (read timeout 1 s) in front of the scripted storefront, over each upstream transport."""
+    return start_edge(
+        scripted_upstream.url, "--read-timeout", "1", "--fail-mode", "open", "--upstream-transport", request.param,
+        name=f"edge-scripted-{request.param}",
+    )  # fmt: skip
+
+
+def _upstream_errors(admin_url: str) -> dict[str, float]:
+    return {labels["kind"]: value for labels, value in metric_samples(admin_url, "edge_upstream_errors_total")}
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/cut", {"ECT": "2g"}),  # lite: held for rewriting
+        ("/cut", {"Save-Data": "on", "ECT": "4g"}),  # lite by override
+        ("/cut-chunked", {"ECT": "slow-2g"}),  # minimal
+        ("/cut-chunked", {"ECT": "4g"}),  # full, but no Content-Length: held to splice
+    ],
+    ids=["lite", "save-data", "minimal-chunked", "full-chunked"],
+)
+def test_a_held_page_whose_storefront_closes_mid_body_gets_a_plain_502(scripted_edge, client, path, headers):
+    before = _upstream_errors(scripted_edge.admin_url)
+    response = client.get(scripted_edge.url + path, headers=headers)
+    assert response.status_code == 502
+    assert response.content == b"upstream unavailable\n"
+    assert response.headers["content-type"].startswith("text/plain")
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert len(response.headers.get_list("date")) == 1 and response.headers["cache-control"] == "no-store"
+    assert "edge-tier" not in response.headers
+    after = _upstream_errors(scripted_edge.admin_url)
+    grew = {kind: after[kind] - before.get(kind, 0) for kind in after if after[kind] != before.get(kind, 0)}
+    assert sum(grew.values()) == 1 and "timeout" not in grew, grew
+    assert "Traceback" not in scripted_edge.proc.logs(200_000)
+    assert client.get(scripted_edge.url + "/page", headers=headers).status_code == 200  # and edge serves on
+
+
+def test_a_held_page_whose_storefront_stalls_mid_body_gets_a_plain_504(scripted_edge, client):
+    before = _upstream_errors(scripted_edge.admin_url)
+    started = time.monotonic()
+    response = client.get(scripted_edge.url + "/stall", headers={"ECT": "2g"})
+    elapsed = time.monotonic() - started
+    assert response.status_code == 504
+    assert response.content == b"upstream timed out\n"
+    assert response.headers["content-type"].startswith("text/plain")
+    assert elapsed < STALL_S - 0.5, f"504 took {elapsed:.1f} s"
+    after = _upstream_errors(scripted_edge.admin_url)
+    assert after["timeout"] == before.get("timeout", 0) + 1
+    assert sum(after.values()) == sum(before.values()) + 1
+    assert "Traceback" not in scripted_edge.proc.logs(200_000)
+
+
+@pytest.mark.parametrize("path", ["/cut", "/stall"])
+def test_a_streamed_page_whose_storefront_breaks_off_is_aborted_without_a_traceback(scripted_edge, path):
+    # The full tier with a Content-Length streams: its headers are out, so the connection is cut short.
+    before = sum(_upstream_errors(scripted_edge.admin_url).values())
+    with httpx.Client(timeout=10, trust_env=False) as client, pytest.raises(httpx.RemoteProtocolError):
+        client.get(scripted_edge.url + path, headers={"ECT": "4g", "RTT": "50", "Downlink": "10"})
+    assert sum(_upstream_errors(scripted_edge.admin_url).values()) == before + 1
+    assert "Traceback" not in scripted_edge.proc.logs(200_000)
+    assert "connection aborted" in scripted_edge.proc.logs(200_000)
