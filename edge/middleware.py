@@ -596,11 +596,33 @@ def _translate_if_none_match(headers: list[tuple[bytes, bytes]], tier: str) -> l
 
 
 def _not_modified_headers(headers: list[tuple[bytes, bytes]], tier: str) -> list[tuple[bytes, bytes]]:
-    """A 304 names the variant the client holds: our weak, tier-suffixed ETag and edge's Vary."""
-    out = [(n, _weaken_etag(v, tier) if n == b"etag" else v) for n, v in headers if n != b"vary"]
-    upstream_vary = [v.strip() for n, value in headers if n == b"vary" for v in value.decode("latin-1").split(",") if v.strip()]
-    out.append((b"vary", _merge_vary(upstream_vary).encode("latin-1")))
-    out.append((b"edge-tier", tier.encode()))
+    """A 304 carries the cache headers the variant's 200 did (RFC 9110 §15.4.5): the weak,
+    tier-suffixed ETag, edge's Vary and, on lite and minimal, a private ``Cache-Control`` (``private``
+    alone when the storefront's 304 sent none: a cache must never take the variant as shared).
+
+    >>> _not_modified_headers([(b"etag", b'"v1"'), (b"cache-control", b"public, max-age=60")], "lite")[:2]
+    [(b'etag', b'W/"v1-lite"'), (b'cache-control', b'private, max-age=60')]
+    >>> _not_modified_headers([(b"etag", b'"v1"')], "minimal")[1]
+    (b'cache-control', b'private')
+    >>> _not_modified_headers([(b"etag", b'"v1"'), (b"cache-control", b"public")], "full")[1]
+    (b'cache-control', b'public')
+    """
+    out: list[tuple[bytes, bytes]] = []
+    vary: list[bytes] = []
+    cache_control: bytes | None = None
+    for name, value in headers:
+        if name == b"vary":
+            vary.append(value)
+        elif name == b"cache-control":
+            cache_control = value if cache_control is None else cache_control + b", " + value
+        else:
+            out.append((name, _weaken_etag(value, tier) if name == b"etag" else value))
+    if tier != "full":
+        out.append((b"cache-control", _private(cache_control)))
+    elif cache_control is not None:
+        out.append((b"cache-control", cache_control))
+    out.append((b"vary", _vary_for(tuple(vary))))
+    out.append((b"edge-tier", _TIER_BYTES[tier]))
     return out
 
 
@@ -739,7 +761,7 @@ def _adapted_headers(
             if name == b"vary":
                 vary.append(value)
             elif name == b"cache-control":
-                cache_control = value
+                cache_control = value if cache_control is None else cache_control + b", " + value
             continue
         if name == b"etag":
             value = _weaken_etag(value, tier)

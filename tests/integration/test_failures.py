@@ -436,3 +436,37 @@ def test_a_streamed_page_whose_storefront_breaks_off_is_aborted_without_a_traceb
     assert sum(_upstream_errors(scripted_edge.admin_url).values()) == before + 1
     assert "Traceback" not in scripted_edge.proc.logs(200_000)
     assert "connection aborted" in scripted_edge.proc.logs(200_000)
+
+
+@pytest.fixture(scope="module")
+def scripted_http1_edge(start_edge, scripted_upstream):
+    return start_edge(
+        scripted_upstream.url, "--read-timeout", "1", "--fail-mode", "open", "--upstream-transport", "http1",
+        name="edge-scripted-http1",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("headers", [{"ECT": "2g"}, {"ECT": "slow-2g"}, {"Save-Data": "on"}], ids=["lite", "minimal", "save-data"])
+def test_the_304_of_an_adapted_page_carries_the_cache_headers_of_its_200(scripted_http1_edge, client, headers):
+    edge = scripted_http1_edge
+    page = client.get(edge.url + "/page", headers=headers)
+    assert page.status_code == 200 and page.headers["edge-tier"] in ("lite", "minimal")
+    assert page.headers["cache-control"] == "private, max-age=60"
+    again = client.get(edge.url + "/page", headers={**headers, "If-None-Match": page.headers["etag"]})
+    assert again.status_code == 304
+    for name in ("cache-control", "etag", "vary", "edge-tier"):
+        assert again.headers.get_list(name) == page.headers.get_list(name), name
+    # A storefront 304 that leaves Cache-Control out still never lets a shared cache have the variant.
+    bare = client.get(edge.url + "/page-bare304", headers={**headers, "If-None-Match": page.headers["etag"]})
+    assert bare.status_code == 304 and bare.headers["cache-control"] == "private" and bare.headers["vary"] == page.headers["vary"]
+
+
+def test_the_304_of_a_full_page_keeps_the_storefront_cache_policy(scripted_http1_edge, client):
+    edge = scripted_http1_edge
+    headers = {"ECT": "4g", "RTT": "50", "Downlink": "10"}
+    page = client.get(edge.url + "/page", headers=headers)
+    assert page.headers["edge-tier"] == "full" and page.headers["cache-control"] == "public, max-age=60"
+    again = client.get(edge.url + "/page", headers={**headers, "If-None-Match": page.headers["etag"]})
+    assert again.status_code == 304
+    for name in ("cache-control", "etag", "vary", "edge-tier"):
+        assert again.headers.get_list(name) == page.headers.get_list(name), name
