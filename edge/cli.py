@@ -83,6 +83,18 @@ _serve_options = [
     click.option("--checkpoint", help="Model checkpoint file (restored at start, written periodically and at exit).  [env EDGE_CHECKPOINT]"),
     click.option("--max-cells", type=int, help="Cells remembered in the per-cell statistics.  [env EDGE_MAX_CELLS; default 50000]"),
     click.option("--max-replay-entries", type=int, help="Feedback nonces remembered against replays.  [env EDGE_MAX_REPLAY_ENTRIES; default 100000]"),
+    click.option("--pool-size", type=int, help="Connections kept to the storefront.  [env EDGE_POOL_SIZE; default 256]"),
+    click.option("--pool-timeout", type=float, help="Seconds a request waits for a free upstream connection (503 after).  [env EDGE_POOL_TIMEOUT; default 10]"),
+    click.option("--header-timeout", type=float, help="Seconds for a request head to arrive (408 after).  [env EDGE_HEADER_TIMEOUT; default 20]"),
+    click.option("--keepalive-timeout", type=float, help="Idle seconds between requests on a connection.  [env EDGE_KEEPALIVE_TIMEOUT; default 15]"),
+    click.option("--body-timeout", type=float, help="Longest pause in a request body (408 after).  [env EDGE_BODY_TIMEOUT; default 30]"),
+    click.option("--max-connections", type=int, help="Client connections per process.  [env EDGE_MAX_CONNECTIONS; default 4096]"),
+    click.option("--max-request-line", type=int, help="Longest request line (414 after).  [env EDGE_MAX_REQUEST_LINE; default 8192]"),
+    click.option("--max-header-bytes", type=int, help="Longest request header field (431 after).  [env EDGE_MAX_HEADER_BYTES; default 16384]"),
+    click.option("--max-headers", type=int, help="Most request header fields (431 after).  [env EDGE_MAX_HEADERS; default 100]"),
+    click.option("--max-head-bytes", type=int, help="Largest request head (431 after).  [env EDGE_MAX_HEAD_BYTES; default 65536]"),
+    click.option("--request-buffer-bytes", type=int, help="Request bodies up to this size are read whole before the storefront is asked.  [env EDGE_REQUEST_BUFFER_BYTES; default 65536]"),
+    click.option("--max-streaming-uploads", type=int, help="Larger uploads streamed at once (0: pool size / 4).  [env EDGE_MAX_STREAMING_UPLOADS; default 0]"),
     click.option("--fail-mode", type=click.Choice(["open", "closed"]), help="open: serve the original on errors.  [env EDGE_FAIL_MODE]"),
     click.option("--log-level", help="debug, info, warning, error.  [env EDGE_LOG_LEVEL; default info]"),
 ]
@@ -118,7 +130,7 @@ def serve(workers: int | None, **flags: object) -> None:
     """Run edge as a reverse-proxy sidecar in front of --upstream."""
     import os
 
-    from edge.server import Listener, run
+    from edge.server import Listener, connection_limits, run
     from edge.workers import WORKER_INDEX_ENV, supervise, worker_sockets
 
     settings = _settings(**flags)
@@ -134,13 +146,18 @@ def serve(workers: int | None, **flags: object) -> None:
     edge = _build(settings)
     click.echo(f"edge: public http://{settings.host}:{settings.port} → {settings.upstream}; admin http://{settings.admin_host}:{settings.admin_port}/metrics", err=True)
     public_sock, admin_sock = inherited if inherited is not None else (None, None)
+    limits = connection_limits(settings)
     run(
         [
             Listener(
                 edge.public, settings.host, settings.port, "public",
                 forwarded_allow_ips=settings.forwarded_allow_ips, date_header=False, sock=public_sock,
+                limits=limits, keepalive_timeout=settings.keepalive_timeout,
             ),
-            Listener(edge.admin, settings.admin_host, settings.admin_port, "admin", lifespan="off", sock=admin_sock),
+            Listener(
+                edge.admin, settings.admin_host, settings.admin_port, "admin", lifespan="off", sock=admin_sock,
+                limits=limits, keepalive_timeout=settings.keepalive_timeout,
+            ),
         ],
         log_level=settings.log_level,
         graceful_timeout=settings.graceful_timeout,

@@ -94,6 +94,7 @@ class _Connection(asyncio.Protocol):
         self.reading_paused = False
         self.error: Exception | None = None
         self.waiter: asyncio.Future[None] | None = None
+        self.answered_early = False  # the response began before the request was written whole
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -107,6 +108,15 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self.got_bytes = True
+        if not self.headers_done:
+            # Count before parsing: httptools joins a header line's pieces as they arrive, so one endless
+            # line must be refused before it is fed, not after it has been built.
+            end = data.find(b"\r\n\r\n")
+            self._count_head(len(data) if end < 0 else end + 4)
+            if self.head_size > self.max_head:
+                self._fail(httpx.RemoteProtocolError(f"upstream response head over {self.max_head} bytes"))
+                self.close()
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -143,11 +153,10 @@ class _Connection(asyncio.Protocol):
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
-        self._count_head(len(reason))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-        self._count_head(len(name) + len(value))
+        if not self.headers_done:  # after the head: a trailer, not relayed
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -160,9 +169,15 @@ class _Connection(asyncio.Protocol):
             self.complete = True  # a HEAD response has no body, whatever its Content-Length says
             self.keep_alive = self.parser.should_keep_alive()
         elif status not in (204, 304):
-            framed = any(
-                n.lower() in (b"content-length", b"transfer-encoding") for n, _ in self.headers
-            )
+            # Read until close unless framed: a Content-Length, or a Transfer-Encoding ending in chunked
+            # (RFC 9112 §6.3: any other transfer coding runs to the end of the connection).
+            framed = False
+            for n, v in self.headers:
+                name = n.lower()
+                if name == b"content-length":
+                    framed = True
+                elif name == b"transfer-encoding":
+                    framed = v.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
             self.until_close = not framed
         self._wake()
 
@@ -187,8 +202,6 @@ class _Connection(asyncio.Protocol):
 
     def _count_head(self, n: int) -> None:
         self.head_size += n
-        if self.head_size > self.max_head:
-            raise httptools.HttpParserError(f"response head over {self.max_head} bytes")
 
     def _ended(self) -> None:
         """The server closed the connection: the end of a read-until-close body, or an error."""
@@ -272,7 +285,8 @@ class _Connection(asyncio.Protocol):
 
     def reusable(self) -> bool:
         return (
-            self.complete
+            not self.answered_early
+            and self.complete
             and not self.closed
             and not self.until_close
             and self.error is None
@@ -317,7 +331,7 @@ class _Body(httpx.AsyncByteStream):
         connection = self._connection
         if connection is not None:
             # Read to its end (nothing more to wait for) or cut short: only a finished one is reused.
-            self._release(reuse=connection.complete and not connection.chunks)
+            self._release(reuse=True)
 
 
 class _Pool:
@@ -478,13 +492,23 @@ class Http1Transport(httpx.AsyncBaseTransport):
             connection, reused = await pool.acquire(timeouts, self.max_buffer, self.max_head, fresh=attempt > 0)
             connection.start(head_request=method == "HEAD")
             try:
-                if body is not None:
-                    await connection.write(head + body if len(body) <= 64 * 1024 else head, timeouts.get("write"))
-                    if len(body) > 64 * 1024:
-                        await connection.write(body, timeouts.get("write"))
-                else:
-                    await connection.write(head, timeouts.get("write"))
-                    await _write_stream(connection, request.stream, chunked, timeouts.get("write"))
+                try:
+                    if body is not None:
+                        await connection.write(head + body if len(body) <= 64 * 1024 else head, timeouts.get("write"))
+                        if len(body) > 64 * 1024:
+                            await connection.write(body, timeouts.get("write"))
+                    else:
+                        await connection.write(head, timeouts.get("write"))
+                        await _write_stream(connection, request, chunked, timeouts.get("write"))
+                except (_StaleConnection, httpx.WriteError):
+                    if not connection.headers_done:
+                        raise
+                    # The storefront answered (413, 401...) and closed before taking the whole body: relay it.
+                if connection.headers_done:
+                    # An answer that came before the request was written whole: whatever the storefront did
+                    # with the rest of the body, this connection's framing is no longer known. Never reuse it.
+                    connection.keep_alive = False
+                    connection.answered_early = True
                 await connection.wait_headers(read_timeout)
             except _StaleConnection:
                 pool.release(connection, reuse=False)
@@ -534,10 +558,21 @@ def _serialize(request: httpx.Request) -> tuple[bytes, bytes | None, bool]:
     return head, content, chunked
 
 
-async def _write_stream(connection: _Connection, stream: Any, chunked: bool, timeout: float | None) -> None:
-    async for chunk in stream:
+async def _write_stream(connection: _Connection, request: httpx.Request, chunked: bool, timeout: float | None) -> None:
+    """Write a streamed body; one that ends short of its ``Content-Length`` is an error, never a request.
+
+    An exception from the body (the client left) propagates and the caller closes the connection: the
+    storefront then sees a request that broke off, never one completed for the client.
+    """
+    declared = None if chunked else request.headers.get("content-length")
+    written = 0
+    async for chunk in request.stream:  # type: ignore[union-attr]
         if not chunk:
             continue
+        written += len(chunk)
         await connection.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk, timeout)
     if chunked:
         await connection.write(b"0\r\n\r\n", timeout)
+    elif declared is not None and written != int(declared):
+        connection.close()
+        raise httpx.LocalProtocolError(f"request body of {written} bytes for a Content-Length of {declared}", request=request)

@@ -41,6 +41,7 @@ __all__ = [
     "CHECKPOINTS",
     "POLICY_RELOADS",
     "PROXIED",
+    "CLIENT_REJECTED",
     "HOLDBACK_LABELS",
     "HOLDBACK_DURATION",
     "registry",
@@ -51,7 +52,7 @@ TIERS = ("full", "lite", "minimal")
 #: Save-Data), the holdback control group (always full), or nobody (unknown → full).
 SOURCES = ("rules", "model", "override", "holdback", "none")
 STAGES = ("signals", "predict", "decide", "decode", "rewrite", "respond")
-UPSTREAM_ERROR_KINDS = ("connect", "timeout", "protocol", "read", "other")
+UPSTREAM_ERROR_KINDS = ("connect", "timeout", "pool", "protocol", "read", "other")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
 REWRITE_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -185,6 +186,28 @@ PROXIED = Counter(
 )
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
+# Client connections and requests refused by the limits of edge.protocol and edge.proxy, by reason.
+CLIENT_REJECT_REASONS = (
+    "malformed",
+    "head_too_large",
+    "header_too_large",
+    "too_many_headers",
+    "uri_too_long",
+    "bad_host",
+    "framing_too_large",
+    "header_timeout",
+    "body_timeout",
+    "connection_limit",
+    "evicted_idle",
+    "upload_limit",
+    "incomplete_body",
+)
+CLIENT_REJECTED = Counter(
+    "edge_client_rejected_total",
+    "Client connections or requests refused or closed by edge's limits, by reason.",
+    ["reason"],
+)
+
 # The holdback (a control group that always gets the full page), reported apart so a dashboard can
 # compare it with the adapted traffic.
 HOLDBACK_LABELS = Counter(
@@ -240,5 +263,7 @@ for _label in ("degraded", "ok"):
     HOLDBACK_LABELS.labels(_label)
 for _code in STATUS_CLASSES:
     PROXIED.labels(_code)
+for _reason in CLIENT_REJECT_REASONS:
+    CLIENT_REJECTED.labels(_reason)
 for _table in ("cells", "replay_guard"):
     TABLE_SIZE.labels(_table).set(0)

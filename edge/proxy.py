@@ -23,6 +23,7 @@ that client can decode.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from email.utils import formatdate
 from collections.abc import AsyncIterator
@@ -86,13 +87,16 @@ class ReverseProxy:
         self.client: httpx.AsyncClient | None = None
         self.transport: httpx.AsyncBaseTransport | None = None
         self._timeout: dict[str, float | None] = {}
+        # Streamed uploads (bodies over request_buffer_bytes) hold an upstream connection as long as the
+        # client takes: at most this many at once, so slow uploaders cannot take the whole pool.
+        self._uploads = asyncio.Semaphore(settings.max_streaming_uploads or max(1, settings.pool_size // 4))
 
     async def open(self) -> None:
         timeout = httpx.Timeout(
             connect=self.settings.connect_timeout,
             read=self.settings.read_timeout,
             write=self.settings.read_timeout,
-            pool=self.settings.connect_timeout,
+            pool=self.settings.pool_timeout,
         )
         limits = httpx.Limits(
             max_connections=self.settings.pool_size,
@@ -127,6 +131,31 @@ class ReverseProxy:
         if transport is None:
             await _plain(send, 503, b"edge is starting\n")
             return
+        content: bytes | AsyncIterator[bytes] | None = None
+        upload: _Upload | None = None
+        if self._has_body(scope):
+            try:
+                content, complete = await self._buffer_body(receive)
+            except _BodyIncomplete as exc:
+                await _body_failed(send, exc.reason)
+                return
+            if not complete:
+                upload = await self._upload_slot()
+                if upload is None:
+                    await _plain(send, 503, b"too many uploads in progress\n")
+                    return
+                content = upload.stream(content, receive)
+        try:
+            await self._forward(scope, content, upload, send)
+        finally:
+            if upload is not None:
+                upload.release()
+
+    async def _forward(
+        self, scope: Scope, content: bytes | AsyncIterator[bytes] | None, upload: _Upload | None, send: Send
+    ) -> None:
+        transport = self.transport
+        assert transport is not None
         # httpx.Request directly, not client.build_request: the client would merge its default
         # headers (User-Agent, Accept, Accept-Encoding) and cookies into what the shopper sent.
         # A transport reports a broken request as httpx.HTTPError, like the client would.
@@ -134,26 +163,36 @@ class ReverseProxy:
             scope["method"],
             self._url(scope),
             headers=self._request_headers(scope),
-            content=self._body(scope, receive),
+            content=content,
             extensions={"timeout": self._timeout},
         )
         try:
             response = await transport.handle_async_request(request)
-        except httpx.HTTPError as exc:
-            kind, timed_out = upstream_error_kind(exc)
-            metrics.UPSTREAM_ERRORS.labels(kind).inc()
-            _PROXIED_5XX.inc()
-            if timed_out:
-                await _plain(send, 504, b"upstream timed out\n")
-            else:
-                log.warning("upstream %s error: %s", kind, (exc.__cause__ or exc).__class__.__name__)
-                await _plain(send, 502, b"upstream unavailable\n")
+        except Exception as exc:
+            # A streamed upload that broke off (the client left or paused too long) aborts the upstream
+            # request, whatever error the transport made of it: the storefront never gets it whole.
+            if upload is not None and upload.failure is not None:
+                await _body_failed(send, upload.failure)
+                return
+            if not isinstance(exc, httpx.HTTPError):
+                # A transport's own error that it did not map to httpx's: still the storefront's side.
+                log.error("upstream request failed: %s: %.200s", exc.__class__.__name__, exc)
+                exc = httpx.TransportError(str(exc))
+            await self._upstream_failed(send, exc)
             return
         try:
-            _PROXIED[response.status_code // 100].inc()
+            status = response.status_code
+            if not 200 <= status < 600:
+                # 101 to a request that asked no upgrade, or a status HTTP does not have: not relayable.
+                metrics.UPSTREAM_ERRORS.labels("protocol").inc()
+                _PROXIED_5XX.inc()
+                log.warning("upstream answered with status %d: not relayed", status)
+                await _plain(send, 502, b"upstream unavailable\n")
+                return
+            _PROXIED[status // 100].inc()
             headers = strip_hop_by_hop(response.headers.raw)
             headers.append((b"via", VIA))
-            await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             try:
                 async for chunk in response.aiter_raw():
                     if chunk:
@@ -165,6 +204,53 @@ class ReverseProxy:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
+
+    async def _upstream_failed(self, send: Send, exc: httpx.HTTPError) -> None:
+        kind, timed_out = upstream_error_kind(exc)
+        metrics.UPSTREAM_ERRORS.labels(kind).inc()
+        _PROXIED_5XX.inc()
+        if isinstance(exc, httpx.PoolTimeout):
+            await _plain(send, 503, b"no free upstream connection\n")
+        elif timed_out:
+            await _plain(send, 504, b"upstream timed out\n")
+        else:
+            log.warning("upstream %s error: %s", kind, (exc.__cause__ or exc).__class__.__name__)
+            await _plain(send, 502, b"upstream unavailable\n")
+
+    def _has_body(self, scope: Scope) -> bool:
+        if scope["method"] not in _NO_BODY_METHODS:
+            return True
+        return any(n in (b"content-length", b"transfer-encoding") for n, _ in scope["headers"])
+
+    async def _buffer_body(self, receive: Receive) -> tuple[bytes, bool]:
+        """The body read whole if it fits ``request_buffer_bytes`` (True), else what came so far (False).
+
+        Reading a small body before asking the storefront (as nginx does) means a slow client holds no
+        upstream connection, and a body that never completes never reaches the storefront.
+        """
+        limit = self.settings.request_buffer_bytes
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await _receive_body(receive, self.settings.body_timeout)
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+                size += len(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), True
+            if size > limit:
+                return b"".join(chunks), False
+
+    async def _upload_slot(self) -> _Upload | None:
+        """A slot for one streamed upload, waiting up to the pool timeout; None when none freed up."""
+        try:
+            async with asyncio.timeout(self.settings.pool_timeout):
+                await self._uploads.acquire()
+        except TimeoutError:
+            metrics.CLIENT_REJECTED.labels("upload_limit").inc()
+            return None
+        return _Upload(self._uploads, self.settings.body_timeout)
 
     def _url(self, scope: Scope) -> httpx.URL:
         raw_path = scope.get("raw_path") or scope["path"].encode()
@@ -189,13 +275,6 @@ class ReverseProxy:
         headers.append((b"via", prior_via + b", " + VIA if prior_via else VIA))
         return headers
 
-    def _body(self, scope: Scope, receive: Receive) -> AsyncIterator[bytes] | None:
-        if scope["method"] in _NO_BODY_METHODS and not any(
-            n in (b"content-length", b"transfer-encoding") for n, _ in scope["headers"]
-        ):
-            return None
-        return _stream_request_body(receive)
-
 
 # Label children resolved once: the per-request path only increments.
 _PROXIED = {i: metrics.PROXIED.labels(f"{i}xx") for i in range(1, 6)}
@@ -204,29 +283,72 @@ _PROXIED_5XX = _PROXIED[5]
 _REPLACED_REQUEST_HEADERS = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"via"})
 
 
-async def _stream_request_body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
+class _BodyIncomplete(Exception):
+    """The client's request body did not arrive whole (``reason``: ``incomplete_body`` or ``body_timeout``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
-async def _plain(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-                (b"date", formatdate(usegmt=True).encode()),
-            ],
-        }
-    )
+async def _receive_body(receive: Receive, timeout: float) -> Message:
+    """The next piece of the request body; a disconnect or a pause over ``timeout`` s is :class:`_BodyIncomplete`."""
+    try:
+        async with asyncio.timeout(timeout):
+            message: Message = await receive()
+    except TimeoutError:
+        raise _BodyIncomplete("body_timeout") from None
+    if message["type"] == "http.disconnect":
+        raise _BodyIncomplete("incomplete_body")
+    return message
+
+
+class _Upload:
+    """One streamed request body (larger than the buffer), holding one of the proxy's upload slots."""
+
+    def __init__(self, slots: asyncio.Semaphore, timeout: float) -> None:
+        self._slots: asyncio.Semaphore | None = slots
+        self._timeout = timeout
+        #: Why the body broke off (None: it did not), read by the proxy whatever the transport raised.
+        self.failure: str | None = None
+
+    async def stream(self, first: bytes, receive: Receive) -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        while True:
+            try:
+                message = await _receive_body(receive, self._timeout)
+            except _BodyIncomplete as exc:
+                self.failure = exc.reason
+                raise
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    def release(self) -> None:
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots.release()
+
+
+async def _body_failed(send: Send, reason: str) -> None:
+    """The request body broke off: nothing went (or will go) to the storefront whole."""
+    metrics.CLIENT_REJECTED.labels(reason).inc()
+    if reason == "body_timeout":
+        await _plain(send, 408, b"request body not received in time\n", close=True)
+    # incomplete_body: the client is gone; there is nobody to answer.
+
+
+async def _plain(send: Send, status: int, body: bytes, close: bool = False) -> None:
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"date", formatdate(usegmt=True).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -1,5 +1,9 @@
 """Run several uvicorn servers (public port, admin port, demo storefront) in one process.
 
+Every listener speaks HTTP/1.1 through :mod:`edge.protocol` (uvicorn's httptools
+protocol with head, time and connection limits); ``connection_limits`` turns
+:class:`~edge.settings.Settings` into those limits.
+
 uvicorn's ``Server.serve`` installs its own signal handlers, which would leave
 the second server running when the first gets SIGTERM. Here one handler stops
 them all: each stops accepting, finishes in-flight requests within
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
 from collections.abc import Generator
@@ -19,7 +24,10 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.types import ASGIApp
 
-__all__ = ["Listener", "serve_all", "run"]
+from edge.protocol import ConnectionLimits, protocol_class
+from edge.settings import Settings
+
+__all__ = ["Listener", "serve_all", "run", "connection_limits"]
 
 log = logging.getLogger("edge")
 
@@ -39,6 +47,22 @@ class Listener:
     date_header: bool = True
     #: An already bound socket to serve on (a worker of ``edge serve --workers N``); host/port then only name it.
     sock: socket.socket | None = None
+    #: What one client connection may cost (head size, head deadline, connections).
+    limits: ConnectionLimits = ConnectionLimits()
+    #: Idle seconds a keep-alive connection is kept between requests.
+    keepalive_timeout: float = 15.0
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """The client limits ``settings`` asks for."""
+    return ConnectionLimits(
+        header_timeout=settings.header_timeout,
+        max_connections=settings.max_connections,
+        max_request_line=settings.max_request_line,
+        max_header_bytes=settings.max_header_bytes,
+        max_head_bytes=settings.max_head_bytes,
+        max_headers=settings.max_headers,
+    )
 
 
 class _Server(uvicorn.Server):
@@ -59,6 +83,8 @@ async def serve_all(listeners: list[Listener], *, log_level: str = "info", grace
                 lifespan=item.lifespan,
                 log_level=log_level,
                 access_log=False,
+                http=protocol_class(item.limits),
+                timeout_keep_alive=item.keepalive_timeout,
                 timeout_graceful_shutdown=graceful_timeout,
                 server_header=False,
                 proxy_headers=bool(item.forwarded_allow_ips),
@@ -90,8 +116,21 @@ async def serve_all(listeners: list[Listener], *, log_level: str = "info", grace
         raise SystemExit(3)  # like uvicorn's STARTUP_FAILURE: a port was taken or a lifespan failed
 
 
+def raise_open_file_limit(wanted: int) -> None:
+    """Raise the soft limit on open files toward ``wanted`` (at most the hard limit): each client is a socket."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning("open files limited to %d: fewer than the connections allowed (%d); raise `ulimit -n`", soft, wanted)
+
+
 def run(listeners: list[Listener], *, log_level: str = "info", graceful_timeout: float = 20.0) -> None:
     """Blocking entry point for the CLI (uvloop when available)."""
+    # Client connections of every listener, their upstream connections, and some spare for files and logs.
+    raise_open_file_limit(sum(2 * item.limits.max_connections for item in listeners) + 256)
     main = serve_all(listeners, log_level=log_level, graceful_timeout=graceful_timeout)
     try:
         import uvloop

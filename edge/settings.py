@@ -48,7 +48,27 @@ class Settings:
     # Upstream timeouts (seconds). read_timeout bounds a slow storefront: past it the shopper gets a 504.
     connect_timeout: float = 2.0
     read_timeout: float = 15.0
-    pool_size: int = 100
+    # Connections kept to the storefront, and how long a request waits for one (503 after: the pool is full).
+    pool_size: int = 256
+    pool_timeout: float = 10.0
+    # Client limits (docs/operations.md, "Limits and timeouts"). A request head must arrive within
+    # header_timeout s of the connection (or its first byte); idle keep-alive connections close after
+    # keepalive_timeout s; a request body may pause at most body_timeout s between reads (408 after).
+    header_timeout: float = 20.0
+    keepalive_timeout: float = 15.0
+    body_timeout: float = 30.0
+    # Client connections per process; past it the oldest ones that run no request are closed.
+    max_connections: int = 4096
+    # Request head bounds: the request line (414), one field, the number of fields, the whole head (431).
+    max_request_line: int = 8192
+    max_header_bytes: int = 16384
+    max_headers: int = 100
+    max_head_bytes: int = 65536
+    # Request bodies up to this size are read whole before the storefront is asked (a slow upload then
+    # holds no upstream connection, and an incomplete one never reaches it); larger ones stream, at most
+    # max_streaming_uploads at a time (0: a quarter of pool_size).
+    request_buffer_bytes: int = 65536
+    max_streaming_uploads: int = 0
     # What carries requests to the storefront under httpx's API (edge.transport): http1 (edge.http1), aiohttp or httpx.
     upstream_transport: Literal["http1", "aiohttp", "httpx"] = "http1"
     # Addresses of load balancers whose X-Forwarded-For/-Proto edge trusts (comma-separated, "*" for

@@ -83,7 +83,12 @@ class _AnyChunks(httpx.AsyncByteStream):
 
 class _CoalescingTransport(AiohttpTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await super().handle_async_request(request)
+        try:
+            response = await super().handle_async_request(request)
+        except aiohttp.ClientResponseError as exc:
+            # A response aiohttp could not parse (a head line over its limit, a bad status line):
+            # httpx-aiohttp leaves these unmapped.
+            raise httpx.RemoteProtocolError(f"malformed upstream response: {exc.message}", request=request) from exc
         stream = response.stream
         aiohttp_response = getattr(stream, "_aiohttp_response", None)
         if aiohttp_response is not None:
@@ -106,6 +111,8 @@ def upstream_error_kind(exc: httpx.HTTPError) -> tuple[str, bool]:
         if isinstance(cause, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError)):
             return "read", False
         return "protocol" if isinstance(cause, aiohttp.ClientResponseError) else "other", False
+    if isinstance(exc, httpx.PoolTimeout):
+        return "pool", True
     if isinstance(exc, httpx.TimeoutException):
         return "timeout", True
     if isinstance(exc, httpx.ConnectError):
