@@ -1,0 +1,1 @@
+"""A small Flask shop (WSGI) for tests/storefronts: ``waitress-serve flaskshop.app:app``."""
