@@ -70,7 +70,8 @@ def build_endpoints(mw: AdaptiveMiddleware) -> Router:
                 break  # stop reading: refused as oversized without growing further
         now = time.time()
         try:
-            payload, measurement, _ = mw.feedback.beacon(bytes(body), now)
+            # The sender is the peer (uvicorn takes X-Forwarded-For only from EDGE_FORWARDED_ALLOW_IPS).
+            payload, measurement, _ = mw.feedback.beacon(bytes(body), now, request.client.host if request.client else None)
         except FeedbackRejected as exc:
             return PlainTextResponse(f"feedback refused: {exc.reason}\n", status_code=REJECT_STATUS[exc.reason])
         response = Response(status_code=204, headers={"cache-control": "no-store"})

@@ -13,6 +13,17 @@ model. The replay guard is bounded: when full of unexpired nonces it refuses
 new feedback (``overloaded``) rather than forget, so a flood cannot grow memory
 or wash out the guard.
 
+A genuine token proves only that someone fetched a page, so the loop also limits
+what any one sender can teach (docs/feedback.md, "Threat model"): each label is
+attributed to the client that sent it (:mod:`edge.trust`), which has a label
+budget (over it: ``throttled``, 429, checked before the replay guard remembers
+anything, so a flood from a few addresses cannot fill the guard); a label whose
+claims contradict what edge observed (a download longer than the time between
+serving the page and receiving the beacon) is *untrusted*: it serves its own
+client but is never shown to others through the cell statistics and counts
+against the champion election; under ``edge serve --workers N`` the workers share
+one replay table (:class:`SharedReplayGuard`), so a token is one label at most.
+
     >>> signer = TokenSigner([b"k" * 32], ttl_s=600)
     >>> token = signer.sign({"x": {"ect": "2g"}, "d": "lite"}, now=1000.0)
     >>> signer.verify(token, now=1001.0)["x"]
@@ -27,25 +38,33 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import hashlib
 import hmac
 import math
+import mmap
+import os
 import secrets
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from prometheus_client import Counter
 
 from edge import metrics
 from edge.labels import LabelRule
 from edge.model import NetworkModel
 from edge.signals import app_throughput
 from edge.towers import TowerTable
+from edge.trust import LabelBudget, client_group
 
 __all__ = [
     "TokenSigner",
     "ReplayGuard",
+    "SharedReplayGuard",
+    "shared_guard_for_workers",
     "FeedbackRejected",
     "Measurement",
     "Feedback",
@@ -72,7 +91,17 @@ REJECT_STATUS = {
     "expired": 410,
     "oversized": 413,
     "overloaded": 429,
+    "throttled": 429,
 }
+#: Labels whose claims contradict what edge observed, by why: they serve their own client only.
+UNTRUSTED_LABELS = Counter(
+    "edge_labels_untrusted_total",
+    "Labels whose claims contradict what edge observed (never shown to other clients), by reason.",
+    ["reason"],
+)
+#: A beacon's download may end this long (s) after the time edge saw between serving its page and
+#: receiving it, before its claims count as contradicting what edge observed (clock steps, rounding).
+PLAUSIBILITY_SLACK_S = 1.0
 
 
 class FeedbackRejected(Exception):
@@ -152,6 +181,9 @@ class ReplayGuard:
     def __len__(self) -> int:
         return len(self._seen)
 
+    def __contains__(self, nonce: object) -> bool:
+        return nonce in self._seen
+
     def admit(self, nonce: int, issued: float, now: float) -> bool | None:
         """True: first sighting (now remembered); False: a replay; None: full, refuse for now."""
         if nonce in self._seen:
@@ -169,6 +201,107 @@ class ReplayGuard:
             if expiry > now:
                 break
             del self._seen[nonce]
+
+
+class SharedReplayGuard:
+    """A replay table shared by the processes of one sidecar (``edge serve --workers N``), in a file they all map.
+
+    Fixed size (``max_entries`` × 2 slots of 16 bytes, open addressing, at most ``PROBES`` slots
+    looked at per nonce, an expired slot is free again), so memory never grows; an ``flock`` on
+    the file makes look-up-and-insert atomic across the processes. Like :class:`ReplayGuard`,
+    ``admit`` returns True (first sighting), False (a replay) or None (no free slot near the
+    nonce's place: refuse for now, never forget).
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "guard")
+    >>> a, b = SharedReplayGuard(path, max_entries=8, window_s=10), SharedReplayGuard(path, max_entries=8, window_s=10)
+    >>> a.admit(42, issued=0.0, now=1.0), b.admit(42, issued=0.0, now=2.0), b.admit(43, issued=0.0, now=2.0)
+    (True, False, True)
+    """
+
+    PROBES = 32
+    _MAGIC = b"EDGE-REPLAY-1\0\0\0"
+    _SLOT = struct.Struct("<Qd")
+
+    def __init__(self, path: str, max_entries: int = 100_000, window_s: float = 600.0) -> None:
+        slots = 64
+        while slots < 2 * max(1, max_entries):
+            slots *= 2
+        self.slots = slots
+        self.mask = slots - 1
+        self.window_s = window_s
+        size = len(self._MAGIC) + 8 + slots * self._SLOT.size
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        with self._locked():
+            header = os.pread(self._fd, len(self._MAGIC) + 8, 0)
+            if header != self._MAGIC + struct.pack("<Q", slots) or os.fstat(self._fd).st_size != size:
+                os.ftruncate(self._fd, 0)  # new, or written for another size: start empty
+                os.ftruncate(self._fd, size)
+                os.pwrite(self._fd, self._MAGIC + struct.pack("<Q", slots), 0)
+        self._map = mmap.mmap(self._fd, size)
+        self._base = len(self._MAGIC) + 8
+
+    def _locked(self) -> _Flock:
+        return _Flock(self._fd)
+
+    def admit(self, nonce: int, issued: float, now: float) -> bool | None:
+        nonce = (nonce & 0xFFFF_FFFF_FFFF_FFFF) or 1  # 0 marks an empty slot
+        slot, base, mask, unpack, mapped = nonce & self.mask, self._base, self.mask, self._SLOT.unpack_from, self._map
+        with self._locked():
+            free = -1
+            for i in range(self.PROBES):
+                j = (slot + i) & mask
+                key, expiry = unpack(mapped, base + j * 16)
+                if key == nonce and expiry > now:
+                    return False
+                if free < 0 and (key == 0 or expiry <= now):
+                    free = j
+            if free < 0:
+                return None
+            self._SLOT.pack_into(mapped, base + free * 16, nonce, issued + self.window_s)
+            return True
+
+    def seen(self, nonce: int, now: float) -> bool:
+        """Whether ``nonce`` is remembered and unexpired (no insert)."""
+        nonce = (nonce & 0xFFFF_FFFF_FFFF_FFFF) or 1
+        slot, base, mask, unpack, mapped = nonce & self.mask, self._base, self.mask, self._SLOT.unpack_from, self._map
+        with self._locked():
+            for i in range(self.PROBES):
+                key, expiry = unpack(mapped, base + ((slot + i) & mask) * 16)
+                if key == nonce and expiry > now:
+                    return True
+        return False
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("a SharedReplayGuard is a file shared by live processes; it is never checkpointed")
+
+
+class _Flock:
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+#: Set by ``edge serve --workers N`` in each worker (edge.workers), with PROMETHEUS_MULTIPROC_DIR: the
+#: directory the supervisor made for this sidecar's workers, where they also keep their replay table.
+_WORKER_INDEX_ENV = "EDGE_WORKER_INDEX"
+SHARED_GUARD_FILE = "edge-replay-guard.bin"
+
+
+def shared_guard_for_workers(max_entries: int, window_s: float, environ: dict[str, str] | None = None) -> SharedReplayGuard | None:
+    """The replay table this process shares with its sibling workers, or None when it is not a worker."""
+    environ = os.environ if environ is None else environ
+    directory = environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if environ.get(_WORKER_INDEX_ENV) is None or not directory:
+        return None
+    return SharedReplayGuard(os.path.join(directory, SHARED_GUARD_FILE), max_entries, window_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +366,28 @@ def measure_beacon(beacon: dict[str, Any], server_ms: float) -> Measurement:
     return Measurement(kbps, rtt)
 
 
+def claimed_download_ms(beacon: dict[str, Any]) -> float | None:
+    """How long a (well-formed, see :func:`measure_beacon`) beacon says its downloads lasted, from the
+    document's first byte to the last byte of anything it reports; None if it reports no download.
+
+    >>> claimed_download_ms({"nav": [5, 105, 2605, 100_000], "res": [[300, 2900, 9_000]]})
+    2795.0
+    """
+    starts: list[float] = []
+    ends: list[float] = []
+    nav = beacon.get("nav")
+    if isinstance(nav, list) and len(nav) == 4 and nav[2] > nav[1] > 0:
+        starts.append(float(nav[1]))
+        ends.append(float(nav[2]))
+    for entry in (beacon.get("res") or [])[:MAX_RESOURCES]:
+        if entry[0] > 0 and entry[1] > entry[0] and entry[2] > 0:
+            starts.append(float(entry[0]))
+            ends.append(float(entry[1]))
+    if not ends:
+        return None
+    return max(ends) - min(starts)
+
+
 #: Weight of the newest measurement in a client's throughput history.
 CLIENT_AVERAGE_WEIGHT = 0.3
 
@@ -278,12 +433,19 @@ class Feedback:
         towers: TowerTable,
         labels: LabelRule,
         guard: ReplayGuard | None = None,
+        budget: LabelBudget | None = None,
+        shared_guard: SharedReplayGuard | None = None,
     ) -> None:
         self.signer = signer
         self.model = model
         self.towers = towers
         self.labels = labels
         self.guard = guard if guard is not None else ReplayGuard(window_s=signer.ttl_s)
+        self.budget = budget if budget is not None else LabelBudget()
+        # Under --workers N the sibling workers' table as well (this worker's own guard is checkpointed).
+        self.shared_guard = (
+            shared_guard if shared_guard is not None else shared_guard_for_workers(self.guard.max_entries, self.guard.window_s)
+        )
 
     def issue(self, x: dict[str, Any], tier: str, source: str, p: float | None, upstream_ms: float, cell_id: str | None, now: float) -> str:
         """The token a served page or app response carries."""
@@ -292,18 +454,29 @@ class Feedback:
             payload["c"] = cell_id
         return self.signer.sign(payload, now)
 
-    def _accept(self, token: str, now: float) -> dict[str, Any]:
-        payload = self.signer.verify(token, now)
-        admitted = self.guard.admit(int(payload.get("n", 0)), float(payload["t"]), now)
+    def _accept(self, payload: dict[str, Any], client: str | None, now: float) -> None:
+        """Admit a verified token's feedback: the sender's budget, then the replay guard(s)."""
+        nonce, issued = int(payload.get("n", 0)), float(payload["t"])
+        if nonce in self.guard or (self.shared_guard is not None and self.shared_guard.seen(nonce, now)):
+            raise FeedbackRejected("replayed")  # a replay costs no budget: the token was learned already
+        if not self.budget.take(client, now):
+            raise FeedbackRejected("throttled")
+        if self.shared_guard is not None:
+            shared = self.shared_guard.admit(nonce, issued, now)
+            if shared is None:
+                raise FeedbackRejected("overloaded")
+            if not shared:
+                raise FeedbackRejected("replayed")
+        admitted = self.guard.admit(nonce, issued, now)
         metrics.TABLE_SIZE.labels("replay_guard").set(len(self.guard))
         if admitted is None:
             raise FeedbackRejected("overloaded")
         if not admitted:
             raise FeedbackRejected("replayed")
-        return payload
 
-    def beacon(self, body: bytes, now: float) -> tuple[dict[str, Any], Measurement, bool | None]:
-        """Handle a beacon body. Returns (token payload, measurement, label); raises FeedbackRejected."""
+    def beacon(self, body: bytes, now: float, client: str | None = None) -> tuple[dict[str, Any], Measurement, bool | None]:
+        """Handle a beacon body from ``client`` (its address). Returns (token payload, measurement, label);
+        raises FeedbackRejected."""
         try:
             if len(body) > MAX_BEACON_BYTES:
                 raise FeedbackRejected("oversized")
@@ -315,13 +488,30 @@ class Feedback:
                 raise FeedbackRejected("malformed")
             payload = self.signer.verify(beacon["t"], now)  # cheap checks before the guard remembers anything
             measurement = measure_beacon(beacon, server_ms=float(payload.get("u") or 0.0))
-            self._accept(beacon["t"], now)
+            self._accept(payload, client, now)
         except FeedbackRejected as exc:
             metrics.FEEDBACK_REJECTED.labels(exc.reason).inc()
             raise
-        return payload, measurement, self._learn(payload, measurement, "beacon", now)
+        untrusted = self._implausible_beacon(beacon, payload, measurement, now)
+        return payload, measurement, self._learn(payload, measurement, "beacon", now, client, untrusted)
 
-    def app_report(self, token: str, ms: float, size: float | None, now: float, ttfb_ms: float | None = None) -> bool | None:
+    def _implausible_beacon(self, beacon: dict[str, Any], payload: dict[str, Any], m: Measurement, now: float) -> str | None:
+        """Why a beacon's claims contradict what edge itself observed (None: they do not).
+
+        Edge signed the token when it sent the page, and receives the beacon after the page has
+        loaded, so no download the beacon reports can have lasted longer than the time between the
+        two (plus :data:`PLAUSIBILITY_SLACK_S`). A measurement made only of ``navigator.connection``
+        estimates claims nothing edge can check.
+        """
+        claimed = claimed_download_ms(beacon)
+        if claimed is None:
+            return "estimate" if (m.kbps is not None or m.rtt_ms is not None) and not beacon.get("nav") else None
+        elapsed_ms = (now - float(payload["t"]) + PLAUSIBILITY_SLACK_S) * 1000.0
+        return "too-slow-for-the-clock" if claimed > elapsed_ms else None
+
+    def app_report(
+        self, token: str, ms: float, size: float | None, now: float, ttfb_ms: float | None = None, client: str | None = None
+    ) -> bool | None:
         """An app's ``Edge-Last-Request`` with a token: learn from what it measured.
 
         Throughput as :func:`edge.signals.app_throughput`; the round trip is the
@@ -329,31 +519,49 @@ class Feedback:
         the RTT threshold is still degraded, and a small response so fast that
         even bytes·8/ms clears the throughput threshold is not; anything else is
         ambiguous and gives no label.
+
+        ``client`` (the request's address) is who sent it. With ``ttfb``, the download (``ms − ttfb``)
+        cannot have lasted longer than the time since edge sent that response: if it claims to, the
+        label is untrusted (see :meth:`beacon`). Without it the request's duration includes its own
+        upload, which edge cannot bound.
         """
         try:
-            payload = self._accept(token, now)
+            payload = self.signer.verify(token, now)
+            self._accept(payload, client, now)
         except FeedbackRejected as exc:
             metrics.FEEDBACK_REJECTED.labels(exc.reason).inc()
             raise
+        untrusted = None
+        if ttfb_ms is not None and ms - ttfb_ms > (now - float(payload["t"]) + PLAUSIBILITY_SLACK_S) * 1000.0:
+            untrusted = "too-slow-for-the-clock"
         kbps = app_throughput(ms, size, ttfb_ms)
         if kbps is None and size and size * 8.0 / ms >= self.labels.threshold_kbps:
             kbps = size * 8.0 / ms  # a lower bound, and already fast enough
         rtt = ttfb_ms if ttfb_ms is not None else (ms if ms > self.labels.rtt_ms else None)
-        return self._learn(payload, Measurement(kbps, rtt), "app", now)
+        return self._learn(payload, Measurement(kbps, rtt), "app", now, client, untrusted)
 
-    def _learn(self, payload: dict[str, Any], m: Measurement, source: str, now: float) -> bool | None:
+    def _learn(
+        self, payload: dict[str, Any], m: Measurement, source: str, now: float, client: str | None = None, untrusted: str | None = None
+    ) -> bool | None:
         degraded = self.labels.degraded(m.kbps, m.rtt_ms)
         if degraded is None:
             return None
+        group = client_group(client)
+        if untrusted is not None:
+            UNTRUSTED_LABELS.labels(untrusted).inc()
         x = payload.get("x")
         if isinstance(x, dict):
-            self.model.learn(x, degraded)
+            learn_from = getattr(self.model, "learn_from", None)
+            if learn_from is not None:
+                learn_from(x, degraded, group, untrusted is None)
+            else:
+                self.model.learn(x, degraded)
             metrics.LABELS.labels(source, "degraded" if degraded else "ok").inc()
             if payload.get("s") == "holdback":
                 metrics.HOLDBACK_LABELS.labels("degraded" if degraded else "ok").inc()
         cell = payload.get("c")
         if isinstance(cell, str):
-            self.towers.observe(cell, m.kbps, degraded, now)
+            self.towers.observe(cell, m.kbps, degraded, now, client=group, shared=untrusted is None)
             metrics.TABLE_SIZE.labels("cells").set(len(self.towers))
         return degraded
 

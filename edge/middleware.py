@@ -57,6 +57,7 @@ from edge.rewrite import HtmlRewriter, JsonRewriter, RewriteCache, StreamSplicer
 from edge.settings import Settings
 from edge.signals import ACCEPT_CH, SIGNAL_HEADERS, Signals, read_signals
 from edge.towers import TowerTable
+from edge.trust import client_group
 
 __all__ = ["AdaptiveMiddleware", "VARY_HEADERS", "EDGE_PATH_PREFIX"]
 
@@ -179,8 +180,9 @@ class AdaptiveMiddleware:
         try:
             signals = read_signals(headers)
             cookies = headers.get("cookie")
-            self._last_measurement(signals, cookies, now)
-            cell = self.towers.lookup(signals.cell_id, now) if signals.cell_id else None
+            peer = _peer(scope)  # who sends this request's report, and whose own cell reports it may see (edge.trust)
+            self._last_measurement(signals, cookies, now, peer)
+            cell = self.towers.lookup(signals.cell_id, now, client_group(peer)) if signals.cell_id else None
             x = to_features(signals, cell)
             stage = "predict"
             started = time.perf_counter()
@@ -202,14 +204,16 @@ class AdaptiveMiddleware:
             self.fail_open(stage, exc)
             return _Verdict(Decision("full", "error", "none"), 0.0, {}, None)
 
-    def _last_measurement(self, signals: Signals, cookies: str | None, now: float) -> None:
+    def _last_measurement(self, signals: Signals, cookies: str | None, now: float, peer: str | None = None) -> None:
         """Fill the last-request signals: the app's header, else the browser's signed cookie.
 
         An app's report that carries its previous response's token is also a label.
         """
         if signals.last_token is not None and signals.last_ms is not None:
             try:
-                self.feedback.app_report(signals.last_token, signals.last_ms, signals.last_bytes, now, signals.last_rtt_ms)
+                self.feedback.app_report(
+                    signals.last_token, signals.last_ms, signals.last_bytes, now, signals.last_rtt_ms, client=peer
+                )
             except FeedbackRejected:
                 pass  # counted by reason; the figures still serve as this request's signals
         if signals.last_ms is not None:
@@ -663,6 +667,12 @@ def _with_date(send: Send) -> Send:
         await send(message)
 
     return dated
+
+
+def _peer(scope: Scope) -> str | None:
+    """The client's address (uvicorn takes it from X-Forwarded-For only for EDGE_FORWARDED_ALLOW_IPS)."""
+    client = scope.get("client")
+    return client[0] if client else None
 
 
 def _client_id(scope: Scope, headers: dict[str, str]) -> str:

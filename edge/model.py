@@ -57,6 +57,7 @@ import os
 import pickle
 import tempfile
 from bisect import bisect_right
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -82,6 +83,7 @@ __all__ = [
     "MODELS",
     "ect_class",
     "ECT_DEGRADED_P",
+    "fast_evidence",
 ]
 
 #: Probability that a connection of this effective type is degraded (below 700 kbit/s).
@@ -495,6 +497,51 @@ def _river_series() -> str:
     return ".".join(river.__version__.split(".")[:2])
 
 
+#: The River model can be elected only when the evaluation window's labels come from at least this many
+#: distinct clients (edge.trust.client_group) ...
+ELECTION_MIN_CLIENTS = 10
+#: ... and no client (nor the labels whose claims contradict what edge observed) is more than this share of them.
+ELECTION_MAX_CLIENT_SHARE = 0.2
+#: The safety envelope: with strong, fresh evidence of a fast network the learned model's p is capped
+#: here (the default lite threshold: such a shopper may get lite, never minimal).
+ENVELOPE_MAX_P = 0.5
+#: A last measurement this recent (s) is fresh evidence; this fast (kbit/s, twice the 700 kbit/s label
+#: threshold) is a fast network.
+ENVELOPE_FRESH_S = 300.0
+ENVELOPE_FAST_KBPS = 1400.0
+
+
+def fast_evidence(x: Features) -> bool:
+    """Strong, fresh evidence of a fast network in ``x``: the browser's own hints for this request say
+    4G (``ECT: 4g``, or RTT/Downlink hints in Chromium's 4G band) and no fresh measurement says slow,
+    or a fresh measurement of the client's last request says fast.
+
+    >>> fast_evidence({"ect": "4g", "rtt_ms": 50.0, "downlink_kbps": 10000.0}), fast_evidence({"ect": "3g"})
+    (True, False)
+    >>> fast_evidence({"ect": "4g", "last_kbps": 300.0, "last_age_s": 5.0})   # measured slow just now
+    False
+    >>> fast_evidence({"last_kbps": 20000.0, "last_age_s": 30.0}), fast_evidence({"last_kbps": 20000.0, "last_age_s": 3600.0})
+    (True, False)
+    """
+    get = x.get
+    last_kbps, age = get("last_kbps"), get("last_age_s")
+    fresh = isinstance(last_kbps, float) and not (isinstance(age, (int, float)) and age > ENVELOPE_FRESH_S)
+    if fresh:
+        last_rtt = get("last_rtt_ms")
+        slow_rtt = isinstance(last_rtt, float) and last_rtt >= SLOW_RTT_MS
+        if last_kbps < ENVELOPE_FAST_KBPS / 2 or slow_rtt:
+            return False  # a fresh measurement says slow: no envelope
+        if last_kbps >= ENVELOPE_FAST_KBPS:
+            return True
+    ect = get("ect")
+    if not (isinstance(ect, str) and ect in ECT_DEGRADED_P):
+        rtt, down = get("rtt_ms"), get("downlink_kbps")
+        if not (isinstance(rtt, float) or isinstance(down, float)):
+            return False
+        ect = ect_class(rtt if isinstance(rtt, float) else None, down if isinstance(down, float) else None)
+    return ect == "4g"
+
+
 class ChampionChallenger:
     """Serve the better of the rule baseline and the River model, judged on the latest labels.
 
@@ -506,6 +553,15 @@ class ChampionChallenger:
     demoted as soon as its rolling AUC falls below the rules' (hysteresis: no flapping on
     ties). ``predict`` returns the champion's p; if the River model is champion but has no
     opinion, the rules answer.
+
+    Labels from the feedback loop say who sent them (``learn(x, y, client=...)``, see
+    :mod:`edge.trust`) and whether their claims were consistent with what edge observed
+    (``trusted``). The River model is elected only when the window's attributed labels come from
+    at least ``min_clients`` distinct clients, none of them (nor the untrusted labels together) more
+    than ``max_client_share`` of them: a burst of labels from a few clients cannot elect it, however
+    well it fits them. Labels without a client (the offline ``edge replay``, tests) are not counted.
+    The **safety envelope**: while the River model decides, a request with strong, fresh evidence of
+    a fast network (:func:`fast_evidence`) gets at most ``envelope_p``, so never the minimal page.
 
     >>> cc = ChampionChallenger(min_labels=50, window=100, every=10, export_metrics=False)
     >>> cc.source
@@ -528,6 +584,9 @@ class ChampionChallenger:
         every: int = 25,
         drift_delta: float = 0.002,
         export_metrics: bool = True,
+        min_clients: int = ELECTION_MIN_CLIENTS,
+        max_client_share: float = ELECTION_MAX_CLIENT_SHARE,
+        envelope_p: float = ENVELOPE_MAX_P,
     ) -> None:
         self.model = model if model is not None else RiverModel()
         self.rules = rules if rules is not None else RuleModel()
@@ -539,7 +598,21 @@ class ChampionChallenger:
         self.export_metrics = export_metrics
         self._champion = "rules"
         self.extra: dict[str, Any] = {}
+        self.min_clients = min_clients
+        self.max_client_share = max_client_share
+        self.envelope_p = envelope_p
+        self._window = window
+        self._senders: deque[str | None] = deque()  # per label in the window: its client, "" if untrusted, None if unattributed
+        self._sender_counts: Counter[str] = Counter()
         self._export()
+
+    # Checkpoints written before the election looked at senders restore with these.
+    min_clients = ELECTION_MIN_CLIENTS
+    max_client_share = ELECTION_MAX_CLIENT_SHARE
+    envelope_p = ENVELOPE_MAX_P
+    _window = 1000
+    _senders: deque[str | None] | None = None
+    _sender_counts: Counter[str] | None = None
 
     # -- NetworkModel ----------------------------------------------------------------------
     @property
@@ -551,10 +624,14 @@ class ChampionChallenger:
         if self._champion == "model":
             p = self.model.predict(x)
             if p is not None:
+                if p > self.envelope_p and fast_evidence(x):
+                    return self.envelope_p  # the safety envelope
                 return p
         return self.rules.predict(x)
 
-    def learn(self, x: Features, degraded: bool) -> None:
+    def learn(self, x: Features, degraded: bool, client: str | None = None, trusted: bool = True) -> None:
+        """Predict-then-learn one label; ``client`` sent it, ``trusted``: its claims were consistent."""
+        self._track_sender(None if client is None else (client if trusted else ""))
         y = bool(degraded)
         # The River model predicts x, then learns it (one feature pass: RiverModel.predict_then_learn);
         # the evaluation gets its prediction from before it learned.
@@ -571,14 +648,43 @@ class ChampionChallenger:
             self._elect()
             self._export()
 
+    def learn_from(self, x: Features, degraded: bool, client: str | None, trusted: bool) -> None:
+        """:meth:`learn` for a label from the feedback loop (edge.feedback): who sent it, whether it was plausible."""
+        self.learn(x, degraded, client, trusted)
+
     # -- champion election -----------------------------------------------------------------
+    def _track_sender(self, sender: str | None) -> None:
+        if self._senders is None or self._sender_counts is None:
+            self._senders, self._sender_counts = deque(), Counter()
+        senders, counts = self._senders, self._sender_counts
+        senders.append(sender)
+        if sender is not None:
+            counts[sender] += 1
+        if len(senders) > self._window:
+            old = senders.popleft()
+            if old is not None:
+                left = counts[old] - 1
+                if left:
+                    counts[old] = left
+                else:
+                    del counts[old]
+
+    def senders_diverse(self) -> bool:
+        """Whether the window's attributed labels come from enough clients for an election (see class doc)."""
+        counts = self._sender_counts
+        if not counts:
+            return True  # no attributed labels: offline replay or tests
+        total = sum(counts.values())
+        clients = len(counts) - (1 if "" in counts else 0)
+        return clients >= self.min_clients and max(counts.values()) <= self.max_client_share * total
+
     def _elect(self) -> None:
         auc_model = self.evaluation.roc_auc("model")
         auc_rules = self.evaluation.roc_auc("rules")
         if auc_model is None or auc_rules is None:
             return
         if self._champion == "rules":
-            if self.model.labels >= self.min_labels and auc_model > auc_rules + self.margin:
+            if self.model.labels >= self.min_labels and auc_model > auc_rules + self.margin and self.senders_diverse():
                 self._champion = "model"
         elif auc_model < auc_rules:
             self._champion = "rules"
@@ -611,6 +717,7 @@ class ChampionChallenger:
             "roc_auc": {m: _round(ev.roc_auc(m)) for m in ev.models},
             "log_loss": {m: _round(ev.log_loss(m)) for m in ev.models},
             "drifts": self.drifts,
+            "window_clients": len([k for k in (self._sender_counts or {}) if k]),
         }
 
     # -- checkpoints -----------------------------------------------------------------------

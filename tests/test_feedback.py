@@ -119,7 +119,9 @@ def test_beacon_labels_the_tokens_features_and_feeds_the_cell(metric):
     before = metric("edge_labels_total", source="beacon", label="degraded")
     payload, m, label = fb.beacon(beacon_body(token), now=1001.0)
     assert label is True and model.seen == [({"ect": "3g"}, True)]
-    assert fb.towers.lookup("cell-1", now=1001.0).degraded_share == 1.0
+    # The beacon came from an unknown address ("?"): its own view of the cell has the sample, nobody else's.
+    assert fb.towers.lookup("cell-1", now=1001.0, client="?").degraded_share == 1.0
+    assert fb.towers.lookup("cell-1", now=1001.0, client="203.0.113.1") is None
     assert metric("edge_labels_total", source="beacon", label="degraded") == before + 1
 
 

@@ -301,22 +301,35 @@ def teach(client: httpx.Client, base: str, n: int, seed: int = 7) -> int:
     request's, so its own last-request figures say nothing about its own class: the rule
     baseline (which ignores CQI) cannot rank these, the River model can learn to.
     Returns the number of degraded labels sent.
+
+    The requests come from :data:`APP_ADDRESSES` in turn (loopback source addresses, each its own
+    /24), as a real app's users do: edge elects its learned model only on labels from many
+    clients, and limits how many labels one client gives (docs/feedback.md, "Threat model").
     """
     rng = random.Random(seed)
     ua = shopper("app")
     previous: tuple[str, bool] | None = None
     degraded = 0
-    for _ in range(n):
-        slow = rng.random() < 0.5
-        headers = {"User-Agent": ua, "Edge-Cell": f'id="train-cell", radio=lte, cqi={3 if slow else 14}'}
-        if previous is not None:
-            token, was_slow = previous
-            headers["Edge-Last-Request"] = f'token="{token}", ms={4000 if was_slow else 100}, bytes=200000'
-            degraded += was_slow
-        response = client.get(base + "/api/layout/home", headers=headers)
-        assert response.status_code == 200
-        previous = (response.headers["edge-token"], slow)
+    apps = [httpx.Client(transport=httpx.HTTPTransport(local_address=a), timeout=10, trust_env=False) for a in APP_ADDRESSES]
+    try:
+        for i in range(n):
+            slow = rng.random() < 0.5
+            headers = {"User-Agent": ua, "Edge-Cell": f'id="train-cell", radio=lte, cqi={3 if slow else 14}'}
+            if previous is not None:
+                token, was_slow = previous
+                headers["Edge-Last-Request"] = f'token="{token}", ms={4000 if was_slow else 100}, bytes=200000'
+                degraded += was_slow
+            response = apps[i % len(apps)].get(base + "/api/layout/home", headers=headers)
+            assert response.status_code == 200
+            previous = (response.headers["edge-token"], slow)
+    finally:
+        for app in apps:
+            app.close()
     return degraded
+
+
+#: The app users of :func:`teach`: 25 loopback addresses in distinct /24s.
+APP_ADDRESSES = tuple(f"127.0.{200 + i}.1" for i in range(25))
 
 
 PROBES: dict[str, dict[str, str]] = {
