@@ -93,6 +93,7 @@ __all__ = [
     "TIERS",
     "RoutePlan",
     "WidgetPlan",
+    "PLACEHOLDER_TAGS",
     "ImagePlan",
     "ScriptPlan",
     "JsonPlan",
@@ -161,6 +162,8 @@ class WidgetRule(_Strict):
     label: str | None = Field(None, min_length=1, max_length=200)
     keep: int | None = Field(None, ge=0, le=100_000)
     item: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9\-]{0,31}$")
+    placeholder_tag: str | None = Field(None, min_length=1, max_length=32)
+    placeholder_class: str | None = Field(None, max_length=512)
 
     @model_validator(mode="after")
     def _consistent(self) -> WidgetRule:
@@ -173,8 +176,9 @@ class WidgetRule(_Strict):
             raise ValueError("'keep' only applies with a 'trim' action")
         if self.item is not None and "trim" not in actions:
             raise ValueError("'item' only applies with a 'trim' action")
-        if self.url is not None and "collapse" not in actions:
-            raise ValueError("'url' only applies with a 'collapse' action")
+        for key in ("url", "placeholder_tag", "placeholder_class"):
+            if getattr(self, key) is not None and "collapse" not in actions:
+                raise ValueError(f"'{key}' only applies with a 'collapse' action")
         return self
 
     @property
@@ -314,6 +318,16 @@ class WidgetPlan:
     url: tuple[tuple[str, str | None], ...] | None  # (literal, placeholder) pairs
     keep: int | None
     trim_css: str | None
+    #: The collapse placeholder's tag (None: the element's own when it can hold the link, else div).
+    placeholder_tag: str | None = None
+    #: Its classes before ``edge-collapsed``; ``{class}`` is the element's own.
+    placeholder_class: str = "{class}"
+
+
+#: Tags a collapse placeholder may be (it holds a link): anything else becomes a <div>.
+PLACEHOLDER_TAGS = frozenset(
+    ("div", "section", "aside", "article", "nav", "header", "footer", "main", "li", "p", "figure", "span", "td", "th", "dd", "dt")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,7 +640,31 @@ def _compile_widget(path: str, key: str, rule: WidgetRule) -> WidgetPlan:
         trim_css = ", ".join(f"{part} > {child}" for part in _split_selector_list(css))
         _check_selector(path, f"{key}.item" if rule.item else f"{key}.keep", trim_css)
     label = rule.label or f"Show {rule.widget or 'more'}"
-    return WidgetPlan(rule.ident, css, rule.priority, actions, label, url, rule.keep, trim_css)
+    tag = rule.placeholder_tag
+    if tag is not None and tag.lower() not in PLACEHOLDER_TAGS:
+        raise PolicyError(
+            path, f"{key}.placeholder_tag", f"{tag!r} cannot hold the placeholder's link; use one of {', '.join(sorted(PLACEHOLDER_TAGS))}"
+        )
+    classes = "{class}" if rule.placeholder_class is None else _class_template(path, f"{key}.placeholder_class", rule.placeholder_class)
+    return WidgetPlan(
+        rule.ident, css, rule.priority, actions, label, url, rule.keep, trim_css, tag.lower() if tag else None, classes
+    )
+
+
+_CLASS_TEMPLATE = re.compile(r"^[^\x00-\x1f\x7f\"'<>&`=]*$")
+
+
+def _class_template(path: str, key: str, template: str) -> str:
+    """Class names, space-separated, and ``{class}`` for the element's own; checked at load."""
+    for m in _PLACEHOLDER.finditer(template):
+        if m.group(1) != "class":
+            raise PolicyError(path, key, f"{{{m.group(1)}}} is not a placeholder: use {{class}} (the element's own classes)")
+    rest = _PLACEHOLDER.sub("", template)
+    if "{" in rest or "}" in rest:
+        raise PolicyError(path, key, f"unbalanced brace in {template!r}")
+    if not _CLASS_TEMPLATE.match(rest):
+        raise PolicyError(path, key, f"{template!r} is not a list of class names (no quotes, <, >, &, ` or =)")
+    return " ".join(template.split())
 
 
 def _url_template(path: str, key: str, template: str) -> tuple[tuple[str, str | None], ...]:

@@ -245,7 +245,8 @@ def test_collapse_uses_the_url_template_else_data_edge_src_else_the_full_page():
     out = HtmlRewriter(recs).rewrite((CORPUS / "07-template-svg-iframe.html").read_bytes(), "lite", LINK, path="/lamps")
     assert b'href="/fragments/recs?sku=L1" data-edge-fragment=""' in out
     out = HtmlRewriter(recs).rewrite((CORPUS / "12-woocommerce-like.html").read_bytes(), "lite", LINK, path="/p?x=1")
-    assert b'<section class="edge-collapsed" data-edge-collapsed="recommendations"><a href="/__edge/tier/full?next=/p%3Fx%3D1" rel="nofollow">' in out
+    # The placeholder keeps the section's own classes (WooCommerce's "related products" styling).
+    assert b'<section class="related products edge-collapsed" data-edge-collapsed="recommendations"><a href="/__edge/tier/full?next=/p%3Fx%3D1" rel="nofollow">' in out
 
 
 def test_scripts_deferred_or_dropped_but_json_ld_never_touched():

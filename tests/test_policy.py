@@ -63,6 +63,18 @@ ERRORS = [
     ('[[widgets]]\nwidget = "r"\npriority = 1\nlite = "collapse"\nurl = "/f?id={a b}"',
      "shop.toml: widgets[0].url: {a b} is not a placeholder"),
     ('[[widgets]]\nwidget = "r"\npriority = 1\nlite = "collapse"\nurl = "/f?id={id"', "shop.toml: widgets[0].url: unbalanced brace"),
+    ('[[widgets]]\nwidget = "r"\npriority = 1\nlite = "drop"\nplaceholder_tag = "li"',
+     "shop.toml: widgets[0]: 'placeholder_tag' only applies with a 'collapse' action"),
+    ('[[widgets]]\nwidget = "r"\npriority = 1\nplaceholder_class = "x"', "shop.toml: widgets[0]: 'placeholder_class' only applies with a 'collapse' action"),
+    ('[[widgets]]\nwidget = "r"\npriority = 1\nlite = "collapse"\nplaceholder_tag = "img"',
+     "shop.toml: widgets[0].placeholder_tag: 'img' cannot hold the placeholder's link; use one of article, aside, dd, div"),
+    ('[[widgets]]\nwidget = "r"\npriority = 1\nlite = "collapse"\nplaceholder_class = "{id} col"',
+     "shop.toml: widgets[0].placeholder_class: {id} is not a placeholder: use {class} (the element's own classes)"),
+    ('[[widgets]]\nwidget = "r"\npriority = 1\nlite = "collapse"\nplaceholder_class = "{class"', "shop.toml: widgets[0].placeholder_class: unbalanced brace"),
+    ("[[widgets]]\nwidget = \"r\"\npriority = 1\nlite = \"collapse\"\nplaceholder_class = 'col\" onclick=\"x'",
+     "shop.toml: widgets[0].placeholder_class: 'col\" onclick=\"x' is not a list of class names"),
+    ('[[routes]]\nname = "p"\npath = "/a"\n[[routes.widgets]]\nwidget = "x"\npriority = 1\nlite = "collapse"\nplaceholder_tag = "table"',
+     "shop.toml: routes[0].widgets[0].placeholder_tag: 'table' cannot hold the placeholder's link"),
     ('[[widgets]]\nwidget = "r"\npriority = 1\nlite = "trim"\nkeep = 2\nitem = "li li"', "shop.toml: widgets[0].item: String should match pattern"),
     ('[[widgets]]\nwidget = "a"\npriority = 1\n[[widgets]]\nwidget = "a"\npriority = 2', "shop.toml: widgets[1]: duplicate of widgets[0] ('a')"),
     ("[[images]]\nsrc = '(unclosed'", "shop.toml: images[0].src: invalid regular expression '(unclosed': missing ), unterminated subpattern"),
@@ -294,3 +306,13 @@ def test_policy_check_bad_file_names_file_key_and_problem(tmp_path):
     result = CliRunner().invoke(main, ["policy", "check", str(bad)])
     assert result.exit_code == 1
     assert f"{bad}: routes[0].images[0].src: invalid regular expression '(('" in result.output
+
+
+def test_collapse_placeholder_settings_compile():
+    policy = Policy.from_toml(
+        '[[widgets]]\nwidget = "recs"\npriority = 1\nlite = "collapse"\nplaceholder_tag = "LI"\nplaceholder_class = " {class}   skeleton "\n'
+        '[[widgets]]\nwidget = "ads"\npriority = 1\nlite = "collapse"\n'
+    )
+    recs, ads = policy.default.widgets
+    assert (recs.placeholder_tag, recs.placeholder_class) == ("li", "{class} skeleton")
+    assert (ads.placeholder_tag, ads.placeholder_class) == (None, "{class}")  # the element's own tag and classes

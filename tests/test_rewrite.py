@@ -532,3 +532,66 @@ def test_any_sequence_of_pages_gets_what_an_uncached_rewriter_gives(pages, tier)
     for n, page in enumerate(pages):
         link = b"<i>%d</i>" % n
         assert cached.rewrite(page, tier, link, path="/x") == plain.rewrite(page, tier, link, path="/x")
+
+
+# --- collapse placeholders keep the element's tag and classes (issue 13 item 3) -------------------
+
+GRID = (
+    b'<body><div class="container"><div class="row">'
+    b'<div class="col-md-8" data-edge-widget="grid">products</div>'
+    b'<div class="col-md-4 d-none d-lg-block" data-edge-widget="recs">also bought</div>'
+    b"</div></div></body>"
+)
+
+
+def _collapse_policy(extra: str = "") -> Policy:
+    return Policy.from_toml(f'[[widgets]]\nwidget = "recs"\npriority = 1\nlite = "collapse"\n{extra}')
+
+
+def test_a_collapsed_widget_stays_in_the_page_grid():
+    out = HtmlRewriter(_collapse_policy()).rewrite(GRID, "lite", b"")
+    assert b'<div class="col-md-4 d-none d-lg-block edge-collapsed" data-edge-collapsed="recs"><a href=' in out
+    tree = LexborHTMLParser(out)
+    columns = tree.css(".container > .row > [class*=col-]")
+    assert [c.attributes["class"] for c in columns] == ["col-md-8", "col-md-4 d-none d-lg-block edge-collapsed"]
+    assert b"also bought" not in out and tree.css_first(".edge-collapsed a").text() == "Show recs"
+
+
+@pytest.mark.parametrize(
+    ("element", "placeholder"),
+    [
+        (b'<li class="card span-2" data-edge-widget="recs">x</li>', b'<li class="card span-2 edge-collapsed"'),
+        (b'<td class="cell" data-edge-widget="recs">x</td>', b'<td class="cell edge-collapsed"'),
+        (b'<section data-edge-widget="recs">x</section>', b'<section class="edge-collapsed"'),
+        (b'<ul class="grid" data-edge-widget="recs"><li>x</li></ul>', b'<div class="grid edge-collapsed"'),  # a <ul> holds no link
+        (b"<div class='a&amp;b \"q' data-edge-widget=\"recs\">x</div>", b'<div class="a&amp;b &quot;q edge-collapsed"'),
+    ],
+    ids=["li", "td", "no-class", "ul-becomes-div", "escaped"],
+)
+def test_the_placeholder_keeps_the_tag_and_classes(element, placeholder):
+    out = HtmlRewriter(_collapse_policy()).rewrite(b"<body>" + element + b"</body>", "lite", b"")
+    assert placeholder + b' data-edge-collapsed="recs">' in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "placeholder"),
+    [
+        ('placeholder_class = "{class} skeleton"', b'<div class="col-md-4 d-none d-lg-block skeleton edge-collapsed"'),
+        ('placeholder_class = "col-12"', b'<div class="col-12 edge-collapsed"'),
+        ('placeholder_class = ""', b'<div class="edge-collapsed"'),
+        ('placeholder_tag = "aside"', b'<aside class="col-md-4 d-none d-lg-block edge-collapsed"'),
+    ],
+)
+def test_the_placeholder_tag_and_classes_are_configurable_per_widget(extra, placeholder):
+    out = HtmlRewriter(_collapse_policy(extra)).rewrite(GRID, "lite", b"")
+    assert placeholder + b' data-edge-collapsed="recs">' in out
+    assert out.endswith(b"</div></div></body>")
+
+
+def test_placeholder_classes_follow_the_page_charset():
+    policy = _collapse_policy()
+    utf8 = HtmlRewriter(policy).rewrite('<body><div class="café col-4" data-edge-widget="recs">x</div></body>'.encode(), "lite", b"", charset="utf-8")
+    assert '<div class="café col-4 edge-collapsed"'.encode() in utf8
+    # A Latin-1 page: lol_html reads UTF-8, so a non-ASCII class name cannot be copied faithfully; the rest are.
+    latin1 = HtmlRewriter(policy).rewrite(b'<body><div class="caf\xe9 col-4" data-edge-widget="recs">x</div></body>', "lite", b"", charset="iso-8859-1")
+    assert b'<div class="col-4 edge-collapsed"' in latin1

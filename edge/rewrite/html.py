@@ -44,7 +44,7 @@ from urllib.parse import quote
 
 from lolhtml import ContentType, HTMLRewriter
 
-from edge.policy import ImagePlan, Policy, RoutePlan, ScriptPlan, WidgetPlan, declared_image_bytes
+from edge.policy import PLACEHOLDER_TAGS, ImagePlan, Policy, RoutePlan, ScriptPlan, WidgetPlan, declared_image_bytes
 from edge.rewrite.cache import RewriteCache
 from edge.rewrite.errors import RewriteError
 
@@ -200,8 +200,6 @@ _JS_TYPES = frozenset(
     ("", "text/javascript", "application/javascript", "module", "text/ecmascript", "application/ecmascript",
      "application/x-javascript", "text/x-javascript", "text/jscript", "text/livescript")
 )  # fmt: skip
-# Tags a collapse placeholder may reuse (so an <li> widget leaves an <li>); anything else becomes a <div>.
-_PLACEHOLDER_TAGS = frozenset(("div", "section", "aside", "article", "nav", "header", "footer", "main", "li", "p", "figure", "span"))
 # Character encodings lol_html cannot tokenize byte-wise: not ASCII-compatible, or stateful 7-bit.
 _UNSAFE_CHARSETS = ("utf_16", "utf_32", "utf_7", "iso2022", "hz", "cp037", "cp500", "cp1140", "cp273", "cp424", "cp875")
 
@@ -341,7 +339,12 @@ class _TrimItems(_WidgetHandler):
 
 
 class _Collapse(_WidgetHandler):
-    """Replace the widget by a placeholder holding a plain "show" link (progressively enhanced)."""
+    """Replace the widget by a placeholder holding a plain "show" link (progressively enhanced).
+
+    The placeholder keeps the element's tag (when it can hold a link, else it is a ``div``) and
+    its classes, so it keeps the element's place in the page's grid (``col-md-4``…); the
+    widget's ``placeholder_tag`` and ``placeholder_class`` override both.
+    """
 
     __slots__ = ()
 
@@ -350,10 +353,14 @@ class _Collapse(_WidgetHandler):
         url = _widget_url(w, el, run.path)
         fragment = url is not None
         href = url if fragment else run.full_page_url()
-        tag = el.tag_name if el.tag_name in _PLACEHOLDER_TAGS else "div"
+        tag = w.placeholder_tag or (el.tag_name if el.tag_name in PLACEHOLDER_TAGS else "div")
+        classes = w.placeholder_class
+        if "{class}" in classes:
+            classes = classes.replace("{class}", _own_classes(el, run.mode))
+        classes = html.escape(" ".join([*classes.split(), "edge-collapsed"]))
         data = ' data-edge-fragment=""' if fragment else ""
         placeholder = (
-            f'<{tag} class="edge-collapsed" data-edge-collapsed="{html.escape(w.name)}">'
+            f'<{tag} class="{classes}" data-edge-collapsed="{html.escape(w.name)}">'
             f'<a href="{html.escape(href)}"{data} rel="nofollow">{html.escape(w.label)}</a></{tag}>'
         )
         if fragment and not run.script_done:
@@ -363,6 +370,19 @@ class _Collapse(_WidgetHandler):
         el.remove()
         if run.report is not None:
             run.report.collapsed.append(w.name)
+
+
+def _own_classes(el, mode: str) -> str:  # noqa: ANN001
+    """The element's class names (lol_html gives attribute values raw: unescaped here).
+
+    lol_html reads the page as UTF-8, so in a page that is not, a non-ASCII class name may not be
+    the one the page has: such names are left out (the ASCII ones, ``col-md-4``…, are kept).
+    """
+    value = el.get_attribute("class")
+    if not value:
+        return ""
+    names = html.unescape(value).split()
+    return " ".join(names if mode == "utf8" else [n for n in names if n.isascii()])
 
 
 def _widget_url(w: WidgetPlan, el, path: str) -> str | None:  # noqa: ANN001
