@@ -209,3 +209,84 @@ def test_measurement_cookie_keeps_the_last_throughput_and_the_clients_average():
     assert third["k"] == 4000.0 and third["a"] == pytest.approx(798.1, abs=0.1)
     # Older than the cookie's age limit: gone.
     assert fb.read_measurement_cookie(fb.measurement_cookie(Measurement(1.0, None), None, 0.0), 5000.0, 1800) is None
+
+
+# The threat model (docs/feedback.md): budgets, plausibility, the workers' shared replay table.
+
+
+def test_a_client_over_its_budget_is_throttled_before_the_guard_remembers_anything(metric):
+    from edge.trust import LabelBudget
+
+    fb, model = make_feedback()
+    fb.budget = LabelBudget(client_burst=3, client_rate=0.0, network_burst=100, network_rate=0.0)
+    tokens = [fb.issue({"ect": "3g"}, "lite", "rules", 0.7, 100.0, None, now=1000.0) for _ in range(5)]
+    statuses = []
+    for token in tokens:
+        try:
+            fb.beacon(beacon_body(token), now=1003.0, client="198.51.100.9")
+            statuses.append("ok")
+        except FeedbackRejected as exc:
+            statuses.append(exc.reason)
+    assert statuses == ["ok", "ok", "ok", "throttled", "throttled"]
+    assert len(fb.guard) == 3 and len(model.seen) == 3
+    # Another client is not affected; a replay of an accepted token is a replay, not a throttle.
+    fb.beacon(beacon_body(tokens[3]), now=1003.0, client="203.0.113.5")
+    with pytest.raises(FeedbackRejected, match="replayed"):
+        fb.beacon(beacon_body(tokens[0]), now=1003.0, client="198.51.100.9")
+
+
+def test_ipv6_clients_share_a_budget_by_64():
+    from edge.trust import LabelBudget
+
+    budget = LabelBudget(client_burst=2, client_rate=0.0, network_burst=100, network_rate=0.0)
+    assert budget.take("2001:db8:1:2::1", 0.0) and budget.take("2001:db8:1:2:ffff::9", 0.0)
+    assert not budget.take("2001:db8:1:2:1234::1", 0.0)
+    assert budget.take("2001:db8:1:3::1", 0.0)
+
+
+def test_label_budgets_stay_bounded_under_a_flood_of_addresses():
+    from edge.trust import LabelBudget
+
+    budget = LabelBudget(max_keys=1000)
+    for i in range(50_000):
+        budget.take(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", now=float(i))
+    assert len(budget.clients) == 1000 and len(budget.networks) <= 1000
+
+
+def test_a_beacon_claiming_a_download_longer_than_edge_saw_is_untrusted(metric):
+    fb, model = make_feedback()
+    token = fb.issue({"ect": "3g"}, "lite", "rules", 0.7, 100.0, "cell-1", now=1000.0)
+    before = metric("edge_labels_untrusted_total", reason="too-slow-for-the-clock")
+    # 2 s of download (400 → 2400 ms), received 0.2 s after edge sent the page: impossible.
+    _, _, label = fb.beacon(beacon_body(token), now=1000.2, client="198.51.100.9")
+    assert label is True and model.seen  # it is still its own client's measurement
+    assert metric("edge_labels_untrusted_total", reason="too-slow-for-the-clock") == before + 1
+    assert fb.towers.lookup("cell-1", now=1000.2, client="198.51.100.9") is not None
+    fb.towers.min_clients = 0
+    assert fb.towers.lookup("cell-1", now=1000.2, client="203.0.113.1") is None  # never shown to others
+    # Received after the download could have ended: trusted.
+    token = fb.issue({"ect": "3g"}, "lite", "rules", 0.7, 100.0, "cell-2", now=1000.0)
+    fb.beacon(beacon_body(token), now=1002.5, client="198.51.100.9")
+    assert fb.towers.lookup("cell-2", now=1002.5, client="203.0.113.1") is not None
+
+
+def test_workers_share_one_replay_table(tmp_path):
+    from edge.feedback import SHARED_GUARD_FILE, SharedReplayGuard, shared_guard_for_workers
+
+    env = {"EDGE_WORKER_INDEX": "0", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    assert shared_guard_for_workers(100, 600.0, {}) is None
+    first, second = shared_guard_for_workers(100, 600.0, env), shared_guard_for_workers(100, 600.0, {**env, "EDGE_WORKER_INDEX": "1"})
+    assert (tmp_path / SHARED_GUARD_FILE).exists()
+    fb1, _ = make_feedback()
+    fb2, _ = make_feedback()
+    fb1.shared_guard, fb2.shared_guard = first, second
+    fb2.signer = fb1.signer
+    token = fb1.issue({"ect": "3g"}, "lite", "rules", 0.7, 100.0, None, now=1000.0)
+    fb1.beacon(beacon_body(token), now=1003.0, client="198.51.100.9")
+    with pytest.raises(FeedbackRejected, match="replayed"):
+        fb2.beacon(beacon_body(token), now=1003.0, client="198.51.100.9")
+    # Bounded: a full neighbourhood refuses rather than forgets; expired slots are free again.
+    small = SharedReplayGuard(str(tmp_path / "small"), max_entries=16, window_s=10.0)
+    results = [small.admit(n, issued=0.0, now=1.0) for n in range(1, 200)]
+    assert results.count(True) == small.slots and None in results
+    assert small.admit(10_000, issued=20.0, now=20.0) is True

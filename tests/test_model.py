@@ -57,3 +57,54 @@ def test_models_satisfy_the_interface():
         model = cls()
         assert isinstance(model, NetworkModel)
         model.learn({"ect": "2g"}, True)  # fixed models accept and ignore labels
+
+
+# The champion election and the safety envelope (docs/feedback.md, "Threat model").
+
+
+def _poisoned_stream(cc, clients, n=400):
+    """Labels that contradict the browser's own hints (4G slow, 2G fast): the rules rank them backwards."""
+    for i in range(n):
+        client = clients[i % len(clients)]
+        cc.learn_from({"ect": "4g", "rtt_ms": 50.0, "downlink_kbps": 10000.0}, True, client, True)
+        cc.learn_from({"ect": "2g"}, False, client, True)
+
+
+def test_a_burst_from_few_clients_cannot_elect_the_model():
+    from edge.model import ChampionChallenger
+
+    cc = ChampionChallenger(min_labels=50, window=200, every=10, export_metrics=False)
+    _poisoned_stream(cc, ["198.51.100.1", "198.51.100.2", "198.51.100.3"])
+    auc = cc.snapshot()["roc_auc"]
+    assert auc["model"] > 0.9 > 0.1 > auc["rules"]
+    assert cc.source == "rules" and not cc.senders_diverse()
+
+
+def test_labels_from_many_clients_can_elect_it_but_untrusted_ones_count_against():
+    from edge.model import ChampionChallenger
+
+    many = [f"192.0.2.{i}" for i in range(20)]
+    cc = ChampionChallenger(min_labels=50, window=200, every=10, export_metrics=False)
+    _poisoned_stream(cc, many)
+    assert cc.source == "model" and cc.snapshot()["window_clients"] == 20
+    cc = ChampionChallenger(min_labels=50, window=200, every=10, export_metrics=False)
+    for i in range(400):
+        trusted = i % 2 == 0  # half of them contradict what edge observed
+        cc.learn_from({"ect": "4g"}, True, many[i % 20], trusted)
+        cc.learn_from({"ect": "2g"}, False, many[i % 20], trusted)
+    assert cc.source == "rules"
+
+
+def test_the_envelope_never_serves_strong_fresh_4g_evidence_minimal():
+    from edge.model import ChampionChallenger
+
+    cc = ChampionChallenger(min_labels=50, window=200, every=10, export_metrics=False)
+    _poisoned_stream(cc, [None])  # unattributed (offline): the election does not look at senders
+    assert cc.source == "model"
+    assert cc.model.predict({"ect": "4g", "rtt_ms": 50.0, "downlink_kbps": 10000.0}) > 0.9
+    assert cc.predict({"ect": "4g", "rtt_ms": 50.0, "downlink_kbps": 10000.0}) == 0.5
+    assert cc.predict({"last_kbps": 20000.0, "last_age_s": 10.0, "ect": "4g"}) <= 0.5
+    # A 4G hint contradicted by a fresh slow measurement is not strong evidence: the model decides.
+    assert cc.predict({"ect": "4g", "last_kbps": 300.0, "last_age_s": 10.0}) == cc.model.predict(
+        {"ect": "4g", "last_kbps": 300.0, "last_age_s": 10.0}
+    )

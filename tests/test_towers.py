@@ -45,3 +45,54 @@ def test_bad_measurements_are_ignored():
 def test_invalid_configuration():
     with pytest.raises(ValueError):
         TowerTable(max_cells=0)
+
+
+# Several clients make a cell's statistics (docs/feedback.md, "Threat model").
+
+
+def test_one_clients_reports_are_its_own_until_enough_others_report():
+    table = TowerTable(min_clients=5, client_weight=2.0)
+    for _ in range(50):
+        table.observe("victim", 100.0, True, now=0.0, client="198.51.100.9")
+    assert table.lookup("victim", now=0.0, client="203.0.113.1") is None
+    assert table.lookup("victim", now=0.0) is None
+    assert table.lookup("victim", now=0.0, client="198.51.100.9").samples == pytest.approx(50.0)
+
+
+def test_with_enough_clients_each_weighs_at_most_its_cap():
+    table = TowerTable(min_clients=5, client_weight=2.0)
+    for _ in range(100):  # a flood from one address …
+        table.observe("c", 100.0, True, now=0.0, client="198.51.100.9")
+    for i in range(5):  # … and five honest shoppers on a good cell
+        table.observe("c", 8000.0, False, now=0.0, client=f"192.0.2.{i}")
+    state = table.lookup("c", now=0.0, client="203.0.113.1")
+    assert state.samples == pytest.approx(2.0 + 5.0)
+    assert state.degraded_share == pytest.approx(2.0 / 7.0)
+
+
+def test_untrusted_samples_count_for_their_own_client_only():
+    table = TowerTable(min_clients=1)
+    table.observe("c", 100.0, True, now=0.0, client="192.0.2.1", shared=False)
+    assert table.lookup("c", now=0.0, client="203.0.113.1") is None
+    assert table.lookup("c", now=0.0, client="192.0.2.1").degraded_share == 1.0
+
+
+def test_contributors_per_cell_are_bounded():
+    table = TowerTable(max_clients_per_cell=8)
+    for i in range(10_000):
+        table.observe("c", 500.0, True, now=float(i), client=f"10.0.{i // 256}.{i % 256}")
+    assert len(table._cells["c"].contributors) == 8
+
+
+def test_a_table_checkpointed_before_the_per_client_records_restores():
+    import pickle
+
+    from edge.towers import _Cell
+
+    old = _Cell.__new__(_Cell)
+    old.__setstate__((None, {"log_kbps_sum": 2 * math.log(400.0), "kbps_weight": 2.0, "degraded_sum": 2.0, "weight": 2.0, "updated": 5.0}))
+    table = TowerTable()
+    table._cells["c"] = old
+    restored = pickle.loads(pickle.dumps(table))
+    state = restored.lookup("c", now=5.0)
+    assert state.kbps == pytest.approx(400.0) and state.degraded_share == 1.0 and state.samples == 2.0
