@@ -39,8 +39,10 @@ import pytest
 from tests.readiness import poll_ready
 from tests.storefronts.browsing import PASSWORD, USERNAME, e2e, helpers
 
-# The shops are applications, not test modules: keep pytest's doctest collection out of them.
-collect_ignore = ["djangoshop", "flaskshop"]
+# The shops are applications, not test modules: keep pytest's doctest collection out of them, and
+# out of this file (it has no doctests; collected as a module named "conftest" it can clash with
+# another directory's conftest when several test paths are given).
+collect_ignore = ["djangoshop", "flaskshop", "conftest.py"]
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
