@@ -4,7 +4,7 @@
     edge demo                       # the demo storefront with edge in front; prints URLs and curl lines
     edge storefront --port 8081     # the demo storefront alone
     edge policy check FILE...       # validate policy files (exit 1 with file, key and problem)
-    edge replay TRACES...           # replay G-NetTrack traces through the model; prequential evaluation
+    edge replay TRACES...           # replay cellular traces (G-NetTrack, Norway, Mahimahi, per-second logs) through the model; prequential evaluation
 """
 
 from __future__ import annotations
@@ -316,11 +316,11 @@ def _print_tiers(compiled, sample: tuple[bytes, str, str | None, str], route_pat
         click.echo(
             f"  {tier:<8} {report.total_bytes:>10,} B = {report.html_bytes:,} B HTML + {report.image_bytes:,} B in {report.images_kept} images{budget}"
         )
-        click.echo(f"           kept: {', '.join(report.kept) or '-'}")
+        click.echo(f"           kept: {_counted(report.kept) or '-'}")
         if report.dropped:
-            click.echo(f"           dropped: {', '.join(report.dropped)}")
+            click.echo(f"           dropped: {_counted(report.dropped)}")
         if report.collapsed:
-            click.echo(f"           collapsed: {', '.join(report.collapsed)}")
+            click.echo(f"           collapsed: {_counted(report.collapsed)}")
         for name, n in report.trimmed.items():
             click.echo(f"           trimmed: {name} (-{n} items)")
         if report.images_dropped or report.images_rewritten:
@@ -328,7 +328,19 @@ def _print_tiers(compiled, sample: tuple[bytes, str, str | None, str], route_pat
         if report.scripts_deferred or report.scripts_dropped:
             click.echo(f"           scripts: {report.scripts_deferred} deferred, {report.scripts_dropped} dropped")
         if report.budget_dropped:
-            click.echo(f"           dropped for the budget: {', '.join(report.budget_dropped)}")
+            click.echo(f"           dropped for the budget: {_counted(report.budget_dropped)}")
+
+
+def _counted(names: list[str]) -> str:
+    """Each widget once, in page order, with how many elements it matched when more than one.
+
+    >>> _counted(["header", "div.tile", "div.tile", "div.tile", "footer"])
+    'header, div.tile ×3, footer'
+    """
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(name if n == 1 else f"{name} ×{n}" for name, n in counts.items())
 
 
 if __name__ == "__main__":  # pragma: no cover

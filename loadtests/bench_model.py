@@ -41,7 +41,7 @@ class _Recorder:
 
 def replayed_stream(files: list[Path], think_time: tuple[float, float]) -> list[tuple[dict, bool]]:
     recorder = _Recorder()
-    replay(files, think_time=think_time, model_factory=lambda: recorder)
+    replay(files, think_time=think_time, model_factory=lambda: recorder, bootstrap=0)
     return recorder.stream
 
 
