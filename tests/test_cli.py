@@ -23,6 +23,25 @@ def test_policy_check_names_file_key_and_problem(tmp_path):
     assert f"{bad}: widgets[0].lite: 'hide' is not one of keep, drop" in result.output  # (, collapse, trim…)
 
 
+def test_policy_check_lists_a_selector_once_with_its_count(tmp_path):
+    policy = tmp_path / "shop.toml"
+    policy.write_text(
+        '[[widgets]]\nselector = "div.tile"\npriority = 10\nlite = "drop"\nminimal = "collapse"\n'
+        '[[widgets]]\nwidget = "header"\npriority = 100\n'
+        '[[widgets]]\nwidget = "ads"\npriority = 1\nlite = "drop"\n'
+    )
+    page = tmp_path / "page.html"
+    tiles = "".join(f'<div class="tile">{i}</div>' for i in range(12))
+    page.write_text(f'<html><body><header data-edge-widget="header">h</header>{tiles}<div data-edge-widget="ads">a</div></body></html>')
+    result = CliRunner().invoke(main, ["policy", "check", str(policy), "--page", str(page)])
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert "kept: header, div.tile ×12, ads" in lines  # full
+    assert "kept: header" in lines and "dropped: div.tile ×12, ads" in lines  # lite
+    assert "collapsed: div.tile ×12" in lines  # minimal
+    assert "div.tile, div.tile" not in result.output
+
+
 def test_settings_from_env_and_flags():
     s = Settings.from_env({"EDGE_UPSTREAM": "http://shop:80", "EDGE_PORT": "81", "EDGE_PRESERVE_HOST": "yes"}, port=82)
     assert (s.upstream, s.port, s.preserve_host) == ("http://shop:80", 82, True)
