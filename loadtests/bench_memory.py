@@ -7,6 +7,9 @@ Starts ``edge storefront`` and ``edge serve`` on free loopback ports (edge with 
 from ``--max-cells``) and sends ``-n`` requests over ``-c`` raw keep-alive connections, each one
 built to create state edge might remember:
 
+- a random client address (``X-Forwarded-For``, an IPv4 address or an IPv6 one in a random /64;
+  edge trusts it from the benchmark, ``EDGE_FORWARDED_ALLOW_IPS=127.0.0.1``): every request is a
+  new client to edge's per-client label budgets and cell statistics (edge.trust);
 - a random cell id (``Edge-Cell: id="<random>", radio=<random>``);
 - random cookies: ``edge_m`` garbage or forged signed-looking values, random ``edge_tier`` values,
   random other cookies;
@@ -151,9 +154,16 @@ class Conn:
     used: list[str] = field(default_factory=list)  # tokens already sent back (for replays)
 
 
+def client_address(rng: random.Random) -> str:
+    """A random client: an IPv4 address, or (one in four) an IPv6 address in a random /64."""
+    if rng.random() < 0.75:
+        return ".".join(str(rng.randint(1, 254)) for _ in range(4))
+    return ":".join(f"{rng.getrandbits(16):x}" for _ in range(8))
+
+
 def build_request(conn: Conn, port: int) -> bytes:
     rng = conn.rng
-    headers = [f"Host: {HOST}:{port}", f"User-Agent: {user_agent(rng)}"]
+    headers = [f"Host: {HOST}:{port}", f"User-Agent: {user_agent(rng)}", f"X-Forwarded-For: {client_address(rng)}"]
     if rng.random() < 0.9:
         headers.append(f"Cookie: {cookies(rng)}")
     if rng.random() < 1 / 7:
@@ -362,6 +372,7 @@ def edge_env(max_cells: int | None = None, **extra: str) -> dict[str, str]:
     """The environment for an edge under test: no inherited EDGE_* settings, plus the bounds asked for."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env["EDGE_FORWARDED_ALLOW_IPS"] = HOST  # the benchmark is the proxy: its X-Forwarded-For is the client
     if max_cells is not None:
         env["EDGE_MAX_CELLS"] = str(max_cells)
     env.update(extra)
