@@ -50,6 +50,17 @@ from locust.runners import MasterRunner, WorkerRunner
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from profiles import PROFILES, HttpConnection, HttpResponse, Link, Profile, browser_hints  # noqa: E402
 
+#: Simulated phones so far (each gets its own loopback source address when edge is on loopback).
+_PHONES = iter(range(1 << 30))
+
+
+def _own_address() -> str:
+    """A loopback source address for one simulated phone, each in its own /24 (127.1.0.1, 127.1.1.1, …):
+    edge attributes labels to the client's address and /24 (edge.trust), as it would real phones'."""
+    n = next(_PHONES)
+    return f"127.{1 + n // 256 % 254}.{n % 256}.1"
+
+
 IMAGE_CONNECTIONS = 4  # a browser's parallel connections for a page's images (Chrome: 6 per host; phones fewer)
 MAX_LAST_REQUEST_HEADER = 4096  # README: an Edge-Last-Request over 4 KB is ignored entirely
 MAX_BEACON_RESOURCES = 30
@@ -263,6 +274,8 @@ class PhoneUser(User):
                          clock_start=STATE["started"] or time.monotonic())
         sources = dict(p.split("=", 1) for p in (opts.source_map.split(",") if opts and opts.source_map else []))
         source = sources.get(self.profile.name)
+        if source is None and self.target[0] in ("127.0.0.1", "localhost"):
+            source = _own_address()  # a phone of its own: edge budgets labels per client address
         self.conn = HttpConnection(*self.target, self.link, source=source)
         self.img_conns = [HttpConnection(*self.target, self.link, source=source) for _ in range(IMAGE_CONNECTIONS)]
 
