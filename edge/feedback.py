@@ -51,7 +51,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from prometheus_client import Counter
 
 from edge import metrics
 from edge.labels import LabelRule
@@ -93,12 +92,6 @@ REJECT_STATUS = {
     "overloaded": 429,
     "throttled": 429,
 }
-#: Labels whose claims contradict what edge observed, by why: they serve their own client only.
-UNTRUSTED_LABELS = Counter(
-    "edge_labels_untrusted_total",
-    "Labels whose claims contradict what edge observed (never shown to other clients), by reason.",
-    ["reason"],
-)
 #: A beacon's download may end this long (s) after the time edge saw between serving its page and
 #: receiving it, before its claims count as contradicting what edge observed (clock steps, rounding).
 PLAUSIBILITY_SLACK_S = 1.0
@@ -548,7 +541,7 @@ class Feedback:
             return None
         group = client_group(client)
         if untrusted is not None:
-            UNTRUSTED_LABELS.labels(untrusted).inc()
+            metrics.UNTRUSTED_LABELS.labels(untrusted).inc()
         x = payload.get("x")
         if isinstance(x, dict):
             learn_from = getattr(self.model, "learn_from", None)

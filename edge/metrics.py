@@ -34,6 +34,7 @@ __all__ = [
     "TABLE_SIZE",
     "LABELS",
     "FEEDBACK_REJECTED",
+    "UNTRUSTED_LABELS",
     "MODEL_ROC_AUC",
     "MODEL_LOG_LOSS",
     "MODEL_CHAMPION",
@@ -131,13 +132,20 @@ PREFERENCE_SWITCHES = Counter(
 )
 # Learning (edge.feedback, edge.model): labels in, feedback refused, model health.
 LABEL_SOURCES = ("beacon", "app")
-REJECT_REASONS = ("malformed", "oversized", "forged", "expired", "replayed", "overloaded")
+REJECT_REASONS = ("malformed", "oversized", "forged", "expired", "replayed", "overloaded", "throttled")
+#: Why a label's claims contradict what edge observed (edge.feedback): such labels serve their own client only.
+UNTRUSTED_REASONS = ("too-slow-for-the-clock", "estimate")
 MODELS = ("model", "rules")
 
 LABELS = Counter(
     "edge_labels_total",
     "Labels learned from feedback, by source and label.",
     ["source", "label"],
+)
+UNTRUSTED_LABELS = Counter(
+    "edge_labels_untrusted_total",
+    "Labels whose claims contradict what edge observed (never shown to other clients), by reason.",
+    ["reason"],
 )
 FEEDBACK_REJECTED = Counter(
     "edge_feedback_rejected_total",
@@ -250,6 +258,8 @@ for _source in LABEL_SOURCES:
         LABELS.labels(_source, _label)
 for _reason in REJECT_REASONS:
     FEEDBACK_REJECTED.labels(_reason)
+for _reason in UNTRUSTED_REASONS:
+    UNTRUSTED_LABELS.labels(_reason)
 for _model in MODELS:
     MODEL_CHAMPION.labels(_model)
     # NaN until the first labels are scored: the series exist (dashboards show "no data yet", not gaps).

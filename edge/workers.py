@@ -16,8 +16,8 @@ pods). On a bigger box, ``--workers N`` runs N copies of the whole sidecar:
   their own features, so any worker can learn from any page) and checkpoints
   to ``<checkpoint>.<worker index>``, restored by the same index on restart.
   Workers' models therefore see about 1/N of the labels each; the replay guard
-  is per worker too, so a token replayed to each worker could teach up to N
-  models once each (documented in docs/operations.md);
+  is one table shared by the workers (a file in their multiprocess directory,
+  locked per lookup: edge.feedback), so a token teaches one model once;
 - without ``EDGE_FEEDBACK_KEY`` a single process signs tokens with a random key of
   its own; N workers doing so would refuse each other's tokens as forged (a beacon
   reaches the worker that served its page one time in N). So the supervisor draws
