@@ -38,7 +38,15 @@ class UpstreamError(EdgeError):
 
 
 class UpstreamStreamBroken(UpstreamError):
-    """The storefront's body broke off after the response had started: the connection is aborted."""
+    """The storefront's body broke off after the response had started: the connection is aborted.
+
+    ``timed_out``: it stalled past the read timeout (504 where an answer is still possible), else it
+    closed or sent garbage (502).
+    """
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class AdaptError(EdgeError):

@@ -631,19 +631,8 @@ def _not_modified_headers(headers: list[tuple[bytes, bytes]], tier: str) -> list
 
 
 def _timed_out(exc: UpstreamStreamBroken) -> bool:
-    """Whether the body broke off because the storefront stalled past the read timeout (else it closed).
-
-    The proxy raises from the transport's error (``raise … from None`` keeps it as ``__context__``).
-    """
-    flag = getattr(exc, "timed_out", None)
-    if isinstance(flag, bool):
-        return flag
-    import httpx
-
-    from edge.transport import upstream_error_kind
-
-    cause = exc.__cause__ or exc.__context__
-    return isinstance(cause, httpx.HTTPError) and upstream_error_kind(cause)[1]
+    """Whether the body broke off because the storefront stalled past the read timeout (else it closed)."""
+    return exc.timed_out
 
 
 async def _plain(send: Send, status: int, body: bytes) -> None:

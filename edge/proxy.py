@@ -199,8 +199,9 @@ class ReverseProxy:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except httpx.HTTPError as exc:
                 # Headers are out: the only honest signal left is to abort the connection.
-                metrics.UPSTREAM_ERRORS.labels(upstream_error_kind(exc)[0]).inc()
-                raise UpstreamStreamBroken(f"upstream body broke off: {exc.__class__.__name__}") from None
+                kind, timed_out = upstream_error_kind(exc)
+                metrics.UPSTREAM_ERRORS.labels(kind).inc()
+                raise UpstreamStreamBroken(f"upstream body broke off: {exc.__class__.__name__}", timed_out) from None
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
