@@ -38,6 +38,8 @@ __all__ = [
     "roc_auc",
     "log_loss",
     "scores",
+    "brier",
+    "reliability",
     "bootstrap_roc_auc",
     "bootstrap_roc_aucs",
     "RollingEvaluation",
@@ -123,10 +125,58 @@ def scores(y: Sequence[bool], p: Sequence[float | None], threshold: float = 0.5)
     return {
         "roc_auc": roc_auc(y, p),
         "log_loss": log_loss(y, p),
+        "brier": brier(y, p),
         "precision": tp / (tp + fp) if tp + fp else None,
         "recall": tp / (tp + fn) if tp + fn else None,
         "n": len(y),
     }
+
+
+def brier(y: Sequence[bool], p: Sequence[float | None]) -> float | None:
+    """Mean squared error of the probabilities (``None`` scored as 0.5); ``None`` when empty.
+
+    >>> brier([True, False], [0.9, 0.2])
+    0.025
+    """
+    if not y:
+        return None
+    return math.fsum((_p(q) - (1.0 if label else 0.0)) ** 2 for label, q in zip(y, p, strict=True)) / len(y)
+
+
+#: Bins of :func:`reliability` (equal width in p).
+RELIABILITY_BINS = 10
+
+
+def reliability(y: Sequence[bool], p: Sequence[float | None], bins: int = RELIABILITY_BINS) -> list[dict[str, float | int]]:
+    """The reliability table: per equal-width bin of predicted p, how many, their mean p, and the observed rate.
+
+    Requests without an opinion (``None``) are left out (they are not a probability). A calibrated
+    model has ``mean_p`` ≈ ``observed`` in every bin with enough requests.
+
+    >>> reliability([True, False, True, True], [0.95, 0.05, 0.9, None], bins=2)
+    [{'bin': '0.0–0.5', 'n': 1, 'mean_p': 0.05, 'observed': 0.0}, {'bin': '0.5–1.0', 'n': 2, 'mean_p': 0.925, 'observed': 1.0}]
+    """
+    n = [0] * bins
+    sum_p = [0.0] * bins
+    pos = [0] * bins
+    for label, q in zip(y, p, strict=True):
+        if q is None:
+            continue
+        i = min(int(q * bins), bins - 1)
+        n[i] += 1
+        sum_p[i] += q
+        pos[i] += bool(label)
+    width = 1.0 / bins
+    return [
+        {
+            "bin": f"{i * width:.1f}–{(i + 1) * width:.1f}",
+            "n": n[i],
+            "mean_p": round(sum_p[i] / n[i], 4),
+            "observed": round(pos[i] / n[i], 4),
+        }
+        for i in range(bins)
+        if n[i]
+    ]
 
 
 #: Resamples of :func:`bootstrap_roc_auc` by default.
@@ -296,14 +346,23 @@ class RollingEvaluation:
         self._auc: dict[str, float | None] = {m: None for m in self.models}
         self.labels = 0  # whole stream
         self.positives = 0
+        self.window_positives = 0  # degraded labels in the window
         self._since_refresh = 0
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "window_positives" not in state:  # pickled before it was kept
+            self.window_positives = sum(self._y)
 
     def update(self, y: bool, predictions: Mapping[str, float | None]) -> bool:
         """Record one label; returns True when the AUCs were just recomputed."""
         y = bool(y)
         self.labels += 1
         self.positives += y
+        if len(self._y) == self.window:
+            self.window_positives -= self._y[0]
         self._y.append(y)
+        self.window_positives += y
         for m in self.models:
             p = min(max(_p(predictions.get(m)), EPS), 1.0 - EPS)
             losses = self._loss[m]

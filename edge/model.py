@@ -68,6 +68,7 @@ from river import base, compose, drift, forest, linear_model, optim, preprocessi
 from edge.evaluation import RollingEvaluation
 from edge.metrics import MODEL_CHAMPION, MODEL_DRIFTS, MODEL_LOG_LOSS, MODEL_ROC_AUC
 from edge.features import Features
+from edge.prior import DEFAULT_PRIOR, Prior, PriorError, apply_prior, load_prior
 from edge.signals import ECT_VALUES, RADIO_CLASSES
 
 __all__ = [
@@ -78,6 +79,11 @@ __all__ = [
     "ChampionChallenger",
     "EdgeFeatures",
     "CheckpointError",
+    "PriorError",
+    "DEFAULT_PRIOR",
+    "CANDIDATES",
+    "FIXED_CANDIDATES",
+    "DEFAULT_CANDIDATES",
     "make_pipeline",
     "ESTIMATORS",
     "MODELS",
@@ -376,18 +382,30 @@ class RiverModel:
 
     ``predict`` returns ``None`` until the model has learned from at least one degraded and
     one non-degraded label (before that a classifier's 0.5, or its only class, means
-    "unknown", and edge serves the full page).
+    "unknown", and edge serves the full page) — unless it starts from a ``prior``
+    (:mod:`edge.prior`: a path, a loaded :class:`~edge.prior.Prior`, or ``None`` for none), whose
+    weights it predicts with from the first request and keeps learning from (logreg only).
     """
 
     source = "model"
 
-    def __init__(self, estimator: str = "logreg", seed: int = 0) -> None:
+    def __init__(self, estimator: str = "logreg", seed: int = 0, prior: str | os.PathLike[str] | Prior | None = None) -> None:
         self.estimator = estimator
         self.pipeline = make_pipeline(estimator, seed)
         self.seen = {False: 0, True: 0}
+        self.prior: str | None = None
+        if prior is not None:
+            if estimator != "logreg":
+                raise ValueError(f"a prior is logistic-regression weights; estimator {estimator!r} cannot start from one")
+            loaded = prior if isinstance(prior, Prior) else load_prior(prior)
+            apply_prior(self.pipeline, loaded)
+            self.prior = loaded.name
+
+    #: Checkpoints written before priors existed restore without one.
+    prior: str | None = None
 
     def predict(self, x: Features) -> float | None:
-        if not (self.seen[False] and self.seen[True]):
+        if not (self.seen[False] and self.seen[True]) and self.prior is None:
             return None
         proba = self.pipeline.predict_proba_one(x)
         if not proba:
@@ -420,7 +438,7 @@ class RiverModel:
         y = bool(degraded)
         z = features.transform_one(x)
         p = None
-        if self.seen[False] and self.seen[True]:  # as predict()
+        if (self.seen[False] and self.seen[True]) or self.prior is not None:  # as predict()
             zp = z
             for step in transformers:
                 zp = step.transform_one(zp)
@@ -497,7 +515,15 @@ def _river_series() -> str:
     return ".".join(river.__version__.split(".")[:2])
 
 
-#: The River model can be elected only when the evaluation window's labels come from at least this many
+#: The switching rule (ChampionChallenger): no election before the window holds this many labels …
+ELECTION_MIN_LABELS = 100
+#: … with at least this many of each class …
+ELECTION_MIN_CLASS_LABELS = 20
+#: … and a challenger must beat the champion's rolling ROC-AUC by more than this.
+ELECTION_MARGIN = 0.02
+#: A champion other than the rules is demoted once its rolling ROC-AUC falls this far below the rules'.
+DEMOTION_MARGIN = 0.01
+#: A candidate can be elected only when the evaluation window's labels come from at least this many
 #: distinct clients (edge.trust.client_group) ...
 ELECTION_MIN_CLIENTS = 10
 #: ... and no client (nor the labels whose claims contradict what edge observed) is more than this share of them.
@@ -542,26 +568,97 @@ def fast_evidence(x: Features) -> bool:
     return ect == "4g"
 
 
-class ChampionChallenger:
-    """Serve the better of the rule baseline and the River model, judged on the latest labels.
+#: The label threshold (kbit/s) the fixed throughput candidates are centred on (``edge.labels``' default).
+CANDIDATE_THRESHOLD_KBPS = 700.0
 
-    ``learn(x, degraded)`` is predict-then-learn: both models predict ``x`` first, the pairs go
-    into a :class:`~edge.evaluation.RollingEvaluation` (the rule model's ``None`` — no evidence
-    — is scored as 0.5 there, for evaluation only), then the River model learns and ADWIN
-    watches its absolute error for drift. The River model becomes champion once it has seen
-    ``min_labels`` labels and its rolling ROC-AUC beats the rules' by ``margin``; it is
-    demoted as soon as its rolling AUC falls below the rules' (hysteresis: no flapping on
-    ties). ``predict`` returns the champion's p; if the River model is champion but has no
-    opinion, the rules answer.
+
+def last_request_p(x: Features) -> float | None:
+    """The client's last measured throughput alone: ``T / (T + kbps)``, 0.5 at the label threshold T.
+
+    >>> last_request_p({"last_kbps": 700.0}), last_request_p({}) is None
+    (0.5, True)
+    """
+    kbps = x.get("last_kbps")
+    if not isinstance(kbps, float) or not math.isfinite(kbps):
+        return None
+    return CANDIDATE_THRESHOLD_KBPS / (CANDIDATE_THRESHOLD_KBPS + max(kbps, 0.0))
+
+
+def client_average_p(x: Features) -> float | None:
+    """The client's smoothed throughput (the measurement cookie's geometric moving average, the
+    connection-class idea; ``edge.feedback.client_average``), scored as :func:`last_request_p`."""
+    kbps = x.get("client_kbps_avg")
+    if not isinstance(kbps, float) or not math.isfinite(kbps):
+        return None
+    return CANDIDATE_THRESHOLD_KBPS / (CANDIDATE_THRESHOLD_KBPS + max(kbps, 0.0))
+
+
+def cell_share_p(x: Features) -> float | None:
+    """The cell's recent degraded share (what :class:`edge.towers.TowerTable` shows this client)."""
+    share = x.get("cell_degraded_share")
+    return min(max(share, 0.0), 1.0) if isinstance(share, float) and math.isfinite(share) else None
+
+
+#: The fixed (non-learning) candidates of :class:`ChampionChallenger`, besides the rules and the River model.
+FIXED_CANDIDATES = {"last_request": last_request_p, "client_average": client_average_p, "cell_share": cell_share_p}
+#: Every candidate the champion/challenger can score and elect; ``rules`` is the default champion.
+CANDIDATES = ("model", "rules", *FIXED_CANDIDATES)
+#: The candidates ``--model auto`` scores and elects by default. The client average and the cell share
+#: are left out by measurement: electable on the video traces, they added switches and cost 0.01–0.04
+#: ROC-AUC (docs/learning.md); they remain replay baselines.
+DEFAULT_CANDIDATES = ("model", "rules", "last_request")
+
+
+def _auc_se(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil's (1982) standard error of a ROC-AUC from this many positives and negatives.
+
+    >>> round(_auc_se(0.7, 50, 50), 3), round(_auc_se(0.7, 500, 500), 3)
+    (0.052, 0.016)
+    """
+    if positives < 1 or negatives < 1:
+        return 1.0
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
+    var = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
+    return math.sqrt(max(var, 0.0))
+
+
+class ChampionChallenger:
+    """Serve the best of several candidates, judged on the latest labels; the rules until one has earned it.
+
+    The candidates (:data:`CANDIDATES`): the rule baseline, the River model, and the fixed
+    predictors edge can compute from the request alone (:data:`FIXED_CANDIDATES`: the last
+    request's throughput, the client's smoothed throughput, the cell's degraded share).
+
+    ``learn(x, degraded)`` is predict-then-learn: every candidate predicts ``x`` first, the
+    predictions go into a :class:`~edge.evaluation.RollingEvaluation` (a ``None`` — no opinion —
+    is scored as 0.5 there, for evaluation only), then the River model learns and ADWIN watches
+    its absolute error for drift.
+
+    **The switching rule**, applied at each AUC refresh (every ``every`` labels), on the window's
+    exact ROC-AUCs (all candidates scored on the same labels):
+
+    1. no change before the window holds ``min_labels`` labels with at least ``min_class_labels``
+       of each class (an AUC from a handful of positives is noise);
+    2. a champion other than the rules is demoted to the rules as soon as its AUC falls more than
+       ``demotion_margin`` below the rules' (at once: the rules are the safe default);
+    3. the candidate with the best AUC replaces the champion only if it beats the champion's AUC
+       by more than ``margin`` — or more than the noise of the two AUCs on the window's labels
+       (Hanley–McNeil standard errors, combined), when that is larger — and only when the window's
+       labels come from diverse senders (below).
+
+    Going from A to B needs B > A + margin and back needs A > B + margin: two candidates within
+    the margin of each other never flap. ``predict`` returns the champion's p; a champion without
+    an opinion on ``x`` (a cold start for the throughput candidates) leaves it to the rules.
 
     Labels from the feedback loop say who sent them (``learn(x, y, client=...)``, see
     :mod:`edge.trust`) and whether their claims were consistent with what edge observed
-    (``trusted``). The River model is elected only when the window's attributed labels come from
+    (``trusted``). A candidate is elected only when the window's attributed labels come from
     at least ``min_clients`` distinct clients, none of them (nor the untrusted labels together) more
-    than ``max_client_share`` of them: a burst of labels from a few clients cannot elect it, however
+    than ``max_client_share`` of them: a burst of labels from a few clients cannot elect one, however
     well it fits them. Labels without a client (the offline ``edge replay``, tests) are not counted.
-    The **safety envelope**: while the River model decides, a request with strong, fresh evidence of
-    a fast network (:func:`fast_evidence`) gets at most ``envelope_p``, so never the minimal page.
+    The **safety envelope**: while a candidate other than the rules decides, a request with strong,
+    fresh evidence of a fast network (:func:`fast_evidence`) gets at most ``envelope_p``, so never the
+    minimal page.
 
     >>> cc = ChampionChallenger(min_labels=50, window=100, every=10, export_metrics=False)
     >>> cc.source
@@ -578,8 +675,10 @@ class ChampionChallenger:
         model: RiverModel | None = None,
         rules: NetworkModel | None = None,
         *,
-        min_labels: int = 500,
-        margin: float = 0.01,
+        min_labels: int = ELECTION_MIN_LABELS,
+        min_class_labels: int = ELECTION_MIN_CLASS_LABELS,
+        margin: float = ELECTION_MARGIN,
+        demotion_margin: float = DEMOTION_MARGIN,
         window: int = 1000,
         every: int = 25,
         drift_delta: float = 0.002,
@@ -587,16 +686,25 @@ class ChampionChallenger:
         min_clients: int = ELECTION_MIN_CLIENTS,
         max_client_share: float = ELECTION_MAX_CLIENT_SHARE,
         envelope_p: float = ENVELOPE_MAX_P,
+        candidates: tuple[str, ...] = DEFAULT_CANDIDATES,
     ) -> None:
+        unknown = [c for c in candidates if c not in CANDIDATES]
+        if unknown or "rules" not in candidates:
+            raise ValueError(f"candidates must include 'rules' and come from {CANDIDATES}, got {candidates}")
+        # No prior by default: measured, a prior trained without the evaluation set cost the video
+        # traces 0.013–0.022 ROC-AUC (docs/model-card.md); RiverModel(prior=DEFAULT_PRIOR) starts from one.
         self.model = model if model is not None else RiverModel()
         self.rules = rules if rules is not None else RuleModel()
         self.min_labels = min_labels
+        self.min_class_labels = min_class_labels
         self.margin = margin
-        self.evaluation = RollingEvaluation(("model", "rules"), window=window, every=every)
+        self.demotion_margin = demotion_margin
+        self.evaluation = RollingEvaluation(candidates, window=window, every=every)
         self.drift = drift.ADWIN(delta=drift_delta)
         self.drifts = 0
         self.export_metrics = export_metrics
         self._champion = "rules"
+        self.switches = 0
         self.extra: dict[str, Any] = {}
         self.min_clients = min_clients
         self.max_client_share = max_client_share
@@ -606,10 +714,14 @@ class ChampionChallenger:
         self._sender_counts: Counter[str] = Counter()
         self._export()
 
-    # Checkpoints written before the election looked at senders restore with these.
+    # Checkpoints written before the election looked at senders (or at more candidates) restore with
+    # these; their evaluation window keeps the two candidates it had (model and rules).
     min_clients = ELECTION_MIN_CLIENTS
     max_client_share = ELECTION_MAX_CLIENT_SHARE
     envelope_p = ENVELOPE_MAX_P
+    min_class_labels = 0
+    demotion_margin = 0.0
+    switches = 0
     _window = 1000
     _senders: deque[str | None] | None = None
     _sender_counts: Counter[str] | None = None
@@ -617,12 +729,13 @@ class ChampionChallenger:
     # -- NetworkModel ----------------------------------------------------------------------
     @property
     def source(self) -> str:
-        """Which model decides now: ``"rules"`` or ``"model"``."""
+        """Which candidate decides now: ``"rules"``, ``"model"`` or one of :data:`FIXED_CANDIDATES`."""
         return self._champion
 
     def predict(self, x: Features) -> float | None:
-        if self._champion == "model":
-            p = self.model.predict(x)
+        champion = self._champion
+        if champion != "rules":
+            p = self.model.predict(x) if champion == "model" else FIXED_CANDIDATES[champion](x)
             if p is not None:
                 if p > self.envelope_p and fast_evidence(x):
                     return self.envelope_p  # the safety envelope
@@ -636,8 +749,10 @@ class ChampionChallenger:
         # The River model predicts x, then learns it (one feature pass: RiverModel.predict_then_learn);
         # the evaluation gets its prediction from before it learned.
         p_model = self.model.predict_then_learn(x, y)
-        p_rules = self.rules.predict(x)
-        refreshed = self.evaluation.update(y, {"model": p_model, "rules": p_rules})
+        predictions = {"model": p_model, "rules": self.rules.predict(x)}
+        for name, candidate in FIXED_CANDIDATES.items():
+            predictions[name] = candidate(x)
+        refreshed = self.evaluation.update(y, predictions)
         if p_model is not None:
             self.drift.update(abs(float(y) - p_model))
             if self.drift.drift_detected:
@@ -679,20 +794,34 @@ class ChampionChallenger:
         return clients >= self.min_clients and max(counts.values()) <= self.max_client_share * total
 
     def _elect(self) -> None:
-        auc_model = self.evaluation.roc_auc("model")
-        auc_rules = self.evaluation.roc_auc("rules")
-        if auc_model is None or auc_rules is None:
+        """The switching rule of the class docstring, on the AUCs just refreshed."""
+        ev = self.evaluation
+        n, positives = ev.in_window, ev.window_positives
+        if n < self.min_labels or min(positives, n - positives) < self.min_class_labels:
             return
-        if self._champion == "rules":
-            if self.model.labels >= self.min_labels and auc_model > auc_rules + self.margin and self.senders_diverse():
-                self._champion = "model"
-        elif auc_model < auc_rules:
-            self._champion = "rules"
+        aucs = {m: ev.roc_auc(m) for m in ev.models}
+        champion = self._champion
+        rules_auc = aucs.get("rules")
+        if rules_auc is None:
+            return
+        current = aucs.get(champion)
+        if champion != "rules" and (current is None or current < rules_auc - self.demotion_margin):
+            champion, current = "rules", rules_auc  # demoted at once
+        challengers = [(auc, m) for m, auc in aucs.items() if m != champion and auc is not None]
+        if challengers:
+            best_auc, best = max(challengers)
+            # The margin, or the noise of two AUCs on this many labels if that is larger (Hanley–McNeil).
+            noise = math.hypot(_auc_se(best_auc, positives, n - positives), _auc_se(current, positives, n - positives))  # type: ignore[arg-type]
+            if best_auc > current + max(self.margin, noise) and self.senders_diverse():  # type: ignore[operator]
+                champion = best
+        if champion != self._champion:
+            self._champion = champion
+            self.switches += 1
 
     def _export(self) -> None:
         if not self.export_metrics:
             return
-        for name in ("model", "rules"):
+        for name in self.evaluation.models:
             auc = self.evaluation.roc_auc(name)
             loss = self.evaluation.log_loss(name)
             MODEL_ROC_AUC.labels(name).set(auc if auc is not None else float("nan"))
@@ -714,9 +843,13 @@ class ChampionChallenger:
             "positive_rate": _round(ev.positive_rate),
             "window": ev.in_window,
             "min_labels": self.min_labels,
+            "margin": self.margin,
             "roc_auc": {m: _round(ev.roc_auc(m)) for m in ev.models},
             "log_loss": {m: _round(ev.log_loss(m)) for m in ev.models},
             "drifts": self.drifts,
+            "switches": self.switches,
+            "candidates": list(ev.models),
+            "prior": getattr(self.model, "prior", None),
             "window_clients": len([k for k in (self._sender_counts or {}) if k]),
         }
 

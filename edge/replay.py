@@ -72,11 +72,12 @@ import click
 import orjson
 
 from edge.errors import PolicyError
-from edge.evaluation import BOOTSTRAP_RESAMPLES, bootstrap_roc_aucs, scores
+from edge.evaluation import BOOTSTRAP_RESAMPLES, bootstrap_roc_aucs, reliability, scores
 from edge.feedback import client_average
 from edge.features import Features, to_features
 from edge.labels import LabelRule
-from edge.model import ESTIMATORS, MODELS, NetworkModel, RiverModel, RuleModel
+from edge.model import ESTIMATORS, MODELS, ChampionChallenger, NetworkModel, RiverModel, RuleModel, client_average_p
+from edge.prior import DEFAULT_PRIOR, PriorError, load_prior
 from edge.policy import RoutePlan, load_policy
 from edge.settings import DEFAULT_POLICY
 from edge.signals import read_signals
@@ -197,7 +198,7 @@ def _cell_share_p(x: Features) -> float | None:
     return share if isinstance(share, float) else None
 
 
-BASELINES = ("rules", "connection_class", "last_request", "cell_share")
+BASELINES = ("rules", "connection_class", "last_request", "client_average", "cell_share")
 
 # ---------------------------------------------------------------------------------------------
 # Requests and labels
@@ -398,6 +399,7 @@ class _Replayer:
         preds["rules"].append(p_rules)
         preds["connection_class"].append(state.connection_class.predict())
         preds["last_request"].append(_last_request_p(x, self.threshold_kbps))
+        preds["client_average"].append(client_average_p(x))
         preds["cell_share"].append(_cell_share_p(x))
         preds["deployed"].append(p_deployed)
         out.sources.append(str(getattr(self.deployed, "source", "model")))
@@ -480,6 +482,8 @@ def _round(v: Any) -> Any:
         return round(v, 4)
     if isinstance(v, tuple | list):
         return [_round(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _round(x) for k, x in v.items()}
     return v
 
 
@@ -493,6 +497,7 @@ class _Options:
     deployed_name: str
     bootstrap: int
     bootstrap_seed: int
+    prior: str | None = None
 
 
 def _metrics(out: _Pass, name: str, intervals: dict[str, Any], cold_intervals: dict[str, Any]) -> dict[str, Any]:
@@ -507,6 +512,8 @@ def _metrics(out: _Pass, name: str, intervals: dict[str, Any], cold_intervals: d
     s["cold_start_positives"] = sum(cold_y)
     s["cold_start_roc_auc_ci"] = cold_intervals.get(name)
     s["coverage"] = sum(1 for p in preds if p is not None) / len(ys) if ys else None
+    if name in ("model", "deployed"):
+        s["reliability"] = reliability(ys, preds)
     return s
 
 
@@ -583,6 +590,7 @@ def _report(out: _Pass, traces: Sequence[Trace], replayer: _Replayer, opts: _Opt
         "label_horizon_s": 1 if stream else LABEL_HORIZON_S,
         "estimator": getattr(replayer.model, "estimator", type(replayer.model).__name__),
         "deployed": opts.deployed_name,
+        "prior": opts.prior,
         "bootstrap": {"resamples": opts.bootstrap, "confidence": 0.95, "seed": opts.bootstrap_seed},
     }
     return ReplayReport(
@@ -624,6 +632,7 @@ def _setup(
     policy: str | Path | None,
     bootstrap: int,
     bootstrap_seed: int,
+    prior: str | Path | None = None,
 ) -> tuple[_Replayer, _Options]:
     lo, hi = think_time
     if lo < 0 or hi < lo:
@@ -631,8 +640,18 @@ def _setup(
     if deployed not in MODELS and deployed_factory is None:
         raise ValueError(f"unknown model {deployed!r} (one of: {', '.join(MODELS)})")
     loaded = load_policy(policy if policy is not None else DEFAULT_POLICY)
-    model = model_factory() if model_factory is not None else RiverModel(estimator)
-    deployed_model = deployed_factory() if deployed_factory is not None else _deployed_model(deployed)
+    no_prior = prior in (None, "none")  # as --model auto runs (edge.model.ChampionChallenger: no prior)
+    loaded_prior = None if no_prior else load_prior(DEFAULT_PRIOR if prior == "default" else prior)  # type: ignore[arg-type]
+    if model_factory is not None:
+        model = model_factory()
+    else:  # the River candidate as the deployed model holds it: from the same prior (logreg only)
+        model = RiverModel(estimator, prior=loaded_prior if estimator == "logreg" else None)
+    if deployed_factory is not None:
+        deployed_model = deployed_factory()
+    elif deployed == "auto" and not no_prior:  # MODELS["auto"] with its River candidate from a prior
+        deployed_model = ChampionChallenger(RiverModel(prior=loaded_prior), export_metrics=False)
+    else:
+        deployed_model = _deployed_model(deployed)
     opts = _Options(
         think_time=(float(lo), float(hi)),
         seed=seed,
@@ -642,6 +661,7 @@ def _setup(
         deployed_name=deployed,
         bootstrap=bootstrap,
         bootstrap_seed=bootstrap_seed,
+        prior=loaded_prior.name if loaded_prior is not None else None,
     )
     return _Replayer(model, deployed_model, threshold_kbps), opts
 
@@ -660,17 +680,22 @@ def replay(
     policy: str | Path | None = None,
     bootstrap: int = BOOTSTRAP_RESAMPLES,
     bootstrap_seed: int = 0,
+    prior: str | Path | None = None,
 ) -> ReplayReport:
     """Replay trace files (see the module docstring) and score the model, the baselines and the deployed decision.
 
     ``model_factory`` builds the learner under test (default: ``RiverModel(estimator)``);
     ``deployed`` names the model ``edge serve --model`` would run (``deployed_factory``
     overrides it); ``policy`` gives the tier thresholds (default: the demo policy); ``fmt``
-    the trace format (default: detected per file); ``bootstrap`` resamples per interval.
+    the trace format (default: detected per file); ``bootstrap`` resamples per interval;
+    ``prior`` the River model's prior (:mod:`edge.prior`): ``None``/``"none"`` (as ``edge serve``
+    runs), ``"default"`` (the shipped file) or a file; the model under test and ``auto``'s River
+    candidate both start from it.
     """
     started = time.perf_counter()
     replayer, opts = _setup(
-        think_time, seed, threshold_kbps, estimator, model_factory, deployed, deployed_factory, policy, bootstrap, bootstrap_seed
+        think_time, seed, threshold_kbps, estimator, model_factory, deployed, deployed_factory, policy, bootstrap, bootstrap_seed,
+        prior,
     )
     traces = [read_trace(p, fmt) for p in paths]
     out = replayer.run(traces, opts.think_time, seed)
@@ -692,6 +717,7 @@ def replay_train_eval(
     policy: str | Path | None = None,
     bootstrap: int = BOOTSTRAP_RESAMPLES,
     bootstrap_seed: int = 0,
+    prior: str | Path | None = None,
 ) -> TrainEvalReport:
     """Learn online through the ``train`` traces, then replay the ``evaluate`` traces frozen and learning online.
 
@@ -701,7 +727,8 @@ def replay_train_eval(
     """
     started = time.perf_counter()
     replayer, opts = _setup(
-        think_time, seed, threshold_kbps, estimator, model_factory, deployed, deployed_factory, policy, bootstrap, bootstrap_seed
+        think_time, seed, threshold_kbps, estimator, model_factory, deployed, deployed_factory, policy, bootstrap, bootstrap_seed,
+        prior,
     )
     train_traces = [read_trace(p, fmt) for p in train]
     eval_traces = [read_trace(p, fmt) for p in evaluate]
@@ -882,6 +909,14 @@ def _expand(patterns: Sequence[str], option: str) -> list[Path]:
     show_default=True,
     help="Bootstrap resamples for each 95% AUC interval (0: none).",
 )
+@click.option(
+    "--prior",
+    default="none",
+    show_default=True,
+    metavar="none|default|FILE",
+    help="The River model's prior (edge/prior.py): none (as edge serve runs), the shipped one, or a prior JSON file "
+    "(e.g. one trained without the evaluation set).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def replay_command(
     files: tuple[Path, ...],
@@ -895,6 +930,7 @@ def replay_command(
     train: tuple[str, ...],
     evaluate: tuple[str, ...],
     bootstrap: int,
+    prior: str,
     as_json: bool,
 ) -> None:
     """Replay cellular traces (G-NetTrack CSV, Norway 3G JSON or log, Mahimahi, per-second throughput; plain or .gz)
@@ -915,13 +951,14 @@ def replay_command(
         deployed=deployed,
         policy=policy,
         bootstrap=bootstrap,
+        prior=prior,
     )
     try:
         if train_files:
             report: ReplayReport | TrainEvalReport = replay_train_eval(train_files, eval_files, **options)
         else:
             report = replay(eval_files, **options)
-    except (TraceFormatError, PolicyError) as exc:
+    except (TraceFormatError, PolicyError, PriorError) as exc:
         raise click.UsageError(str(exc)) from None
     if as_json:
         click.echo(orjson.dumps(report.to_dict()).decode())

@@ -108,3 +108,215 @@ def test_the_envelope_never_serves_strong_fresh_4g_evidence_minimal():
     assert cc.predict({"ect": "4g", "last_kbps": 300.0, "last_age_s": 10.0}) == cc.model.predict(
         {"ect": "4g", "last_kbps": 300.0, "last_age_s": 10.0}
     )
+
+
+# The switching rule of the champion/challenger (docs/learning.md, "The deployed decision").
+
+
+class Scripted:
+    """A candidate whose p is read from the request (``x["p_model"]``), learning nothing."""
+
+    source = "model"
+    labels = 0
+    prior = None
+    estimator = "scripted"
+
+    def predict(self, x):
+        return x.get("p_model")
+
+    def predict_then_learn(self, x, degraded):
+        self.labels += 1
+        return self.predict(x)
+
+    def learn(self, x, degraded):
+        self.labels += 1
+
+
+def _cc(**kw):
+    from edge.model import ChampionChallenger
+
+    kw.setdefault("window", 200)
+    kw.setdefault("every", 10)
+    return ChampionChallenger(Scripted(), export_metrics=False, **kw)
+
+
+def _labels(n, rng, *, model_skill, positive_rate=0.4):
+    """Labels with last_kbps the rules and last_request read perfectly; the scripted model is right with ``model_skill``."""
+    for _ in range(n):
+        y = rng.random() < positive_rate
+        kbps = rng.uniform(100, 600) if y else rng.uniform(800, 5000)
+        right = rng.random() < model_skill
+        yield {"last_kbps": kbps, "p_model": (0.8 if y == right else 0.2)}, y
+
+
+def test_no_election_before_min_labels_and_min_class_labels():
+    import random
+
+    cc = _cc(min_labels=150, min_class_labels=20)
+    history = []
+    for x, y in _labels(300, random.Random(1), model_skill=1.0):
+        x["last_kbps"] = 1000.0  # the rules and last_request know nothing; the model is perfect
+        cc.learn(x, y)
+        history.append(cc.source)
+    assert set(history[:149]) == {"rules"} and history[-1] == "model"
+    # Rare positives: a window with fewer than min_class_labels degraded labels elects nothing.
+    cc = _cc(min_labels=50, min_class_labels=20)
+    for x, y in _labels(300, random.Random(2), model_skill=1.0, positive_rate=0.03):
+        x["last_kbps"] = 1000.0
+        cc.learn(x, y)
+    assert cc.evaluation.window_positives < 20 and cc.source == "rules"
+
+
+def test_candidates_within_the_margin_never_flap():
+    import random
+
+    # The model and last_request are both perfect on these labels: whoever is champion stays.
+    cc = _cc(min_labels=50, min_class_labels=5, margin=0.02, candidates=("model", "rules", "last_request"))
+    rng = random.Random(3)
+    sources = []
+    for x, y in _labels(2000, rng, model_skill=1.0):
+        cc.learn(x, y)
+        sources.append(cc.source)
+    assert cc.switches <= 1 and sources[-1] in ("rules", "model", "last_request")
+    # The model a little better than last_request (noise, within the margin): no switch either way.
+    cc = _cc(min_labels=50, min_class_labels=5, margin=0.05, candidates=("model", "rules", "last_request"))
+    for x, y in _labels(2000, random.Random(4), model_skill=0.97):
+        x["last_kbps"] = x["last_kbps"] * (1.0 + 0.3 * rng.random())  # last_request ~perfect too
+        cc.learn(x, y)
+    assert cc.switches <= 1
+
+
+def test_a_fixed_candidate_is_elected_and_demoted_to_the_rules():
+    import random
+
+    from edge.model import last_request_p
+
+    # last_request ranks these perfectly; the rules only see a coarse class of the same number.
+    cc = _cc(min_labels=100, min_class_labels=10, margin=0.02, candidates=("model", "rules", "last_request"))
+    rng = random.Random(5)
+    for _ in range(400):
+        y = rng.random() < 0.4
+        kbps = rng.uniform(750, 1000) if y else rng.uniform(1000, 1300)  # all "4g" to the rules
+        cc.learn({"last_kbps": kbps, "p_model": 0.5}, y)
+    assert cc.source == "last_request"
+    x = {"last_kbps": 900.0}
+    assert cc.predict(x) == last_request_p(x)
+    assert cc.predict({}) is None  # no opinion: the rules answer (here, nothing)
+    for _ in range(400):  # the relation inverts: last_request is now worse than the rules (0.5 tie)
+        y = rng.random() < 0.4
+        kbps = rng.uniform(1000, 1300) if y else rng.uniform(750, 1000)
+        cc.learn({"last_kbps": kbps, "p_model": 0.5}, y)
+    assert cc.source == "rules" and cc.switches == 2
+
+
+def test_every_election_needs_diverse_senders():
+    import random
+
+    cc = _cc(min_labels=100, min_class_labels=10, candidates=("model", "rules", "last_request"))
+    rng = random.Random(6)
+    for i in range(600):
+        y = rng.random() < 0.4
+        kbps = rng.uniform(750, 1000) if y else rng.uniform(1000, 1300)
+        cc.learn_from({"last_kbps": kbps, "p_model": 0.5}, y, f"198.51.100.{i % 3}", True)
+    assert cc.source == "rules" and not cc.senders_diverse()
+
+
+def test_unknown_candidates_are_refused():
+    from edge.model import ChampionChallenger
+
+    with pytest.raises(ValueError, match="candidates"):
+        ChampionChallenger(Scripted(), candidates=("model", "oracle", "rules"), export_metrics=False)
+    with pytest.raises(ValueError, match="candidates"):
+        ChampionChallenger(Scripted(), candidates=("model",), export_metrics=False)
+
+
+# The prior (edge/prior.py, docs/model-card.md).
+
+
+def test_the_shipped_prior_loads_and_is_used():
+    from edge.model import DEFAULT_PRIOR, MODELS, ChampionChallenger, RiverModel
+    from edge.prior import load_prior
+
+    prior = load_prior(DEFAULT_PRIOR)
+    assert prior.meta["trained_on"] and prior.meta["labels"] > 10_000 and "command" in prior.meta
+    assert MODELS["auto"](export_metrics=False).model.prior is None  # not by default (docs/model-card.md)
+    auto = ChampionChallenger(RiverModel(prior=DEFAULT_PRIOR), export_metrics=False)
+    assert auto.model.prior == DEFAULT_PRIOR.name and auto.snapshot()["prior"] == DEFAULT_PRIOR.name
+    # It predicts from the first request, and ranks a slow last request above a fast one.
+    # (as edge sends them: the measurement cookie carries the last throughput and the client's average)
+    slow = {"save_data": 0.0, "last_kbps": 150.0, "last_age_s": 20.0, "client_kbps_avg": 300.0}
+    fast = {"save_data": 0.0, "last_kbps": 8000.0, "last_age_s": 20.0, "client_kbps_avg": 6000.0}
+    assert auto.model.predict(slow) > 0.5 > auto.model.predict(fast)
+    assert RiverModel().predict(slow) is None  # without a prior: unknown until both classes are seen
+    # It keeps learning online from there.
+    before = auto.model.predict(fast)
+    for _ in range(50):
+        auto.learn(fast, True)
+    assert auto.model.predict(fast) > before
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "not JSON"),
+        (b"[1, 2]", "format"),
+        (b'{"format": "edge-prior/9"}', "format 'edge-prior/9'"),
+        (b'{"format": "edge-prior/1", "estimator": "arf"}', "only 'logreg'"),
+        (b'{"format": "edge-prior/1", "estimator": "logreg", "scaler": {"counts": {}, "means": {}, "vars": {}}, '
+         b'"weights": {"a": "x"}, "intercept": 0}', "weights\\['a'\\] is not a finite number"),
+        (b'{"format": "edge-prior/1", "estimator": "logreg", "scaler": {"counts": {"a": 1}, "means": {}, "vars": {}}, '
+         b'"weights": {"a": 1}, "intercept": 0}', "different features"),
+    ],
+)
+def test_a_corrupt_prior_is_a_clear_error(tmp_path, content, message):
+    from edge.model import ChampionChallenger, RiverModel
+    from edge.prior import PriorError
+
+    path = tmp_path / "prior.json"
+    path.write_bytes(content)
+    with pytest.raises(PriorError, match=message) as info:
+        RiverModel(prior=path)
+    assert str(path) in str(info.value)
+    with pytest.raises(PriorError, match="cannot read"):
+        ChampionChallenger(RiverModel(prior=tmp_path / "missing.json"))
+
+
+def test_a_prior_is_logreg_only_and_survives_a_checkpoint(tmp_path):
+    import random
+
+    from edge.model import DEFAULT_PRIOR, ChampionChallenger, RiverModel
+
+    with pytest.raises(ValueError, match="prior"):
+        RiverModel("hat", prior=DEFAULT_PRIOR)
+    cc = ChampionChallenger(RiverModel(prior=DEFAULT_PRIOR), export_metrics=False)
+    rng = random.Random(0)
+    for _ in range(100):
+        kbps = rng.uniform(100, 5000)
+        cc.learn({"last_kbps": kbps, "last_age_s": 10.0}, kbps < 700)
+    cc.save(tmp_path / "m.ckpt")
+    restored = ChampionChallenger.load(tmp_path / "m.ckpt")
+    probe = {"last_kbps": 500.0, "last_age_s": 10.0}
+    assert restored.model.prior == DEFAULT_PRIOR.name and restored.predict(probe) == cc.predict(probe)
+
+
+def test_a_checkpoint_of_the_previous_layout_still_loads(tmp_path):
+    """Checkpoints written before the extra candidates and priors: two candidates, no prior attribute."""
+    import random
+
+    from edge.evaluation import RollingEvaluation
+    from edge.model import ChampionChallenger, RiverModel
+
+    cc = ChampionChallenger(RiverModel(), export_metrics=False)
+    cc.evaluation = RollingEvaluation(("model", "rules"), window=1000, every=25)
+    for attr in ("switches", "min_class_labels"):
+        cc.__dict__.pop(attr, None)
+    cc.model.__dict__.pop("prior", None)
+    del cc.evaluation.__dict__["window_positives"]
+    cc.save(tmp_path / "old.ckpt")
+    old = ChampionChallenger.load(tmp_path / "old.ckpt")
+    assert old.model.prior is None and old.evaluation.models == ("model", "rules")
+    rng = random.Random(1)
+    for _ in range(60):
+        old.learn({"last_kbps": rng.uniform(100, 3000)}, rng.random() < 0.4)
+    assert old.evaluation.window_positives == sum(old.evaluation._y)
+    assert set(old.snapshot()["roc_auc"]) == {"model", "rules"}
