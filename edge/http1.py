@@ -119,6 +119,12 @@ class _Connection(asyncio.Protocol):
                 return
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # A 101 (or a CONNECT answer): what follows is not HTTP. The head is out to the proxy (which
+            # relays no upgrade: 502); the connection is never reused.
+            self.keep_alive = False
+            self.answered_early = True
+            self._wake()
         except httptools.HttpParserError as exc:
             self._fail(httpx.RemoteProtocolError(f"malformed upstream response: {exc}"))
             self.close()

@@ -28,6 +28,10 @@ import pytest
 from tests.adversarial.harness import Recorder
 from tests.integration.conftest import EdgeFactory, EdgeProc, vm_rss_kib
 
+# This file has no doctests: collected by --doctest-modules as a module named "conftest" it would clash
+# with another directory's conftest when several test paths are given.
+collect_ignore = ["conftest.py"]
+
 TRANSPORTS = ("http1", "aiohttp", "httpx")
 
 # ADVERSARIAL_EDGE_BIN=/path/to/an/edge/executable runs the suite against another build of edge
@@ -108,6 +112,32 @@ class _Edges(EdgeFactory):
             if edge.proc.alive():
                 edge.proc.popen.kill()
                 edge.proc.popen.wait(5)
+
+
+# Where an alternative transport's library (not edge) cannot do what the suite asks: each one fails on
+# that transport today and is marked so (strict: it must keep failing, or the mark goes). The default
+# transport, http1, passes every test; docs/operations.md lists these next to the transport choice.
+KNOWN_TRANSPORT_LIMITS = {
+    ("test_early_413_during_an_upload_reaches_the_client", "httpx"): (
+        "httpcore writes the whole body before it reads: when the storefront answers and closes mid-upload, "
+        "the reset loses its answer (502)"
+    ),
+    ("test_non_chunked_transfer_encoding_read_until_close_is_delivered_whole", "httpx"): (
+        "h11 refuses a Transfer-Encoding other than chunked (502)"
+    ),
+    ("test_600_concurrent_requests_to_a_500_ms_page_all_succeed", "httpx"): (
+        "httpcore's pool serves a burst of 600 slower than the pool wait (503/504)"
+    ),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        transport = callspec.params.get("transport") if callspec is not None else None
+        reason = KNOWN_TRANSPORT_LIMITS.get((getattr(item, "originalname", item.name), transport))
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=f"{transport}: {reason}"))
 
 
 @pytest.fixture(scope="session")
