@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
+# Conftest files hold fixtures, not doctests: keep --doctest-modules from importing them as modules
+# (several directories' "conftest" modules clash by name when collected that way).
+collect_ignore_glob = ["conftest.py", "*/conftest.py"]
+
 
 @pytest.fixture
 def metric():
