@@ -198,6 +198,7 @@ class AdaptiveMiddleware:
                 preference=preference,
                 holdback_draw=draw,
                 path=scope["path"],
+                ceiling=_tier_ceiling(self.model, x),
             )
             return _Verdict(decision, model_s, x, signals.cell_id)
         except Exception as exc:
@@ -628,6 +629,12 @@ def _not_modified_headers(headers: list[tuple[bytes, bytes]], tier: str) -> list
     out.append((b"vary", _vary_for(tuple(vary))))
     out.append((b"edge-tier", _TIER_BYTES[tier]))
     return out
+
+
+def _tier_ceiling(model: NetworkModel, x: dict) -> str | None:
+    """The model's safety envelope for ``x`` (``"lite"``: never minimal), if the model has one."""
+    ceiling = getattr(model, "tier_ceiling", None)
+    return ceiling(x) if ceiling is not None else None
 
 
 def _timed_out(exc: UpstreamStreamBroken) -> bool:

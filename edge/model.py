@@ -528,8 +528,8 @@ DEMOTION_MARGIN = 0.01
 ELECTION_MIN_CLIENTS = 10
 #: ... and no client (nor the labels whose claims contradict what edge observed) is more than this share of them.
 ELECTION_MAX_CLIENT_SHARE = 0.2
-#: The safety envelope: with strong, fresh evidence of a fast network the learned model's p is capped
-#: here (the default lite threshold: such a shopper may get lite, never minimal).
+#: Kept for checkpoints pickled when the envelope capped p at this value; the envelope now caps the
+#: tier (ChampionChallenger.tier_ceiling): such a shopper may get lite, never minimal.
 ENVELOPE_MAX_P = 0.5
 #: A last measurement this recent (s) is fresh evidence; this fast (kbit/s, twice the 700 kbit/s label
 #: threshold) is a fast network.
@@ -657,8 +657,9 @@ class ChampionChallenger:
     than ``max_client_share`` of them: a burst of labels from a few clients cannot elect one, however
     well it fits them. Labels without a client (the offline ``edge replay``, tests) are not counted.
     The **safety envelope**: while a candidate other than the rules decides, a request with strong,
-    fresh evidence of a fast network (:func:`fast_evidence`) gets at most ``envelope_p``, so never the
-    minimal page.
+    fresh evidence of a fast network (:func:`fast_evidence`) is never served the minimal page:
+    :meth:`tier_ceiling` says ``"lite"`` and the policy's decision honours it. The envelope caps the
+    tier, not p, so p still ranks requests as the candidate scored them (a clipped p would tie them all).
 
     >>> cc = ChampionChallenger(min_labels=50, window=100, every=10, export_metrics=False)
     >>> cc.source
@@ -737,10 +738,21 @@ class ChampionChallenger:
         if champion != "rules":
             p = self.model.predict(x) if champion == "model" else FIXED_CANDIDATES[champion](x)
             if p is not None:
-                if p > self.envelope_p and fast_evidence(x):
-                    return self.envelope_p  # the safety envelope
                 return p
         return self.rules.predict(x)
+
+    def tier_ceiling(self, x: Features) -> str | None:
+        """The richest tier ``x`` may be served, by the safety envelope: ``"lite"`` (never minimal) while a
+        learned candidate decides and ``x`` carries strong, fresh evidence of a fast network; else None.
+
+        >>> cc = ChampionChallenger(export_metrics=False)
+        >>> cc._champion = "model"
+        >>> cc.tier_ceiling({"ect": "4g"}), cc.tier_ceiling({"ect": "2g"})
+        ('lite', None)
+        """
+        if self._champion != "rules" and fast_evidence(x):
+            return "lite"
+        return None
 
     def learn(self, x: Features, degraded: bool, client: str | None = None, trusted: bool = True) -> None:
         """Predict-then-learn one label; ``client`` sent it, ``trusted``: its claims were consistent."""

@@ -479,6 +479,7 @@ class Policy:
         preference: str | None = None,
         holdback_draw: float | None = None,
         path: str | None = None,
+        ceiling: str | None = None,
     ) -> Decision:
         """Pick a tier from p(degraded) and the overrides, most explicit first.
 
@@ -487,7 +488,8 @@ class Policy:
         3. the holdback: a client whose ``holdback_draw`` (a stable number in [0, 1)
            derived from its id, see :func:`holdback_draw`) falls below the share
            gets the full page: the control group for the prediction;
-        4. the prediction against the route's thresholds; no prediction → full.
+        4. the prediction against the route's thresholds; no prediction → full; ``ceiling="lite"``
+           (the model's safety envelope) turns a predicted minimal into lite.
 
         >>> policy = Policy.from_toml("[overrides]\\nholdback = 0.1")
         >>> policy.decide(0.99, holdback_draw=0.05).reason, policy.decide(0.99, holdback_draw=0.5).tier
@@ -502,7 +504,10 @@ class Policy:
             return Decision("full", "holdback", "holdback", p, route.name)
         if p is None:
             return Decision("full", "unknown", "none", None, route.name)
-        return Decision(route.tier_for(p), "predicted", source, p, route.name)
+        tier = route.tier_for(p)
+        if ceiling == "lite" and tier == "minimal":
+            tier = "lite"
+        return Decision(tier, "predicted", source, p, route.name)
 
 
 def load_policy(path: str | Path) -> Policy:

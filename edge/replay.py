@@ -326,6 +326,7 @@ class _Pass:
     cold: list[bool] = field(default_factory=list)
     preds: dict[str, list[float | None]] = field(default_factory=lambda: {n: [] for n in (*_SCORED, "deployed")})
     sources: list[str] = field(default_factory=list)  # who decided, for the deployed model
+    ceilings: list[str | None] = field(default_factory=list)  # the deployed model's safety envelope per request
     predict_ns: list[int] = field(default_factory=list)
     rules_ns: list[int] = field(default_factory=list)
     deployed_ns: list[int] = field(default_factory=list)
@@ -403,6 +404,8 @@ class _Replayer:
         preds["cell_share"].append(_cell_share_p(x))
         preds["deployed"].append(p_deployed)
         out.sources.append(str(getattr(self.deployed, "source", "model")))
+        ceiling = getattr(self.deployed, "tier_ceiling", None)
+        out.ceilings.append(ceiling(x) if ceiling is not None else None)
 
     def _arrival(self, req: _Request, now: float, state: _Client, out: _Pass, learn: bool) -> None:
         """The label arrives: learn, and let the cell and the client's history take it in."""
@@ -523,11 +526,16 @@ def _median_us(values: Iterable[int]) -> float | None:
 
 
 def _tiers(out: _Pass, plan: RoutePlan, policy_name: str) -> dict[str, Any]:
-    """The tier the policy's thresholds give each deployed p (no p: full), against the label."""
-    served = Counter(plan.tier_for(p) if p is not None else "full" for p in out.preds["deployed"])
-    fine = degraded = lite_when_fine = full_when_degraded = 0
-    for y, p in zip(out.ys, out.preds["deployed"]):
+    """The tier the policy's thresholds give each deployed p (no p: full; the envelope's ceiling applied), against the label."""
+
+    def tier_of(p: float | None, ceiling: str | None) -> str:
         tier = plan.tier_for(p) if p is not None else "full"
+        return "lite" if ceiling == "lite" and tier == "minimal" else tier
+
+    tiers = [tier_of(p, c) for p, c in zip(out.preds["deployed"], out.ceilings)]
+    served = Counter(tiers)
+    fine = degraded = lite_when_fine = full_when_degraded = 0
+    for y, tier in zip(out.ys, tiers):
         if y:
             degraded += 1
             full_when_degraded += tier == "full"

@@ -101,13 +101,21 @@ def test_the_envelope_never_serves_strong_fresh_4g_evidence_minimal():
     cc = ChampionChallenger(min_labels=50, window=200, every=10, export_metrics=False)
     _poisoned_stream(cc, [None])  # unattributed (offline): the election does not look at senders
     assert cc.source == "model"
-    assert cc.model.predict({"ect": "4g", "rtt_ms": 50.0, "downlink_kbps": 10000.0}) > 0.9
-    assert cc.predict({"ect": "4g", "rtt_ms": 50.0, "downlink_kbps": 10000.0}) == 0.5
-    assert cc.predict({"last_kbps": 20000.0, "last_age_s": 10.0, "ect": "4g"}) <= 0.5
+    from edge.policy import Policy
+
+    policy = Policy.from_toml("[tiers]\nlite = 0.5\nminimal = 0.8")
+    fast = {"ect": "4g", "rtt_ms": 50.0, "downlink_kbps": 10000.0}
+    p = cc.predict(fast)
+    assert p == cc.model.predict(fast) > 0.9  # p itself is the model's (it still ranks requests)...
+    assert policy.decide(p).tier == "minimal"
+    assert cc.tier_ceiling(fast) == "lite"  # ...but the envelope caps the tier the policy serves
+    assert policy.decide(p, ceiling=cc.tier_ceiling(fast)).tier == "lite"
+    assert cc.tier_ceiling({"last_kbps": 20000.0, "last_age_s": 10.0, "ect": "4g"}) == "lite"
     # A 4G hint contradicted by a fresh slow measurement is not strong evidence: the model decides.
-    assert cc.predict({"ect": "4g", "last_kbps": 300.0, "last_age_s": 10.0}) == cc.model.predict(
-        {"ect": "4g", "last_kbps": 300.0, "last_age_s": 10.0}
-    )
+    assert cc.tier_ceiling({"ect": "4g", "last_kbps": 300.0, "last_age_s": 10.0}) is None
+    # While the rules decide there is no envelope to apply.
+    cc._champion = "rules"
+    assert cc.tier_ceiling(fast) is None
 
 
 # The switching rule of the champion/challenger (docs/learning.md, "The deployed decision").
