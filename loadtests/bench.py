@@ -21,7 +21,7 @@ absolutes):
   out by lol_html (what a page that changes on every request costs);
 - with ``--compare-transports``, ``full aiohttp`` and ``full httpx``: edge full
   (one worker) over httpx-aiohttp and over httpx's own httpcore instead of
-  ``edge.http1``, to show what the default transport buys in the same run.
+  ``edge.transport.http1``, to show what the default transport buys in the same run.
 
 The load generator is ``wrk`` (Debian's package; one thread, keep-alive
 connections) at each concurrency for ``--duration`` seconds after a warm-up.
@@ -46,7 +46,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-EDGE = [sys.executable, "-m", "edge.cli"]
+EDGE = [sys.executable, "-m", "edge.runtime.cli"]
 HINTS_4G = {"ECT": "4g", "RTT": "50", "Downlink": "10"}
 HINTS_2G = {"ECT": "2g"}
 
@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="edge worker counts to run (full tier)")
     parser.add_argument(
         "--compare-transports", action="store_true",
-        help="also run edge full (1 worker) over the aiohttp and httpx upstream transports, for what edge.http1 buys",
+        help="also run edge full (1 worker) over the aiohttp and httpx upstream transports, for what edge.transport.http1 buys",
     )
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each measured run (whole seconds: wrk)")
     parser.add_argument("--json", help="also write the results here")

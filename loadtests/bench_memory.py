@@ -9,7 +9,7 @@ built to create state edge might remember:
 
 - a random client address (``X-Forwarded-For``, an IPv4 address or an IPv6 one in a random /64;
   edge trusts it from the benchmark, ``EDGE_FORWARDED_ALLOW_IPS=127.0.0.1``): every request is a
-  new client to edge's per-client label budgets and cell statistics (edge.trust);
+  new client to edge's per-client label budgets and cell statistics (edge.learning.trust);
 - a random cell id (``Edge-Cell: id="<random>", radio=<random>``);
 - random cookies: ``edge_m`` garbage or forged signed-looking values, random ``edge_tier`` values,
   random other cookies;

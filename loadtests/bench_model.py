@@ -2,11 +2,11 @@
 
     .venv/bin/python loadtests/bench_model.py [FILES...] [--think-time 0] [--limit 20000] [--json out.json]
 
-The feature dicts and labels are the ones :func:`edge.replay.replay` feeds the model
+The feature dicts and labels are the ones :func:`edge.offline.replay.replay` feeds the model
 (same features, same order: a recording model stands in for the learner), so the
-figures are for real requests. Each candidate estimator (:data:`edge.model.ESTIMATORS`)
+figures are for real requests. Each candidate estimator (:data:`edge.learning.model.ESTIMATORS`)
 then runs predict-then-learn over the stream, timed per call with ``perf_counter_ns``;
-so does :class:`edge.model.ChampionChallenger` (its ``learn`` predicts with both models,
+so does :class:`edge.learning.model.ChampionChallenger` (its ``learn`` predicts with both models,
 updates the rolling evaluation and ADWIN, then learns). Defaults to the G-NetTrack traces
 in ../shared/data and the stream framing (the most requests).
 """
@@ -19,8 +19,8 @@ import statistics
 import time
 from pathlib import Path
 
-from edge.model import ESTIMATORS, ChampionChallenger, RiverModel
-from edge.replay import replay
+from edge.learning.model import ESTIMATORS, ChampionChallenger, RiverModel
+from edge.offline.replay import replay
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gnettrack-5g-video"
 

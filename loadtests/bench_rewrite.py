@@ -35,9 +35,9 @@ from edge.demo import build_storefront
 import orjson
 
 from edge.demo.layout import home_layout
-from edge.policy import Policy, load_policy
-from edge.rewrite import HtmlRewriter, JsonRewriter, splice_before_body_end, switch_link
-from edge.settings import DEFAULT_POLICY
+from edge.pipeline.policy import Policy, load_policy
+from edge.pipeline.rewrite import HtmlRewriter, JsonRewriter, splice_before_body_end, switch_link
+from edge.core.settings import DEFAULT_POLICY
 
 
 def demo_page(path: str = "/") -> bytes:

@@ -27,14 +27,14 @@ import random
 import statistics
 import time
 
-from edge.features import to_features
-from edge.feedback import TokenSigner
-from edge.model import MODELS
-from edge.policy import load_policy
-from edge.rewrite import HtmlRewriter, StreamSplicer, beacon_script, switch_link
-from edge.settings import DEFAULT_POLICY
-from edge.signals import read_signals
-from edge.towers import TowerTable
+from edge.pipeline.features import to_features
+from edge.learning.feedback import TokenSigner
+from edge.learning.model import MODELS
+from edge.pipeline.policy import load_policy
+from edge.pipeline.rewrite import HtmlRewriter, StreamSplicer, beacon_script, switch_link
+from edge.core.settings import DEFAULT_POLICY
+from edge.pipeline.signals import read_signals
+from edge.pipeline.towers import TowerTable
 
 HEADERS = {
     "user-agent": "Mozilla/5.0 (Linux; Android 10; SM-A105F) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",

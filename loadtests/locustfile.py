@@ -56,7 +56,7 @@ _PHONES = iter(range(1 << 30))
 
 def _own_address() -> str:
     """A loopback source address for one simulated phone, each in its own /24 (127.1.0.1, 127.1.1.1, …):
-    edge attributes labels to the client's address and /24 (edge.trust), as it would real phones'."""
+    edge attributes labels to the client's address and /24 (edge.learning.trust), as it would real phones'."""
     n = next(_PHONES)
     return f"127.{1 + n // 256 % 254}.{n % 256}.1"
 

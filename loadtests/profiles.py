@@ -36,7 +36,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from edge.model import ect_class
+from edge.learning.model import ect_class
 
 __all__ = [
     "PROFILES",

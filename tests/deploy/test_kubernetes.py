@@ -122,7 +122,7 @@ def _prestop_sleep(container: dict) -> int:
 
 
 def test_termination_grace_outlasts_prestop_and_edge_drain() -> None:
-    from edge.settings import Settings
+    from edge.core.settings import Settings
 
     spec = _kind("Deployment")["spec"]["template"]["spec"]
     containers = _containers()

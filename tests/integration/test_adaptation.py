@@ -19,7 +19,7 @@ EDGE_CELL = {
 }
 ESSENTIAL = ("header", "search", "product-grid", "cart")
 LOW_PRIORITY = ("carousel", "recommendations", "reviews", "video", "ads", "chat")
-#: The switch link edge injects before </body> (edge.rewrite.switch_link).
+#: The switch link edge injects before </body> (edge.pipeline.rewrite.switch_link).
 SWITCH_LINK = re.compile(rb'<p class="edge-switch"[^>]*>.*?</p>', re.DOTALL)
 
 

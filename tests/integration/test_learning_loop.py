@@ -30,9 +30,9 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.feedback import TokenSigner
-from edge.policy import holdback_draw, load_policy
-from edge.settings import DEFAULT_POLICY
+from edge.learning.feedback import TokenSigner
+from edge.pipeline.policy import holdback_draw, load_policy
+from edge.core.settings import DEFAULT_POLICY
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ BEACON = "/__edge/beacon"
 #: A mobile browser; a suffix makes each simulated shopper a distinct client for the holdback draw.
 MOBILE_UA = "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36"
 HOLDBACK = load_policy(DEFAULT_POLICY).holdback
-#: The inline beacon's token: ``d={t:"<token>",...}`` (edge/rewrite/beacon.js).
+#: The inline beacon's token: ``d={t:"<token>",...}`` (edge/pipeline/rewrite/beacon.js).
 SCRIPT_TOKEN = re.compile(rb'\{t:"([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)"')
 
 

@@ -61,7 +61,7 @@ def test_two_workers_serve_and_count_every_request_once(stack, start_edge, tmp_p
 
 # ------------------------------------------------------------------------------ the model story
 # Each worker learns from the feedback it receives and checkpoints to <checkpoint>.<worker index>,
-# restored by the same index (edge/workers.py, docs/operations.md "Scaling").
+# restored by the same index (edge/runtime/workers.py, docs/operations.md "Scaling").
 
 FEEDBACK_KEY = "5f0e" * 8
 MOBILE_UA = "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36"
@@ -168,7 +168,7 @@ def test_two_workers_learn_each_beacon_exactly_once_between_them(stack, launch_e
 @pytest.mark.parametrize("key", [FEEDBACK_KEY, None], ids=["feedback-key", "no-key"])
 def test_each_worker_checkpoints_its_own_model_and_restores_it_by_index(stack, launch_edge, tmp_path, key):
     # Without a key the workers' shared random key changes at restart: checkpoints must not depend on it.
-    from edge.model import ChampionChallenger
+    from edge.learning.model import ChampionChallenger
 
     ckpt = tmp_path / "model.ckpt"
     env = {

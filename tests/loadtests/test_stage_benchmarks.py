@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "loadtests"))
 
 import bench_stages  # noqa: E402
 
-from edge.policy import Decision  # noqa: E402
-from edge.signals import Signals  # noqa: E402
+from edge.pipeline.policy import Decision  # noqa: E402
+from edge.pipeline.signals import Signals  # noqa: E402
 
 _, CASES = bench_stages.stage_cases()
 PAGE_BYTES = len(bench_stages.demo_page())
@@ -33,7 +33,7 @@ def _check(name: str, result: object) -> None:
     elif name == "model predict":
         assert result is None or 0.0 <= result <= 1.0
     elif name in ("model learn (+ eval)", "river learn alone"):
-        assert result is None  # learning returns nothing; its effect is checked in tests/test_learning.py
+        assert result is None  # learning returns nothing; its effect is checked in tests/learning/test_learning.py
     elif name == "decide (policy)":
         assert isinstance(result, Decision) and result.tier in ("full", "lite", "minimal")
     elif name == "token sign":

@@ -1,0 +1,280 @@
+"""Every Prometheus metric edge exports, declared once.
+
+Labels are small fixed sets (tier, decision source, stage, error kind): never a
+cell id, URL or User-Agent, so a flood of random clients cannot grow the series.
+
+Request and upstream durations use buckets from 5 ms to 30 s: one histogram must
+place both a 20 ms page on 4G and a 10 s page on a congested 2G cell. Rewrite
+time is CPU work measured in fractions of a millisecond, so its buckets start lower.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+
+__all__ = [
+    "TIERS",
+    "SOURCES",
+    "STAGES",
+    "UPSTREAM_ERROR_KINDS",
+    "REQUESTS",
+    "REQUEST_DURATION",
+    "UPSTREAM_DURATION",
+    "REWRITE_DURATION",
+    "UPSTREAM_BYTES",
+    "SERVED_BYTES",
+    "REWRITE_CACHE",
+    "FAIL_OPEN",
+    "UNCLASSIFIED",
+    "UNCLASSIFIED_REASONS",
+    "UPSTREAM_ERRORS",
+    "PREFERENCE_SWITCHES",
+    "TABLE_SIZE",
+    "LABELS",
+    "FEEDBACK_REJECTED",
+    "UNTRUSTED_LABELS",
+    "MODEL_ROC_AUC",
+    "MODEL_LOG_LOSS",
+    "MODEL_CHAMPION",
+    "MODEL_DRIFTS",
+    "CHECKPOINTS",
+    "POLICY_RELOADS",
+    "PROXIED",
+    "CLIENT_REJECTED",
+    "HOLDBACK_LABELS",
+    "HOLDBACK_DURATION",
+    "registry",
+]
+
+TIERS = ("full", "lite", "minimal")
+#: Who decided the tier: the rule baseline, the learned model, a policy override (preference cookie,
+#: Save-Data), the holdback control group (always full), or nobody (unknown → full).
+SOURCES = ("rules", "model", "last_request", "client_average", "cell_share", "override", "holdback", "none")
+STAGES = ("signals", "predict", "decide", "decode", "rewrite", "respond")
+UPSTREAM_ERROR_KINDS = ("connect", "timeout", "pool", "protocol", "read", "other")
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
+REWRITE_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+def registry() -> CollectorRegistry:
+    """The registry to expose on /metrics.
+
+    One process: the default registry. Several workers (``PROMETHEUS_MULTIPROC_DIR`` set by
+    ``edge serve --workers N``): a fresh registry per scrape that sums every worker's samples.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        collected = CollectorRegistry()
+        multiprocess.MultiProcessCollector(collected)
+        return collected
+    return REGISTRY
+
+
+REQUESTS = Counter(
+    "edge_requests_total",
+    "Pages edge decided a tier for, by tier served and decision source.",
+    ["tier", "source"],
+)
+REQUEST_DURATION = Histogram(
+    "edge_request_duration_seconds",
+    "Time from request to the last body byte handed to the server, by tier.",
+    ["tier"],
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_DURATION = Histogram(
+    "edge_upstream_duration_seconds",
+    "Time until the storefront's response headers arrived.",
+    buckets=LATENCY_BUCKETS,
+)
+REWRITE_DURATION = Histogram(
+    "edge_rewrite_duration_seconds",
+    "CPU time spent rewriting one body (link splice at full, rewrite at lite/minimal).",
+    ["tier"],
+    buckets=REWRITE_BUCKETS,
+)
+UPSTREAM_BYTES = Counter(
+    "edge_upstream_bytes_total",
+    "Body bytes received from the storefront for pages edge decided on, by tier served.",
+    ["tier"],
+)
+SERVED_BYTES = Counter(
+    "edge_served_bytes_total",
+    "Body bytes sent to shoppers for pages edge decided on, by tier served.",
+    ["tier"],
+)
+REWRITE_CACHE = Counter(
+    "edge_rewrite_cache_total",
+    "Lite/minimal layouts looked up in the rewrite cache, by result (hit: the page came back byte for byte).",
+    ["result"],
+)
+FAIL_OPEN = Counter(
+    "edge_fail_open_total",
+    "Adaptations that failed and served the original response instead, by stage.",
+    ["stage"],
+)
+UNCLASSIFIED_REASONS = ("no-content-type", "bad-length", "coding")
+UNCLASSIFIED = Counter(
+    "edge_unclassified_responses_total",
+    "200 responses to GETs edge could not classify or read and passed through unadapted, by reason.",
+    ["reason"],
+)
+UPSTREAM_ERRORS = Counter(
+    "edge_upstream_errors_total",
+    "Requests the storefront could not answer (502/504 served), by kind.",
+    ["kind"],
+)
+PREFERENCE_SWITCHES = Counter(
+    "edge_preference_switches_total",
+    "Shoppers who followed the 'full page' or 'light page' link, by tier asked for.",
+    ["tier"],
+)
+# Learning (edge.learning.feedback, edge.learning.model): labels in, feedback refused, model health.
+LABEL_SOURCES = ("beacon", "app")
+REJECT_REASONS = ("malformed", "oversized", "forged", "expired", "replayed", "overloaded", "throttled")
+#: Why a label's claims contradict what edge observed (edge.learning.feedback): such labels serve their own client only.
+UNTRUSTED_REASONS = ("too-slow-for-the-clock", "estimate")
+#: Every candidate the champion/challenger scores (edge.learning.model.CANDIDATES; a test ties the two).
+MODELS = ("model", "rules", "last_request", "client_average", "cell_share")
+
+LABELS = Counter(
+    "edge_labels_total",
+    "Labels learned from feedback, by source and label.",
+    ["source", "label"],
+)
+UNTRUSTED_LABELS = Counter(
+    "edge_labels_untrusted_total",
+    "Labels whose claims contradict what edge observed (never shown to other clients), by reason.",
+    ["reason"],
+)
+FEEDBACK_REJECTED = Counter(
+    "edge_feedback_rejected_total",
+    "Feedback refused before it reached the model, by reason.",
+    ["reason"],
+)
+# Gauges in multiprocess mode (several workers): model gauges per live worker (a pid label), table
+# sizes summed over live workers. In one process these modes change nothing.
+MODEL_ROC_AUC = Gauge(
+    "edge_model_roc_auc",
+    "Rolling ROC-AUC on the latest labels (predict, then learn), by model.",
+    ["model"],
+    multiprocess_mode="liveall",
+)
+MODEL_LOG_LOSS = Gauge(
+    "edge_model_log_loss",
+    "Rolling log-loss on the latest labels, by model.",
+    ["model"],
+    multiprocess_mode="liveall",
+)
+MODEL_CHAMPION = Gauge(
+    "edge_model_champion",
+    "1 for the model whose predictions decide tiers now, 0 for the other.",
+    ["model"],
+    multiprocess_mode="liveall",
+)
+MODEL_DRIFTS = Counter(
+    "edge_model_drift_detections_total",
+    "Concept drifts detected in the learned model's errors (ADWIN).",
+)
+CHECKPOINTS = Counter(
+    "edge_model_checkpoints_total",
+    "Model checkpoints written or loaded, by result.",
+    ["result"],
+)
+POLICY_RELOADS = Counter(
+    "edge_policy_reloads_total",
+    "Policy reloads, by result (a failed reload keeps the old policy in force).",
+    ["result"],
+)
+
+PROXIED = Counter(
+    "edge_proxied_requests_total",
+    "Requests proxied to the storefront, by status class of the response served (502/504: edge's own).",
+    ["code"],
+)
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+# Client connections and requests refused by the limits of edge.runtime.protocol and edge.transport.proxy, by reason.
+CLIENT_REJECT_REASONS = (
+    "malformed",
+    "head_too_large",
+    "header_too_large",
+    "too_many_headers",
+    "uri_too_long",
+    "bad_host",
+    "framing_too_large",
+    "header_timeout",
+    "body_timeout",
+    "connection_limit",
+    "evicted_idle",
+    "upload_limit",
+    "incomplete_body",
+)
+CLIENT_REJECTED = Counter(
+    "edge_client_rejected_total",
+    "Client connections or requests refused or closed by edge's limits, by reason.",
+    ["reason"],
+)
+
+# The holdback (a control group that always gets the full page), reported apart so a dashboard can
+# compare it with the adapted traffic.
+HOLDBACK_LABELS = Counter(
+    "edge_holdback_labels_total",
+    "Labels from holdback pages (always full), by label.",
+    ["label"],
+)
+HOLDBACK_DURATION = Histogram(
+    "edge_holdback_request_duration_seconds",
+    "Request duration of holdback pages (always full).",
+    buckets=LATENCY_BUCKETS,
+)
+
+TABLE_SIZE = Gauge(
+    "edge_table_entries",
+    "Entries held in a bounded in-memory table, by table.",
+    ["table"],
+    multiprocess_mode="livesum",
+)
+
+# Pre-create every label combination so dashboards see zeros, not gaps (labels are small, known sets).
+for _tier in TIERS:
+    REWRITE_DURATION.labels(_tier)
+    REQUEST_DURATION.labels(_tier)
+    UPSTREAM_BYTES.labels(_tier)
+    SERVED_BYTES.labels(_tier)
+    PREFERENCE_SWITCHES.labels(_tier)
+    for _source in SOURCES:
+        REQUESTS.labels(_tier, _source)
+for _result in ("hit", "miss"):
+    REWRITE_CACHE.labels(_result)
+for _stage in STAGES:
+    FAIL_OPEN.labels(_stage)
+for _reason in UNCLASSIFIED_REASONS:
+    UNCLASSIFIED.labels(_reason)
+for _kind in UPSTREAM_ERROR_KINDS:
+    UPSTREAM_ERRORS.labels(_kind)
+for _source in LABEL_SOURCES:
+    for _label in ("degraded", "ok"):
+        LABELS.labels(_source, _label)
+for _reason in REJECT_REASONS:
+    FEEDBACK_REJECTED.labels(_reason)
+for _reason in UNTRUSTED_REASONS:
+    UNTRUSTED_LABELS.labels(_reason)
+for _model in MODELS:
+    MODEL_CHAMPION.labels(_model)
+    # NaN until the first labels are scored: the series exist (dashboards show "no data yet", not gaps).
+    MODEL_ROC_AUC.labels(_model).set(float("nan"))
+    MODEL_LOG_LOSS.labels(_model).set(float("nan"))
+for _result in ("written", "loaded", "failed"):
+    CHECKPOINTS.labels(_result)
+for _result in ("success", "failure"):
+    POLICY_RELOADS.labels(_result)
+for _label in ("degraded", "ok"):
+    HOLDBACK_LABELS.labels(_label)
+for _code in STATUS_CLASSES:
+    PROXIED.labels(_code)
+for _reason in CLIENT_REJECT_REASONS:
+    CLIENT_REJECTED.labels(_reason)
+for _table in ("cells", "replay_guard"):
+    TABLE_SIZE.labels(_table).set(0)

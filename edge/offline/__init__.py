@@ -1,0 +1,9 @@
+"""Offline tools: replaying real cellular traces through edge's own code.
+
+- ``traces``: readers for G-NetTrack CSV, the Norway HSDPA logs (JSON and raw), Mahimahi and
+  per-second throughput logs, detected from the content;
+- ``replay``: ``edge replay``, prequential evaluation of the candidates and the deployed decision;
+- ``train_prior``: the command that trains the River-model prior of :mod:`edge.learning.prior`.
+
+Nothing on the request path imports this package.
+"""

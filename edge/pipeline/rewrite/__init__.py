@@ -1,0 +1,42 @@
+"""Stage 5: rewrite a response body into the tier's layout.
+
+- :class:`HtmlRewriter` applies the route's widget, image and script rules and
+  the byte budget to HTML pages (streaming, byte-preserving: everything it does
+  not touch comes out byte for byte) and injects the small "Full page" /
+  "Light page" switch link; :meth:`HtmlRewriter.rewrite_with_report` also says
+  what it kept, dropped and how many bytes are left (:class:`RewriteReport`).
+- :class:`JsonRewriter` applies the route's JSON layout rules to app API bodies.
+- :func:`switch_link` and :func:`beacon_script` render the injected snippet.
+- :class:`RewriteError` is the only exception the rewriters raise on purpose:
+  serve the original body.
+
+The full tier is the hot path for most shoppers: it is a byte splice, never a parse.
+"""
+
+from edge.pipeline.rewrite.cache import RewriteCache
+from edge.pipeline.rewrite.errors import RewriteError
+from edge.pipeline.rewrite.html import (
+    COLLAPSE_SCRIPT,
+    HtmlRewriter,
+    SPLICE_WINDOW,
+    StreamSplicer,
+    RewriteReport,
+    beacon_script,
+    splice_before_body_end,
+    switch_link,
+)
+from edge.pipeline.rewrite.json import JsonRewriter
+
+__all__ = [
+    "COLLAPSE_SCRIPT",
+    "HtmlRewriter",
+    "SPLICE_WINDOW",
+    "StreamSplicer",
+    "JsonRewriter",
+    "RewriteCache",
+    "RewriteError",
+    "RewriteReport",
+    "beacon_script",
+    "splice_before_body_end",
+    "switch_link",
+]

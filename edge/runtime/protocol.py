@@ -1,0 +1,262 @@
+"""The HTTP/1.1 server protocol edge runs under uvicorn: uvicorn's httptools protocol with a front door's limits.
+
+edge is the first thing a shopper's (or an attacker's) bytes reach, so the
+connection itself is bounded before any ASGI code runs:
+
+- **head size**: the request line (``max_request_line``, else 414), one header
+  field (``max_header_bytes``), the number of fields (``max_headers``) and the
+  whole head (``max_head_bytes``) are capped, else 431; bytes are counted
+  *before* they are parsed, so a 100 MB header costs one read, not a quadratic
+  re-join of its pieces;
+- **time**: a request head must be complete within ``header_timeout`` seconds
+  of the connection opening or of its first byte (408, or a silent close when
+  nothing came), whatever the pace of the bytes; idle keep-alive connections
+  close after ``keepalive_timeout`` (uvicorn's own timer);
+- **connections**: at most ``max_connections`` per listener; past it, the
+  oldest connections that run no request (idle, or still sending a head) are
+  closed to make room, and a new one is refused only when every slot serves a
+  request;
+- **framing the proxy relies on**: a ``Host`` that is missing (HTTP/1.1),
+  repeated or not a host[:port] is a 400; request trailers are dropped (they
+  would otherwise be appended to the headers the proxy forwards); framing and
+  trailer bytes between body pieces are bounded like a head;
+- a ``204``/``304`` response may carry ``Content-Length`` (RFC 9110 §8.6) and
+  never has a body.
+
+Each refusal is counted in ``edge_client_rejected_total{reason}``.
+
+    >>> limits = ConnectionLimits(max_head_bytes=16384)
+    >>> protocol = protocol_class(limits)  # for uvicorn.Config(http=protocol, ...)
+    >>> protocol.limits.max_head_bytes
+    16384
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+
+from edge.core import metrics
+
+__all__ = ["ConnectionLimits", "protocol_class", "EdgeHttpProtocol"]
+
+#: host [":" port], where host is a reg-name, an IPv4 address or a bracketed IP literal (RFC 3986 §3.2.2);
+#: empty is allowed (RFC 9112 §3.2: a target without authority).
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]{0,5})?|")
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one client connection may cost (defaults: what an SRE would set at a public front door)."""
+
+    header_timeout: float = 20.0
+    max_connections: int = 4096
+    max_request_line: int = 8192
+    max_header_bytes: int = 16384
+    max_head_bytes: int = 65536
+    max_headers: int = 100
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing; the protocol answers ``status``."""
+
+
+class _Cycle(RequestResponseCycle):
+    """uvicorn's request/response cycle, but a 204/304 with ``Content-Length`` ends without a body."""
+
+    async def send(self, message: Any) -> None:
+        starting = not self.response_started
+        await super().send(message)
+        if starting and message.get("status") in (204, 304):
+            self.expected_content_length = 0
+            self.chunked_encoding = False
+
+
+class EdgeHttpProtocol(HttpToolsProtocol):
+    """uvicorn's ``HttpToolsProtocol`` with :class:`ConnectionLimits`; use :func:`protocol_class`."""
+
+    limits: ClassVar[ConnectionLimits] = ConnectionLimits()
+    #: This listener's open connections, oldest first (one table per class made by protocol_class).
+    open_connections: ClassVar[OrderedDict[EdgeHttpProtocol, None]] = OrderedDict()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # parsing a request head (from the connection's start or the last message's end)
+        self._head_bytes = 0  # bytes of the current head (or, in a body, of framing since the last body piece)
+        self._body_in_feed = 0
+        self._fields = 0
+        self._refusal: tuple[int, bytes, str] | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    # --- connection lifetime -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        table = self.open_connections
+        if len(table) >= self.limits.max_connections and not self._evict_idle(table):
+            metrics.CLIENT_REJECTED.labels("connection_limit").inc()
+            transport.abort()
+            return
+        table[self] = None
+        super().connection_made(transport)
+        self._start_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open_connections.pop(self, None)
+        self._stop_head_timer()
+        if self.transport is None:  # refused in connection_made: uvicorn never saw it
+            return
+        super().connection_lost(exc)
+
+    def _evict_idle(self, table: OrderedDict[EdgeHttpProtocol, None]) -> bool:
+        for connection in table:
+            if connection._runs_no_request():
+                del table[connection]
+                metrics.CLIENT_REJECTED.labels("evicted_idle").inc()
+                connection.transport.close()
+                return True
+        return False
+
+    def _runs_no_request(self) -> bool:
+        return (self.cycle is None or self.cycle.response_complete) and not self.pipeline
+
+    # --- the head deadline ---------------------------------------------------------------------
+
+    def _start_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        metrics.CLIENT_REJECTED.labels("header_timeout").inc()
+        if self._head_bytes and self._runs_no_request():
+            self._answer(408, b"request head not received in time\n")
+        else:
+            self.transport.close()
+
+    # --- bytes in ------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            # Count before parsing: httptools joins a header's pieces as they come, so a huge one must be
+            # refused before it is fed. Only the bytes up to the end of the head count (the rest is body).
+            end = data.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else end + 4
+            if self._head_bytes > self.limits.max_head_bytes:
+                self._refuse(431, b"request header fields too large\n", "head_too_large")
+                return
+        self._unset_keepalive_if_required()
+        self._body_in_feed = 0
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            self._refuse(*(self._refusal or (400, b"malformed request\n", "malformed")))
+            return
+        if not self._in_head:
+            # In a body: chunk-size lines, extensions and trailers are joined like header pieces; bound them.
+            framing = len(data) - self._body_in_feed
+            self._head_bytes = framing if self._body_in_feed else self._head_bytes + framing
+            if self._head_bytes > self.limits.max_head_bytes:
+                self._refuse(400, b"malformed request body framing\n", "framing_too_large")
+
+    def _refuse(self, status: int, body: bytes, reason: str) -> None:
+        metrics.CLIENT_REJECTED.labels(reason).inc()
+        if self._runs_no_request() or not self.cycle.response_started:
+            self._answer(status, body)
+        else:
+            self.transport.close()
+
+    def _answer(self, status: int, body: bytes) -> None:
+        """Answer with ``status`` and close: whatever else was on this connection is not trusted."""
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True  # the request in flight (if any) ends: its body will never come
+            self.cycle.message_event.set()
+        self.transport.write(
+            b"".join(
+                [
+                    STATUS_LINE[status],
+                    b"content-type: text/plain; charset=utf-8\r\n",
+                    b"content-length: %d\r\n" % len(body),
+                    b"connection: close\r\n\r\n",
+                    body,
+                ]
+            )
+        )
+        self.transport.close()
+
+    # --- parser callbacks ------------------------------------------------------------------------
+
+    def _stop(self, status: int, body: bytes, reason: str) -> None:
+        self._refusal = (status, body, reason)
+        raise _Refused(reason)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._fields = 0
+        self._start_head_timer()
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.limits.max_request_line:
+            self._stop(414, b"request target too long\n", "uri_too_long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a trailer: dropped, never forwarded as a header
+        self._fields += 1
+        if self._fields > self.limits.max_headers:
+            self._stop(431, b"too many request header fields\n", "too_many_headers")
+        if len(name) + len(value) > self.limits.max_header_bytes:
+            self._stop(431, b"request header field too large\n", "header_too_large")
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._stop_head_timer()
+        hosts = [value for name, value in self.headers if name == b"host"]
+        if len(hosts) > 1 or (not hosts and self.parser.get_http_version() == "1.1"):
+            self._stop(400, b"exactly one Host header is required\n", "bad_host")
+        if hosts and not _HOST.fullmatch(hosts[0]):
+            self._stop(400, b"invalid Host header\n", "bad_host")
+        self._in_head = False
+        self._head_bytes = 0
+        super().on_headers_complete()
+        if self.cycle is not None and type(self.cycle) is RequestResponseCycle:
+            self.cycle.__class__ = _Cycle  # the task is created, not started: it runs _Cycle.send
+        if self in self.open_connections:
+            self.open_connections.move_to_end(self)  # the table stays in order of last request
+
+    def on_body(self, body: bytes) -> None:
+        self._body_in_feed += len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._in_head = True
+        self._head_bytes = 0
+        super().on_message_complete()
+
+
+def protocol_class(limits: ConnectionLimits) -> type[EdgeHttpProtocol]:
+    """A protocol class for one listener: its own limits and its own table of open connections."""
+    return type(
+        "EdgeHttpProtocol",
+        (EdgeHttpProtocol,),
+        {"limits": limits, "open_connections": OrderedDict(), "__module__": __name__},
+    )

@@ -1,0 +1,355 @@
+"""The reverse proxy: forward a request to the storefront and stream its answer back.
+
+One shared :class:`httpx.AsyncClient` (opened and closed by the app's lifespan)
+carries every request, so connections to the storefront are pooled and kept
+alive. The proxy is transparent except where HTTP says a proxy must act:
+
+- hop-by-hop headers (RFC 9110 §7.6.1: ``Connection``, the fields it names,
+  ``Keep-Alive``, ``Proxy-Connection``, ``TE``, ``Trailer``,
+  ``Transfer-Encoding``, ``Upgrade``, ``Proxy-Authorization``,
+  ``Proxy-Authenticate``) are dropped in both directions;
+- ``X-Forwarded-For`` (appended), ``X-Forwarded-Proto``, ``X-Forwarded-Host``
+  and ``Via`` are added; ``Host`` is the client's (``preserve_host``, the
+  default, as Envoy does) or the upstream's own (like nginx's default);
+- redirects are passed through, never followed; several ``Set-Cookie`` stay
+  separate; bodies stream through chunk by chunk, never buffered here;
+- the storefront refusing or resetting the connection gives a ``502``, not
+  answering in time a ``504``, each with a one-line plain-text body.
+
+The proxy never adds ``Accept-Encoding`` or other defaults of its own: the
+storefront sees what the shopper's client sent, so what comes back is what
+that client can decode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from email.utils import formatdate
+from collections.abc import AsyncIterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+
+import httpx
+from starlette.types import Message, Receive, Scope, Send
+
+from edge.core import metrics
+from edge.core.errors import UpstreamStreamBroken
+from edge.core.settings import Settings
+from edge.transport.upstream import make_transport, upstream_error_kind
+
+__all__ = ["ReverseProxy", "HOP_BY_HOP"]
+
+log = logging.getLogger("edge.transport.proxy")
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+VIA = b"1.1 edge"
+_NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+
+
+def strip_hop_by_hop(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Drop hop-by-hop fields, including any named in ``Connection``; names come out lower-case.
+
+    >>> strip_hop_by_hop([(b"Connection", b"close, X-Trace"), (b"X-Trace", b"1"), (b"Accept", b"*/*")])
+    [(b'accept', b'*/*')]
+    """
+    named = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            named.update(token.strip().lower() for token in value.split(b","))
+    return [
+        (name.lower(), value)
+        for name, value in headers
+        if name.lower() not in HOP_BY_HOP and name.lower() not in named
+    ]
+
+
+class ReverseProxy:
+    """ASGI app forwarding every request to ``settings.upstream``.
+
+    Call :meth:`open` and :meth:`aclose` from the lifespan (``edge.runtime.app`` does).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.upstream = httpx.URL(settings.upstream)
+        self.client: httpx.AsyncClient | None = None
+        self.transport: httpx.AsyncBaseTransport | None = None
+        self._timeout: dict[str, float | None] = {}
+        # Streamed uploads (bodies over request_buffer_bytes) hold an upstream connection as long as the
+        # client takes: at most this many at once, so slow uploaders cannot take the whole pool.
+        self._uploads = asyncio.Semaphore(settings.max_streaming_uploads or max(1, settings.pool_size // 4))
+
+    async def open(self) -> None:
+        timeout = httpx.Timeout(
+            connect=self.settings.connect_timeout,
+            read=self.settings.read_timeout,
+            write=self.settings.read_timeout,
+            pool=self.settings.pool_timeout,
+        )
+        limits = httpx.Limits(
+            max_connections=self.settings.pool_size,
+            max_keepalive_connections=self.settings.pool_size,
+            keepalive_expiry=30.0,
+        )
+        # A jar that refuses every cookie: the client is shared by all shoppers, so a storefront's
+        # Set-Cookie must go to the shopper who caused it and never be replayed for anyone else.
+        no_cookies = httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
+        # The client owns the transport (its pool) and closes it; requests go straight to the
+        # transport: the client's own layers (redirects, auth, cookies) are what a reverse proxy
+        # must not apply, and they cost every request (the cookie jar alone ~5% of the CPU).
+        self.transport = make_transport(self.settings) or httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+        self.client = httpx.AsyncClient(
+            timeout=timeout,
+            limits=limits,
+            follow_redirects=False,
+            trust_env=False,
+            cookies=no_cookies,
+            transport=self.transport,
+        )
+        self._timeout = timeout.as_dict()
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+            self.client = self.transport = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        transport = self.transport
+        if transport is None:
+            await _plain(send, 503, b"edge is starting\n")
+            return
+        content: bytes | AsyncIterator[bytes] | None = None
+        upload: _Upload | None = None
+        if self._has_body(scope):
+            try:
+                content, complete = await self._buffer_body(receive)
+            except _BodyIncomplete as exc:
+                await _body_failed(send, exc.reason)
+                return
+            if not complete:
+                upload = await self._upload_slot()
+                if upload is None:
+                    await _plain(send, 503, b"too many uploads in progress\n")
+                    return
+                content = upload.stream(content, receive)
+        try:
+            await self._forward(scope, content, upload, send)
+        finally:
+            if upload is not None:
+                upload.release()
+
+    async def _forward(
+        self, scope: Scope, content: bytes | AsyncIterator[bytes] | None, upload: _Upload | None, send: Send
+    ) -> None:
+        transport = self.transport
+        assert transport is not None
+        # httpx.Request directly, not client.build_request: the client would merge its default
+        # headers (User-Agent, Accept, Accept-Encoding) and cookies into what the shopper sent.
+        # A transport reports a broken request as httpx.HTTPError, like the client would.
+        request = httpx.Request(
+            scope["method"],
+            self._url(scope),
+            headers=self._request_headers(scope),
+            content=content,
+            extensions={"timeout": self._timeout},
+        )
+        try:
+            response = await transport.handle_async_request(request)
+        except Exception as exc:
+            # A streamed upload that broke off (the client left or paused too long) aborts the upstream
+            # request, whatever error the transport made of it: the storefront never gets it whole.
+            if upload is not None and upload.failure is not None:
+                await _body_failed(send, upload.failure)
+                return
+            if not isinstance(exc, httpx.HTTPError):
+                # A transport's own error that it did not map to httpx's: still the storefront's side.
+                log.error("upstream request failed: %s: %.200s", exc.__class__.__name__, exc)
+                exc = httpx.TransportError(str(exc))
+            await self._upstream_failed(send, exc)
+            return
+        try:
+            status = response.status_code
+            if not 200 <= status < 600:
+                # 101 to a request that asked no upgrade, or a status HTTP does not have: not relayable.
+                metrics.UPSTREAM_ERRORS.labels("protocol").inc()
+                _PROXIED_5XX.inc()
+                log.warning("upstream answered with status %d: not relayed", status)
+                await _plain(send, 502, b"upstream unavailable\n")
+                return
+            _PROXIED[status // 100].inc()
+            headers = strip_hop_by_hop(response.headers.raw)
+            headers.append((b"via", VIA))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            try:
+                async for chunk in response.aiter_raw():
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except httpx.HTTPError as exc:
+                # Headers are out: the only honest signal left is to abort the connection.
+                kind, timed_out = upstream_error_kind(exc)
+                metrics.UPSTREAM_ERRORS.labels(kind).inc()
+                raise UpstreamStreamBroken(f"upstream body broke off: {exc.__class__.__name__}", timed_out) from None
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await response.aclose()
+
+    async def _upstream_failed(self, send: Send, exc: httpx.HTTPError) -> None:
+        kind, timed_out = upstream_error_kind(exc)
+        metrics.UPSTREAM_ERRORS.labels(kind).inc()
+        _PROXIED_5XX.inc()
+        if isinstance(exc, httpx.PoolTimeout):
+            await _plain(send, 503, b"no free upstream connection\n")
+        elif timed_out:
+            await _plain(send, 504, b"upstream timed out\n")
+        else:
+            log.warning("upstream %s error: %s", kind, (exc.__cause__ or exc).__class__.__name__)
+            await _plain(send, 502, b"upstream unavailable\n")
+
+    def _has_body(self, scope: Scope) -> bool:
+        if scope["method"] not in _NO_BODY_METHODS:
+            return True
+        return any(n in (b"content-length", b"transfer-encoding") for n, _ in scope["headers"])
+
+    async def _buffer_body(self, receive: Receive) -> tuple[bytes, bool]:
+        """The body read whole if it fits ``request_buffer_bytes`` (True), else what came so far (False).
+
+        Reading a small body before asking the storefront (as nginx does) means a slow client holds no
+        upstream connection, and a body that never completes never reaches the storefront.
+        """
+        limit = self.settings.request_buffer_bytes
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await _receive_body(receive, self.settings.body_timeout)
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+                size += len(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), True
+            if size > limit:
+                return b"".join(chunks), False
+
+    async def _upload_slot(self) -> _Upload | None:
+        """A slot for one streamed upload, waiting up to the pool timeout; None when none freed up."""
+        try:
+            async with asyncio.timeout(self.settings.pool_timeout):
+                await self._uploads.acquire()
+        except TimeoutError:
+            metrics.CLIENT_REJECTED.labels("upload_limit").inc()
+            return None
+        return _Upload(self._uploads, self.settings.body_timeout)
+
+    def _url(self, scope: Scope) -> httpx.URL:
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string", b"")
+        target = raw_path + (b"?" + query if query else b"")
+        return self.upstream.copy_with(raw_path=target)
+
+    def _request_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        incoming = scope["headers"]
+        headers = [(n, v) for n, v in strip_hop_by_hop(incoming) if n not in _REPLACED_REQUEST_HEADERS]
+        original_host = next((v for n, v in incoming if n == b"host"), None)
+        if self.settings.preserve_host and original_host is not None:
+            headers.append((b"host", original_host))
+        prior_xff = b", ".join(v for n, v in incoming if n == b"x-forwarded-for")
+        client = scope.get("client")
+        client_ip = client[0].encode() if client else b"unknown"
+        headers.append((b"x-forwarded-for", prior_xff + b", " + client_ip if prior_xff else client_ip))
+        headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
+        if original_host is not None:
+            headers.append((b"x-forwarded-host", original_host))
+        prior_via = b", ".join(v for n, v in incoming if n == b"via")
+        headers.append((b"via", prior_via + b", " + VIA if prior_via else VIA))
+        return headers
+
+
+# Label children resolved once: the per-request path only increments.
+_PROXIED = {i: metrics.PROXIED.labels(f"{i}xx") for i in range(1, 6)}
+_PROXIED_5XX = _PROXIED[5]
+
+_REPLACED_REQUEST_HEADERS = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"via"})
+
+
+class _BodyIncomplete(Exception):
+    """The client's request body did not arrive whole (``reason``: ``incomplete_body`` or ``body_timeout``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def _receive_body(receive: Receive, timeout: float) -> Message:
+    """The next piece of the request body; a disconnect or a pause over ``timeout`` s is :class:`_BodyIncomplete`."""
+    try:
+        async with asyncio.timeout(timeout):
+            message: Message = await receive()
+    except TimeoutError:
+        raise _BodyIncomplete("body_timeout") from None
+    if message["type"] == "http.disconnect":
+        raise _BodyIncomplete("incomplete_body")
+    return message
+
+
+class _Upload:
+    """One streamed request body (larger than the buffer), holding one of the proxy's upload slots."""
+
+    def __init__(self, slots: asyncio.Semaphore, timeout: float) -> None:
+        self._slots: asyncio.Semaphore | None = slots
+        self._timeout = timeout
+        #: Why the body broke off (None: it did not), read by the proxy whatever the transport raised.
+        self.failure: str | None = None
+
+    async def stream(self, first: bytes, receive: Receive) -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        while True:
+            try:
+                message = await _receive_body(receive, self._timeout)
+            except _BodyIncomplete as exc:
+                self.failure = exc.reason
+                raise
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    def release(self) -> None:
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots.release()
+
+
+async def _body_failed(send: Send, reason: str) -> None:
+    """The request body broke off: nothing went (or will go) to the storefront whole."""
+    metrics.CLIENT_REJECTED.labels(reason).inc()
+    if reason == "body_timeout":
+        await _plain(send, 408, b"request body not received in time\n", close=True)
+    # incomplete_body: the client is gone; there is nobody to answer.
+
+
+async def _plain(send: Send, status: int, body: bytes, close: bool = False) -> None:
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"date", formatdate(usegmt=True).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
