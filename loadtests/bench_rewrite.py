@@ -29,15 +29,14 @@ import statistics
 import time
 
 import httpx
+import orjson
 from selectolax.lexbor import LexborHTMLParser
 
+from edge.core.settings import DEFAULT_POLICY
 from edge.demo import build_storefront
-import orjson
-
 from edge.demo.layout import home_layout
 from edge.pipeline.policy import Policy, load_policy
 from edge.pipeline.rewrite import HtmlRewriter, JsonRewriter, splice_before_body_end, switch_link
-from edge.core.settings import DEFAULT_POLICY
 
 
 def demo_page(path: str = "/") -> bytes:

@@ -27,12 +27,12 @@ import random
 import statistics
 import time
 
-from edge.pipeline.features import to_features
+from edge.core.settings import DEFAULT_POLICY
 from edge.learning.feedback import TokenSigner
 from edge.learning.model import MODELS
+from edge.pipeline.features import to_features
 from edge.pipeline.policy import load_policy
 from edge.pipeline.rewrite import HtmlRewriter, StreamSplicer, beacon_script, switch_link
-from edge.core.settings import DEFAULT_POLICY
 from edge.pipeline.signals import read_signals
 from edge.pipeline.towers import TowerTable
 

@@ -38,26 +38,25 @@ import asyncio
 import functools
 import logging
 import secrets
-from email.utils import formatdate
 import time
 from dataclasses import dataclass
+from email.utils import formatdate
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edge.core import metrics
-from edge.transport.encoding import CODINGS, DecodeFailed, charset_of, decode, encode, negotiate
 from edge.adapt.endpoints import build_endpoints
+from edge.core import metrics
 from edge.core.errors import AdaptError, UpstreamStreamBroken
-from edge.pipeline.features import Features, to_features
+from edge.core.settings import Settings
 from edge.learning.feedback import MEASUREMENT_COOKIE, MEASUREMENT_MAX_AGE_S, Feedback, FeedbackRejected, ReplayGuard, TokenSigner
 from edge.learning.model import NetworkModel, RuleModel
-from edge.pipeline.policy import Decision, Policy
-from edge.pipeline.policy import holdback_draw
+from edge.learning.trust import client_group
+from edge.pipeline.features import Features, to_features
+from edge.pipeline.policy import Decision, Policy, holdback_draw
 from edge.pipeline.rewrite import HtmlRewriter, JsonRewriter, RewriteCache, StreamSplicer, beacon_script, switch_link
-from edge.core.settings import Settings
 from edge.pipeline.signals import ACCEPT_CH, SIGNAL_HEADERS, Signals, read_signals
 from edge.pipeline.towers import TowerTable
-from edge.learning.trust import client_group
+from edge.transport.encoding import CODINGS, DecodeFailed, charset_of, decode, encode, negotiate
 
 __all__ = ["AdaptiveMiddleware", "VARY_HEADERS", "EDGE_PATH_PREFIX"]
 

@@ -53,11 +53,11 @@ from typing import Any
 import orjson
 
 from edge.core import metrics
-from edge.pipeline.labels import LabelRule
 from edge.learning.model import NetworkModel
+from edge.learning.trust import LabelBudget, client_group
+from edge.pipeline.labels import LabelRule
 from edge.pipeline.signals import app_throughput
 from edge.pipeline.towers import TowerTable
-from edge.learning.trust import LabelBudget, client_group
 
 __all__ = [
     "TokenSigner",

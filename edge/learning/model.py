@@ -65,10 +65,10 @@ import orjson
 import river
 from river import base, compose, drift, forest, linear_model, optim, preprocessing, tree
 
-from edge.learning.evaluation import RollingEvaluation
 from edge.core.metrics import MODEL_CHAMPION, MODEL_DRIFTS, MODEL_LOG_LOSS, MODEL_ROC_AUC
-from edge.pipeline.features import Features
+from edge.learning.evaluation import RollingEvaluation
 from edge.learning.prior import DEFAULT_PRIOR, Prior, PriorError, apply_prior, load_prior
+from edge.pipeline.features import Features
 from edge.pipeline.signals import ECT_VALUES, RADIO_CLASSES
 
 __all__ = [

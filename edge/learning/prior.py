@@ -30,10 +30,7 @@ them (seeded) and lets a fresh River model learn them in that order, ``--epochs`
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
-import random
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

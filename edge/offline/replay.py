@@ -72,18 +72,18 @@ import click
 import orjson
 
 from edge.core.errors import PolicyError
+from edge.core.settings import DEFAULT_POLICY
 from edge.learning.evaluation import BOOTSTRAP_RESAMPLES, bootstrap_roc_aucs, reliability, scores
 from edge.learning.feedback import client_average
-from edge.pipeline.features import Features, to_features
-from edge.pipeline.labels import LabelRule
 from edge.learning.model import ESTIMATORS, MODELS, ChampionChallenger, NetworkModel, RiverModel, RuleModel, client_average_p
 from edge.learning.prior import DEFAULT_PRIOR, PriorError, load_prior
-from edge.pipeline.policy import RoutePlan, load_policy
-from edge.core.settings import DEFAULT_POLICY
-from edge.pipeline.signals import read_signals
-from edge.pipeline.towers import TowerTable
 from edge.offline.traces import FORMATS, REQUIRED_COLUMNS, Sample, Trace, TraceFormatError, detect_format
 from edge.offline.traces import read_trace as _read_trace
+from edge.pipeline.features import Features, to_features
+from edge.pipeline.labels import LabelRule
+from edge.pipeline.policy import RoutePlan, load_policy
+from edge.pipeline.signals import read_signals
+from edge.pipeline.towers import TowerTable
 
 __all__ = [
     "replay",

@@ -19,6 +19,7 @@ import orjson
 
 from edge.learning.prior import export_prior
 
+
 class _Collect:
     """A replay 'model' that only records the labelled examples it is taught (features at request time)."""
 

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import functools
 import math
-from decimal import Decimal
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 import http_sfv
 from ua_parser import parse as parse_user_agent

@@ -23,8 +23,8 @@ import hmac
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -34,14 +34,14 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from edge.adapt.middleware import AdaptiveMiddleware, _key_bytes
 from edge.core import metrics
 from edge.core.errors import PolicyError
-from edge.adapt.middleware import AdaptiveMiddleware, _key_bytes
+from edge.core.settings import Settings
 from edge.learning.model import MODELS, NetworkModel
 from edge.pipeline.policy import Policy, load_policy
-from edge.transport.proxy import ReverseProxy
-from edge.core.settings import Settings
 from edge.runtime.workers import SHARED_KEY_ENV, WORKER_INDEX_ENV
+from edge.transport.proxy import ReverseProxy
 
 __all__ = ["Edge", "build_edge", "make_model"]
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.types import ASGIApp
 
-from edge.runtime.protocol import ConnectionLimits, protocol_class
 from edge.core.settings import Settings
+from edge.runtime.protocol import ConnectionLimits, protocol_class
 
 __all__ = ["Listener", "serve_all", "run", "connection_limits"]
 

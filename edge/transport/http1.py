@@ -46,8 +46,8 @@ import time
 from collections import deque
 from typing import Any
 
-import httpx
 import httptools
+import httpx
 
 __all__ = ["Http1Transport"]
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from email.utils import formatdate
 from collections.abc import AsyncIterator
+from email.utils import formatdate
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx

@@ -23,8 +23,8 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 
-from edge.transport.http1 import Http1Transport
 from edge.core.settings import Settings
+from edge.transport.http1 import Http1Transport
 
 __all__ = ["make_transport", "upstream_error_kind"]
 

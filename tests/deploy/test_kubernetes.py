@@ -8,7 +8,6 @@ import re
 import kubernetes_validate
 import pytest
 import yaml
-
 from _deploy import MANIFEST, PROMETHEUS_DIR, ROOT, load_yaml
 
 #: The oldest and newest Kubernetes minor versions the manifest is checked against.

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from _deploy import OPERATIONS, PROMETHEUS_DIR, RULE_FILES, RULE_TESTS, load_yaml, rules, run_tool
 
 

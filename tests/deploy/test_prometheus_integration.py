@@ -29,7 +29,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-
 from _deploy import DASHBOARD, ROOT, RULE_FILES, rules, tool
 
 from tests.readiness import poll_ready

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
+from edge.core.settings import DEFAULT_POLICY
 from edge.learning.feedback import measure_beacon
 from edge.pipeline.policy import holdback_draw, load_policy
-from edge.core.settings import DEFAULT_POLICY
 
 pytestmark = pytest.mark.integration
 

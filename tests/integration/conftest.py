@@ -33,9 +33,9 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.readiness import poll_ready
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 _BIN = Path(sys.executable).parent

@@ -30,9 +30,9 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from edge.core.settings import DEFAULT_POLICY
 from edge.learning.feedback import TokenSigner
 from edge.pipeline.policy import holdback_draw, load_policy
-from edge.core.settings import DEFAULT_POLICY
 
 pytestmark = pytest.mark.integration
 

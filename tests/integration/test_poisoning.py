@@ -37,8 +37,8 @@ import httpx
 import orjson
 import pytest
 
-from edge.pipeline.policy import holdback_draw, load_policy
 from edge.core.settings import DEFAULT_POLICY
+from edge.pipeline.policy import holdback_draw, load_policy
 from tests.integration.test_learning_loop import (
     BEACON,
     MOBILE_UA,

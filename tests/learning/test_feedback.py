@@ -13,8 +13,8 @@ from starlette.routing import Route
 
 from edge import AdaptiveMiddleware, Policy, Settings
 from edge.learning.feedback import Feedback, FeedbackRejected, Measurement, ReplayGuard, TokenSigner, measure_beacon
-from edge.pipeline.labels import LabelRule
 from edge.learning.model import RuleModel
+from edge.pipeline.labels import LabelRule
 from edge.pipeline.towers import TowerTable
 
 KEY, OLD_KEY = b"k" * 32, b"o" * 32

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from edge.learning import evaluation
 from edge.learning.evaluation import bootstrap_roc_auc, bootstrap_roc_aucs, roc_auc
+from edge.offline.replay import replay_command
 from edge.offline.traces import (
     FORMATS,
     MAHIMAHI_MIN_S,
@@ -19,7 +20,6 @@ from edge.offline.traces import (
     detect_format,
     read_trace,
 )
-from edge.offline.replay import replay_command
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "traces"
 NORWAY_JSON = DATA / "norway" / "bus.ljansbakken-oslo.report.2010-09-28_1407CEST.json.gz"

@@ -17,10 +17,10 @@ from edge.pipeline.rewrite.cache import RewriteCache
 from edge.pipeline.rewrite.errors import RewriteError
 from edge.pipeline.rewrite.html import (
     COLLAPSE_SCRIPT,
-    HtmlRewriter,
     SPLICE_WINDOW,
-    StreamSplicer,
+    HtmlRewriter,
     RewriteReport,
+    StreamSplicer,
     beacon_script,
     splice_before_body_end,
     switch_link,

@@ -657,7 +657,7 @@ class HtmlRewriter:
         assert report is not None
         return self._settle(bytes(out), run, report, plan.budget), report
 
-    def _settle(self, out: bytes, run: _Run, report: RewriteReport, budget: int | None) -> bytes:
+    def _settle(self, out: bytes, run: _Run, report: RewriteReport, budget: int | None) -> bytes:  # noqa: C901 (issue 15: split into marker parsing, one budget cut, stripping)
         """Read the markers back: who survived, their bytes; drop for the budget; strip the markers."""
         markers: list[tuple[int, int]] = []
         opens: dict[tuple[bytes, int], int] = {}
