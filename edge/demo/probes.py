@@ -11,6 +11,7 @@ Each handler exercises one thing a reverse proxy must get right:
 ``/no-transform``              HTML with ``Cache-Control: no-transform``
 ``/headers/multi``             two ``Set-Cookie``, ``X-Upstream``, and a hop-by-hop
                                ``X-Drop-Me`` named in ``Connection``
+``/headers/echo?name=value``   200 with each query pair as a response header (repeats kept)
 =============================  ===========================================================
 """
 
@@ -142,6 +143,19 @@ async def multi_headers(request: Request) -> Response:
     return response
 
 
+async def echo_headers(request: Request) -> Response:
+    """Answer 200 with every ``?name=value`` pair of the query as a response header, in order.
+
+    For the proxy's tests of response headers the demo never sends (``Trailer``,
+    ``Upgrade``, ``Proxy-Authenticate``...): what edge passes on is compared with what was asked.
+    """
+    response = PlainTextResponse("echoed headers\n")
+    response.raw_headers += [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in request.query_params.multi_items()
+    ]
+    return response
+
+
 ROUTES = [
     Route(
         "/echo/{path:path}",
@@ -154,4 +168,5 @@ ROUTES = [
     Route("/gzip-page", gzip_page),
     Route("/no-transform", no_transform),
     Route("/headers/multi", multi_headers),
+    Route("/headers/echo", echo_headers),
 ]

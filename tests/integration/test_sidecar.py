@@ -266,6 +266,37 @@ def test_hop_by_hop_with_keep_alive_connection(stack, client):
     assert seen.get("connection", ["keep-alive"]) != ["keep-alive, X-Secret-Hop"]
 
 
+# Hop-by-hop fields no other test sends; each is checked on its own so dropping any one from the set fails.
+UNLISTED_HOPS = {"trailer": "X-Checksum", "proxy-authenticate": 'Basic realm="shop"', "upgrade": "h2c"}
+
+
+@pytest.mark.parametrize("hop", sorted(UNLISTED_HOPS))
+def test_trailer_proxy_authenticate_upgrade_do_not_reach_upstream(stack, raw, hop):
+    host, port = _host_port(stack.edge_url)
+    head = (
+        f"GET /echo/hop HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
+        f"{hop}: {UNLISTED_HOPS[hop]}\r\nX-End-To-End: kept\r\n\r\n"
+    ).encode()
+    direct = {name for name, _ in json.loads(raw(*_host_port(stack.storefront_url), head).body)["headers"]}
+    assert hop in direct, f"the storefront should see {hop} when asked directly: {sorted(direct)}"
+    response = raw(host, port, head)
+    assert response.status == 200, response.body[:300]
+    seen = {name for name, _ in json.loads(response.body)["headers"]}
+    assert hop not in seen, f"{hop} reached the upstream"
+    assert "x-end-to-end" in seen
+
+
+@pytest.mark.parametrize("hop", sorted(UNLISTED_HOPS))
+def test_trailer_proxy_authenticate_upgrade_do_not_reach_the_client(stack, client, hop):
+    params = {hop: UNLISTED_HOPS[hop], "x-end-to-end": "kept"}
+    direct = client.get(stack.storefront_url + "/headers/echo", params=params)
+    assert direct.headers.get(hop) == UNLISTED_HOPS[hop], "the storefront should send the header"
+    proxied = client.get(stack.edge_url + "/headers/echo", params=params)
+    assert proxied.status_code == 200
+    assert proxied.headers.get("x-end-to-end") == "kept"
+    assert hop not in proxied.headers, f"{hop} reached the client"
+
+
 def test_forwarding_headers(stack, client):
     host, port = _host_port(stack.edge_url)
     seen = _echo_headers(client.get(stack.edge_url + "/echo/fwd"))
