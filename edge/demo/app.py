@@ -73,7 +73,7 @@ def _home_html() -> bytes:
 
 @functools.lru_cache(maxsize=64)
 def _product_html(product_id: int) -> bytes:
-    return pages.product_page(catalog.product_by_id(product_id)).encode()
+    return pages.product_page(catalog.product(product_id)).encode()
 
 
 async def home(request: Request) -> Response:

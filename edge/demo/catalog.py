@@ -20,7 +20,7 @@ import datetime
 import random
 from dataclasses import dataclass
 
-__all__ = ["PRODUCTS", "REVIEWS", "Product", "Review", "format_price", "product_by_id", "search"]
+__all__ = ["PRODUCTS", "REVIEWS", "Product", "Review", "format_price", "product", "product_by_id", "search"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +200,11 @@ _BY_ID = {p.id: p for p in PRODUCTS}
 def product_by_id(product_id: int) -> Product | None:
     """The product with this id, or ``None``."""
     return _BY_ID.get(product_id)
+
+
+def product(product_id: int) -> Product:
+    """The product with this id, which must exist (the catalogue's own ids; KeyError otherwise)."""
+    return _BY_ID[product_id]
 
 
 def search(query: str) -> list[Product]:

@@ -274,7 +274,7 @@ def recommendations(products: list[Product], heading: str = "Recommended for you
 def _review(r: Review, *, with_product: bool) -> str:
     about = ""
     if with_product:
-        p = catalog.product_by_id(r.product_id)
+        p = catalog.product(r.product_id)
         about = f'<p class="about">About <a href="/product/{p.id}">{esc(p.name)}</a></p>\n'
     return f"""<article class="review" id="review-{r.id}" itemscope itemtype="https://schema.org/Review">
 <header><strong class="author" itemprop="author">{esc(r.author)}</strong> <span class="stars" aria-label="{r.rating} out of 5">{_stars(r.rating)}</span> <time datetime="{r.date.isoformat()}">{r.date.day}&nbsp;{r.date:%B %Y}</time></header>
@@ -388,7 +388,7 @@ def cart_widget(cart: Counter[int]) -> str:
         rows = []
         total = 0
         for pid, qty in sorted(cart.items()):
-            p = catalog.product_by_id(pid)
+            p = catalog.product(pid)
             total += qty * p.price_cents
             rows.append(
                 f'<tr><td><a href="/product/{p.id}">{img(f"product-{p.id:02d}-thumb.png", p.name)}</a></td>'
@@ -438,8 +438,8 @@ def _json_ld(products: list[Product]) -> str:
 
 def home_page() -> str:
     """The home page: every widget; ~130 KB of HTML referencing ~1.4 MB of images."""
-    grid = [catalog.product_by_id(i) for i in GRID_IDS]
-    recs = [catalog.product_by_id(i) for i in RECOMMENDED_IDS]
+    grid = [catalog.product(i) for i in GRID_IDS]
+    recs = [catalog.product(i) for i in RECOMMENDED_IDS]
     body = f"""{header()}
 <main class="page">
 {search_form()}
@@ -476,7 +476,7 @@ def search_page(query: str) -> str:
     found = catalog.search(query)
     shown = found[:24]
     heading = f"{len(found)} results for &#8220;{esc(query)}&#8221;" if query.strip() else "All products"
-    recs = [catalog.product_by_id(i) for i in RECOMMENDED_IDS[:6]]
+    recs = [catalog.product(i) for i in RECOMMENDED_IDS[:6]]
     body = f"""{header()}
 <main class="page">
 {search_form(query)}

@@ -28,7 +28,9 @@ import math
 import random
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+_np: Any  # numpy, or None without it
 try:  # the bootstrap is vectorised when numpy is there (River brings it); plain Python otherwise
     import numpy as _np
 except ImportError:  # pragma: no cover - exercised through _bootstrap_aucs_python in the tests
@@ -147,7 +149,7 @@ def brier(y: Sequence[bool], p: Sequence[float | None]) -> float | None:
 RELIABILITY_BINS = 10
 
 
-def reliability(y: Sequence[bool], p: Sequence[float | None], bins: int = RELIABILITY_BINS) -> list[dict[str, float | int]]:
+def reliability(y: Sequence[bool], p: Sequence[float | None], bins: int = RELIABILITY_BINS) -> list[dict[str, float | int | str]]:
     """The reliability table: per equal-width bin of predicted p, how many, their mean p, and the observed rate.
 
     Requests without an opinion (``None``) are left out (they are not a probability). A calibrated

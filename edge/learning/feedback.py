@@ -47,6 +47,7 @@ import os
 import secrets
 import struct
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -294,11 +295,13 @@ _WORKER_INDEX_ENV = "EDGE_WORKER_INDEX"
 SHARED_GUARD_FILE = "edge-replay-guard.bin"
 
 
-def shared_guard_for_workers(max_entries: int, window_s: float, environ: dict[str, str] | None = None) -> SharedReplayGuard | None:
+def shared_guard_for_workers(
+    max_entries: int, window_s: float, environ: Mapping[str, str] | None = None
+) -> SharedReplayGuard | None:
     """The replay table this process shares with its sibling workers, or None when it is not a worker."""
-    environ = os.environ if environ is None else environ
-    directory = environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if environ.get(_WORKER_INDEX_ENV) is None or not directory:
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    directory = env.get("PROMETHEUS_MULTIPROC_DIR")
+    if env.get(_WORKER_INDEX_ENV) is None or not directory:
         return None
     return SharedReplayGuard(os.path.join(directory, SHARED_GUARD_FILE), max_entries, window_s)
 
@@ -409,16 +412,17 @@ def _union_length(intervals: list[tuple[float, float]]) -> float:
     25.0
     """
     total = 0.0
-    current_start, current_end = None, None
-    for start, end in sorted(intervals):
-        if current_end is None or start > current_end:
-            if current_end is not None:
-                total += current_end - current_start
+    spans = sorted(intervals)
+    if not spans:
+        return 0.0
+    current_start, current_end = spans[0]
+    for start, end in spans[1:]:
+        if start > current_end:
+            total += current_end - current_start
             current_start, current_end = start, end
         else:
             current_end = max(current_end, end)
-    if current_end is not None:
-        total += current_end - current_start
+    total += current_end - current_start
     return float(total)
 
 

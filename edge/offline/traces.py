@@ -362,7 +362,7 @@ class _Clock:
         if m is None:
             return None
         try:
-            t = calendar.timegm(tuple(int(g) for g in m.groups()) + (0, 0, 0))  # type: ignore[arg-type]
+            t = calendar.timegm((*(int(g) for g in m.groups()), 0, 0, 0))
         except (ValueError, OverflowError):
             return None
         self.last_ts, self.last_t = ts, t
@@ -679,6 +679,7 @@ class ThroughputReader(TraceReader):
             if len(values) != 2 or values[0] is None or values[1] is None:
                 raise self.error(path, f"cannot read {_quote(text)}", number)
             t, kbps = values
+            assert t is not None and kbps is not None  # checked just above
             if kbps < 0:
                 raise self.error(path, f"negative throughput in {_quote(text)}", number)
             if last is not None and t < last:

@@ -313,7 +313,7 @@ def _read_network_hints(s: Signals, headers: Mapping[str, str]) -> None:
     downlink_mbps = _number(_header(headers, "downlink"), "downlink_kbps")
     s.downlink_kbps = downlink_mbps * 1000.0 if downlink_mbps is not None else None
     save_data = _header(headers, "save-data")
-    s.save_data = bool(save_data) and save_data.lower() == "on"
+    s.save_data = save_data is not None and save_data.lower() == "on"
 
 
 def _identifier(raw: object) -> str | None:

@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["TowerTable", "CellState", "MIN_CLIENTS", "CLIENT_WEIGHT", "MAX_CLIENTS_PER_CELL"]
 
@@ -82,8 +83,8 @@ class _Cell:
 
     def __setstate__(self, state: object) -> None:
         # Checkpoints from before per-client records held one set of sums: keep them as trusted.
-        slots = state[1] if isinstance(state, tuple) else state
-        slots = dict(slots or {})
+        raw = state[1] if isinstance(state, tuple) else state
+        slots: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
         self.updated = float(slots.get("updated", 0.0))
         if "contributors" in slots:
             self.contributors = slots["contributors"]

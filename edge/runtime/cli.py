@@ -11,26 +11,32 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edge.core.errors import PolicyError, SettingsError
 from edge.core.settings import Settings
 
+if TYPE_CHECKING:
+    from edge.pipeline.policy import Policy
+    from edge.runtime.app import Edge
+
 __all__ = ["main"]
 
 EXIT_BAD_CONFIG = 2
 
 
-def _settings(**flags: object) -> Settings:
+def _settings(**flags: Any) -> Settings:
     try:
-        return Settings.from_env(**{k: v for k, v in flags.items() if v is not None})
+        return Settings.from_env(None, **{k: v for k, v in flags.items() if v is not None})
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
 
 
-def _build(settings: Settings):  # noqa: ANN202
+def _build(settings: Settings) -> Edge:
     from edge.runtime.app import build_edge
 
     try:
@@ -117,7 +123,7 @@ def _without_option(argv: list[str], name: str) -> list[str]:
     return out
 
 
-def _with_serve_options(func):  # noqa: ANN001, ANN202
+def _with_serve_options(func: Callable[..., None]) -> Callable[..., None]:
     for option in reversed(_serve_options):
         func = option(func)
     return func
@@ -293,25 +299,26 @@ def _sample_page(page: str) -> tuple[bytes, str, str | None, str]:
     m = re.search(r"charset=[\"']?([A-Za-z0-9_.:\-]+)", content_type, re.I) or re.search(
         rb"<meta[^>]+charset=[\"']?([A-Za-z0-9_.:\-]+)", body[:4096], re.I
     )
-    charset = None if m is None else (m.group(1).decode("ascii") if isinstance(m.group(1), bytes) else m.group(1))
+    found: str | bytes | None = None if m is None else m.group(1)
+    charset = found.decode("ascii") if isinstance(found, bytes) else found
     return body, kind, charset, path
 
 
-def _print_tiers(compiled, sample: tuple[bytes, str, str | None, str], route_path: str) -> None:  # noqa: ANN001
+def _print_tiers(compiled: Policy, sample: tuple[bytes, str, str | None, str], route_path: str) -> None:
     from edge.pipeline.rewrite import HtmlRewriter, JsonRewriter
 
     body, kind, charset, _ = sample
     route = compiled.for_path(route_path)
     click.echo(f"  page: {len(body):,} B {kind}{f' ({charset})' if charset else ''} at {route_path} → route {route.name!r}")
     if kind == "json":
-        rewriter = JsonRewriter(compiled)
+        json_rewriter = JsonRewriter(compiled)
         for tier in ("full", "lite", "minimal"):
-            out = body if tier == "full" else rewriter.rewrite(body, tier, route_path)
+            out = body if tier == "full" else json_rewriter.rewrite(body, tier, route_path)
             click.echo(f"  {tier:<8} {len(out):>10,} B JSON")
         return
-    rewriter = HtmlRewriter(compiled)
+    html_rewriter = HtmlRewriter(compiled)
     for tier in ("full", "lite", "minimal"):
-        _, report = rewriter.rewrite_with_report(body, tier, path=route_path, charset=charset)
+        _, report = html_rewriter.rewrite_with_report(body, tier, path=route_path, charset=charset)
         budget = "" if report.budget is None else f"  budget {report.budget:,} B: {'fits' if report.fits else 'OVER'}"
         click.echo(
             f"  {tier:<8} {report.total_bytes:>10,} B = {report.html_bytes:,} B HTML + {report.image_bytes:,} B in {report.images_kept} images{budget}"

@@ -20,6 +20,7 @@ import signal
 import socket
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Literal, cast
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -40,7 +41,7 @@ class Listener:
     host: str
     port: int
     name: str
-    lifespan: str = "on"
+    lifespan: Literal["auto", "on", "off"] = "on"
     #: Trust X-Forwarded-* only from these peers (empty: trust nobody, the peer is the client).
     forwarded_allow_ips: str = ""
     #: Let uvicorn add Date (for apps that originate their responses; not for the proxy).
@@ -84,8 +85,10 @@ async def serve_all(listeners: list[Listener], *, log_level: str = "info", grace
                 log_level=log_level,
                 access_log=False,
                 http=protocol_class(item.limits),
-                timeout_keep_alive=item.keepalive_timeout,
-                timeout_graceful_shutdown=graceful_timeout,
+                # uvicorn annotates these as int but hands them to loop.call_later / asyncio.wait_for,
+                # which take seconds as float: a sub-second value is honoured as given.
+                timeout_keep_alive=cast(int, item.keepalive_timeout),
+                timeout_graceful_shutdown=cast(int, graceful_timeout),
                 server_header=False,
                 proxy_headers=bool(item.forwarded_allow_ips),
                 forwarded_allow_ips=item.forwarded_allow_ips or None,

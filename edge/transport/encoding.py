@@ -60,7 +60,9 @@ def decode(data: bytes, coding: str, limit: int) -> bytes | None:
             decompressor = brotli.Decompressor()
             out = decompressor.process(data, output_buffer_limit=limit + 1)
             if len(out) > limit or not decompressor.is_finished():
-                return None if len(out) > limit else _fail("truncated brotli stream")
+                if len(out) > limit:
+                    return None
+                _fail("truncated brotli stream")
             return out
         if coding == "zstd":
             return _decode_zstd(data, limit)

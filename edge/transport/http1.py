@@ -44,6 +44,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httptools
@@ -313,7 +314,7 @@ class _Body(httpx.AsyncByteStream):
         self._connection: _Connection | None = connection
         self._timeout = read_timeout
 
-    async def __aiter__(self):  # noqa: ANN204
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         connection = self._connection
         if connection is None:
             return

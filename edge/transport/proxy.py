@@ -64,7 +64,7 @@ def strip_hop_by_hop(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, by
     >>> strip_hop_by_hop([(b"Connection", b"close, X-Trace"), (b"X-Trace", b"1"), (b"Accept", b"*/*")])
     [(b'accept', b'*/*')]
     """
-    named = set()
+    named: set[bytes] = set()
     for name, value in headers:
         if name.lower() == b"connection":
             named.update(token.strip().lower() for token in value.split(b","))

@@ -18,6 +18,8 @@ no decompression (bodies pass through byte-exact).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -67,7 +69,7 @@ class _AnyChunks(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
 
-    async def __aiter__(self):  # noqa: ANN204
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         with map_aiohttp_exceptions():
             content = self._response.content
             while True:
