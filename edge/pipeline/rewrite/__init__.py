@@ -11,21 +11,18 @@
   serve the original body.
 
 The full tier is the hot path for most shoppers: it is a byte splice, never a parse.
+
+Modules: ``splice`` (the snippet and where it goes), ``html`` (the rewriter: a tier's plan as
+lol_html handlers), ``handlers`` (those handlers and the report), ``budget`` (markers read back,
+the byte-budget cut), ``json``, ``cache``, ``errors``.
 """
 
 from edge.pipeline.rewrite.cache import RewriteCache
 from edge.pipeline.rewrite.errors import RewriteError
-from edge.pipeline.rewrite.html import (
-    COLLAPSE_SCRIPT,
-    SPLICE_WINDOW,
-    HtmlRewriter,
-    RewriteReport,
-    StreamSplicer,
-    beacon_script,
-    splice_before_body_end,
-    switch_link,
-)
+from edge.pipeline.rewrite.handlers import COLLAPSE_SCRIPT, RewriteReport
+from edge.pipeline.rewrite.html import HtmlRewriter
 from edge.pipeline.rewrite.json import JsonRewriter
+from edge.pipeline.rewrite.splice import SPLICE_WINDOW, StreamSplicer, beacon_script, splice_before_body_end, switch_link
 
 __all__ = [
     "COLLAPSE_SCRIPT",
