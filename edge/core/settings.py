@@ -29,6 +29,10 @@ __all__ = ["Settings", "DEFAULT_POLICY"]
 DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "demo" / "policy.toml"
 
 FailMode = Literal["open", "closed"]
+#: Who predicts (edge.learning.model.MODELS has one entry for each; a test ties the two).
+ModelName = Literal["auto", "rules", "river", "off"]
+UpstreamTransport = Literal["http1", "aiohttp", "httpx"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +74,7 @@ class Settings:
     request_buffer_bytes: int = 65536
     max_streaming_uploads: int = 0
     # What carries requests to the storefront under httpx's API (edge.transport.upstream): http1 (edge.transport.http1), aiohttp or httpx.
-    upstream_transport: Literal["http1", "aiohttp", "httpx"] = "http1"
+    upstream_transport: UpstreamTransport = "http1"
     # Addresses of load balancers whose X-Forwarded-For/-Proto edge trusts (comma-separated, "*" for
     # any). Empty: edge is the first hop and the peer address is the client (the sidecar default).
     forwarded_allow_ips: str = ""
@@ -95,7 +99,7 @@ class Settings:
     feedback_key_previous: str = ""  # still accepted while rotating keys
     feedback_ttl_s: float = 600.0
     # Which model decides: "auto" (rules until the learned model earns trust), "rules", "off".
-    model: str = "auto"
+    model: ModelName = "auto"
     # Where the learned model is checkpointed (empty: no checkpoints).
     checkpoint: str = ""
     checkpoint_interval_s: float = 60.0
@@ -104,7 +108,9 @@ class Settings:
     # Bearer token for the admin port's POST endpoints (policy reload); empty: no token asked.
     admin_token: str = ""
     fail_mode: FailMode = "open"
-    log_level: str = "info"
+    log_level: LogLevel = "info"
+    # Worker processes sharing the ports (edge.runtime.workers); 1 per sidecar is the default: scale by pods.
+    workers: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -13,12 +13,12 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import click
 
 from edge.core.errors import PolicyError, SettingsError
-from edge.core.settings import Settings
+from edge.core.settings import FailMode, LogLevel, ModelName, Settings, UpstreamTransport
 
 if TYPE_CHECKING:
     from edge.pipeline.policy import Policy
@@ -79,13 +79,13 @@ _serve_options = [
     click.option("--connect-timeout", type=float, help="Seconds to connect upstream.  [env EDGE_CONNECT_TIMEOUT; default 2]"),
     click.option("--read-timeout", type=float, help="Seconds to wait for upstream (504 after).  [env EDGE_READ_TIMEOUT; default 15]"),
     click.option("--forwarded-allow-ips", help="Trust X-Forwarded-* from these load balancers.  [env EDGE_FORWARDED_ALLOW_IPS; default none]"),
-    click.option("--upstream-transport", type=click.Choice(["http1", "aiohttp", "httpx"]), help="What carries httpx's requests upstream.  [env EDGE_UPSTREAM_TRANSPORT; default http1]"),
+    click.option("--upstream-transport", type=click.Choice(get_args(UpstreamTransport)), help="What carries httpx's requests upstream.  [env EDGE_UPSTREAM_TRANSPORT; default http1]"),
     click.option("--preserve-host/--no-preserve-host", default=None, help="Forward the client's Host (default) or send the upstream's own.  [env EDGE_PRESERVE_HOST; default on]"),
     click.option("--max-rewrite-bytes", type=int, help="Larger pages stream through unmodified.  [env EDGE_MAX_REWRITE_BYTES]"),
     click.option("--rewrite-cache-bytes", type=int, help="Layouts kept for pages served again byte for byte; 0 = off.  [env EDGE_REWRITE_CACHE_BYTES; default 8 MiB]"),
     click.option("--graceful-timeout", type=float, help="Seconds SIGTERM waits for in-flight requests.  [env EDGE_GRACEFUL_TIMEOUT; default 20]"),
     click.option("--admin-token", help="Bearer token for admin POST endpoints.  [env EDGE_ADMIN_TOKEN; default none]"),
-    click.option("--model", type=click.Choice(["auto", "rules", "river", "off"]), help="Who predicts: auto = rules until the River model earns trust.  [env EDGE_MODEL; default auto]"),
+    click.option("--model", type=click.Choice(get_args(ModelName)), help="Who predicts: auto = rules until the River model earns trust.  [env EDGE_MODEL; default auto]"),
     click.option("--checkpoint", help="Model checkpoint file (restored at start, written periodically and at exit).  [env EDGE_CHECKPOINT]"),
     click.option("--max-cells", type=int, help="Cells remembered in the per-cell statistics.  [env EDGE_MAX_CELLS; default 50000]"),
     click.option("--max-replay-entries", type=int, help="Feedback nonces remembered against replays.  [env EDGE_MAX_REPLAY_ENTRIES; default 100000]"),
@@ -101,8 +101,9 @@ _serve_options = [
     click.option("--max-head-bytes", type=int, help="Largest request head (431 after).  [env EDGE_MAX_HEAD_BYTES; default 65536]"),
     click.option("--request-buffer-bytes", type=int, help="Request bodies up to this size are read whole before the storefront is asked.  [env EDGE_REQUEST_BUFFER_BYTES; default 65536]"),
     click.option("--max-streaming-uploads", type=int, help="Larger uploads streamed at once (0: pool size / 4).  [env EDGE_MAX_STREAMING_UPLOADS; default 0]"),
-    click.option("--fail-mode", type=click.Choice(["open", "closed"]), help="open: serve the original on errors.  [env EDGE_FAIL_MODE]"),
-    click.option("--log-level", help="debug, info, warning, error.  [env EDGE_LOG_LEVEL; default info]"),
+    click.option("--fail-mode", type=click.Choice(get_args(FailMode)), help="open: serve the original on errors.  [env EDGE_FAIL_MODE]"),
+    click.option("--log-level", type=click.Choice(get_args(LogLevel)), help="How much edge logs.  [env EDGE_LOG_LEVEL; default info]"),
+    click.option("--workers", type=int, help="Worker processes sharing the ports (1: one per sidecar, scale by pods).  [env EDGE_WORKERS; default 1]"),
 ]
 
 
@@ -131,8 +132,7 @@ def _with_serve_options(func: Callable[..., None]) -> Callable[..., None]:
 
 @main.command()
 @_with_serve_options
-@click.option("--workers", type=int, default=None, help="Worker processes sharing the ports (default 1: one per sidecar).  [env EDGE_WORKERS]")
-def serve(workers: int | None, **flags: object) -> None:
+def serve(**flags: Any) -> None:
     """Run edge as a reverse-proxy sidecar in front of --upstream."""
     import os
 
@@ -141,7 +141,7 @@ def serve(workers: int | None, **flags: object) -> None:
 
     settings = _settings(**flags)
     _logging(settings.log_level)
-    workers = workers if workers is not None else int(os.environ.get("EDGE_WORKERS", "1") or 1)
+    workers = settings.workers
     inherited = worker_sockets()
     if workers > 1 and inherited is None:
         argv = _without_option(sys.argv[2:], "--workers")

@@ -71,3 +71,32 @@ def test_short_feedback_keys_are_refused_with_the_variable_name():
     with pytest.raises(SettingsError, match="EDGE_FEEDBACK_KEY: must be at least 16 bytes"):
         Settings.from_env({"EDGE_FEEDBACK_KEY": "short"})
     assert Settings.from_env({"EDGE_FEEDBACK_KEY": "0123456789abcdef0123"}).feedback_key == "0123456789abcdef0123"
+
+
+def test_a_setting_with_fixed_values_refuses_anything_else_naming_the_variable():
+    from edge.core.errors import SettingsError
+    from edge.core.settings import Settings
+
+    with pytest.raises(SettingsError, match="EDGE_MODEL: 'rivr' is not 'auto' or 'rules' or 'river' or 'off'"):
+        Settings.from_env({"EDGE_MODEL": "rivr"})
+    with pytest.raises(SettingsError, match="EDGE_LOG_LEVEL"):
+        Settings.from_env({"EDGE_LOG_LEVEL": "loud"})
+    assert Settings.from_env({"EDGE_WORKERS": "3"}).workers == 3
+
+
+def test_the_model_names_a_setting_allows_are_the_models_edge_builds():
+    from typing import get_args
+
+    from edge.core.settings import ModelName
+    from edge.learning.model import MODELS
+
+    assert set(get_args(ModelName)) == set(MODELS)
+
+
+def test_the_cli_offers_the_settings_own_choices():
+    from click.testing import CliRunner
+
+    from edge.runtime.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "--model", "rivr"])
+    assert result.exit_code == 2 and "'rivr' is not one of 'auto', 'rules', 'river', 'off'" in result.output
