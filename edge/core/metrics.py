@@ -14,6 +14,8 @@ import os
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
+from edge.core.tiers import TIERS
+
 __all__ = [
     "TIERS",
     "SOURCES",
@@ -48,7 +50,6 @@ __all__ = [
     "registry",
 ]
 
-TIERS = ("full", "lite", "minimal")
 #: Who decided the tier: the rule baseline, the learned model, a policy override (preference cookie,
 #: Save-Data), the holdback control group (always full), or nobody (unknown → full).
 SOURCES = ("rules", "model", "last_request", "client_average", "cell_share", "override", "holdback", "none")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from edge.demo.layout import home_layout
 from edge.pipeline.policy import Policy, load_policy
 from edge.pipeline.rewrite import JsonRewriter, RewriteError
-from tests.pipeline.test_policy import POLICIES
+from tests.pipeline.policy.test_decide import POLICIES
 
 POLICY = Policy.from_toml(
     """

@@ -19,7 +19,8 @@ from urllib.parse import quote
 
 from lolhtml import ContentType
 
-from edge.pipeline.policy import PLACEHOLDER_TAGS, ImagePlan, RoutePlan, ScriptPlan, WidgetPlan, declared_image_bytes
+from edge.pipeline.policy import PLACEHOLDER_TAGS, ImagePlan, RoutePlan, ScriptPlan, WidgetPlan
+from edge.pipeline.rewrite.images import declared_image_bytes
 
 __all__ = [
     "COLLAPSE_SCRIPT",

@@ -1,7 +1,7 @@
 """JSON layout rewriting for app APIs (orjson).
 
 The route's ``[[json]]`` rules (see ``docs/policies.md``) name values by a
-small compiled JSON path (:class:`edge.pipeline.policy.JsonPath`) and say per tier what
+small compiled JSON path (:class:`edge.pipeline.rewrite.jsonpath.JsonPath`) and say per tier what
 happens to them: ``keep``, ``drop`` (delete the member or array element) or
 ``trim`` (keep the first ``keep`` elements of an array). Rules apply in file
 order. The full tier, and any tier with no rule for the route, returns the body
