@@ -50,7 +50,7 @@ from edge.core import metrics
 from edge.core.errors import AdaptError, UpstreamStreamBroken
 from edge.core.settings import Settings
 from edge.learning.feedback import MEASUREMENT_COOKIE, MEASUREMENT_MAX_AGE_S, Feedback, FeedbackRejected, ReplayGuard, TokenSigner
-from edge.learning.model import NetworkModel, RuleModel
+from edge.learning.model import NetworkModel, RuleModel, tier_ceiling_of
 from edge.learning.trust import client_group
 from edge.pipeline.features import to_features
 from edge.pipeline.policy import Decision, Policy, holdback_draw
@@ -236,8 +236,7 @@ def _key_bytes(key: str) -> bytes:
 
 def _tier_ceiling(model: NetworkModel, x: dict) -> str | None:
     """The model's safety envelope for ``x`` (``"lite"``: never minimal), if the model has one."""
-    ceiling = getattr(model, "tier_ceiling", None)
-    return ceiling(x) if ceiling is not None else None
+    return tier_ceiling_of(model, x)
 
 
 

@@ -6,6 +6,11 @@
     ├── UpstreamError   the storefront could not be reached or answered badly
     │   └── UpstreamStreamBroken  its body broke off after the response had started
     └── AdaptError      adapting a response failed (raised only with fail_mode="closed")
+
+Defined next to the code that raises them, and under EdgeError too: ``RewriteError``
+(edge.pipeline.rewrite.errors), ``FeedbackRejected`` (edge.learning.feedback), and these four, which
+are ``ValueError`` as well: ``CheckpointError`` (edge.learning.model.checkpoints), ``PriorError``
+(edge.learning.prior), ``TraceFormatError`` (edge.offline.traces), ``DecodeFailed`` (edge.transport.encoding).
 """
 
 from __future__ import annotations

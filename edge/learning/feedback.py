@@ -54,6 +54,7 @@ from typing import Any
 import orjson
 
 from edge.core import metrics
+from edge.core.errors import EdgeError
 from edge.learning.model import NetworkModel
 from edge.learning.trust import LabelBudget, client_group
 from edge.pipeline.labels import LabelRule
@@ -104,7 +105,7 @@ REJECT_STATUS = {
 PLAUSIBILITY_SLACK_S = 1.0
 
 
-class FeedbackRejected(Exception):
+class FeedbackRejected(EdgeError):
     """Feedback that must not reach the model; ``reason`` is one of :data:`REJECT_STATUS`."""
 
     def __init__(self, reason: str) -> None:

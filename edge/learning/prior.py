@@ -37,6 +37,8 @@ from typing import Any
 
 import orjson
 
+from edge.core.errors import EdgeError
+
 __all__ = [
     "Prior",
     "PriorError",
@@ -60,7 +62,7 @@ SCALER_MAX_COUNT = 1000
 _MAX_BYTES = 1 << 20
 
 
-class PriorError(ValueError):
+class PriorError(EdgeError, ValueError):
     """A prior file that cannot be used (missing, corrupt, not a prior, incompatible); names the file."""
 
 

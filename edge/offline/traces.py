@@ -71,6 +71,8 @@ from typing import IO, ClassVar
 
 import orjson
 
+from edge.core.errors import EdgeError
+
 __all__ = [
     "FORMATS",
     "Sample",
@@ -102,7 +104,7 @@ _INTEGER = re.compile(r"[0-9]+")
 _RADIO_FIGURES = (("RSRP", "rsrp"), ("RSRQ", "rsrq"), ("SNR", "sinr"), ("CQI", "cqi"), ("Speed", "speed"))
 
 
-class TraceFormatError(ValueError):
+class TraceFormatError(EdgeError, ValueError):
     """A trace file that cannot be read; the message names the file (and the line, when there is one)."""
 
     def __init__(self, path: str | Path, problem: str, line: int | None = None, expected: str | None = None) -> None:

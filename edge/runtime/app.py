@@ -38,7 +38,7 @@ from edge.adapt.middleware import AdaptiveMiddleware, _key_bytes
 from edge.core import metrics
 from edge.core.errors import PolicyError
 from edge.core.settings import Settings
-from edge.learning.model import MODELS, NetworkModel
+from edge.learning.model import MODELS, Checkpointed, NetworkModel, Restorable, Snapshotting
 from edge.pipeline.policy import Policy, load_policy
 from edge.runtime.workers import SHARED_KEY_ENV, WORKER_INDEX_ENV
 from edge.transport.proxy import ReverseProxy
@@ -57,11 +57,10 @@ def make_model(settings: Settings) -> NetworkModel:
     A checkpoint that cannot be read is logged, counted and set aside; edge starts fresh.
     """
     factory = MODELS.get(settings.model) or MODELS["rules"]
-    load = getattr(factory, "load", None)
     path = Path(settings.checkpoint) if settings.checkpoint else None
-    if load is not None and path is not None and path.exists():
+    if issubclass(factory, Restorable) and path is not None and path.exists():
         try:
-            model = load(path, key=checkpoint_key(settings))
+            model = factory.load(path, key=checkpoint_key(settings))
         except Exception as exc:  # a corrupt or incompatible file must not stop the sidecar
             metrics.CHECKPOINTS.labels("failed").inc()
             log.error("model checkpoint %s unusable, starting fresh: %s", path, exc)
@@ -93,8 +92,7 @@ class Edge:
         # serves /__edge/ itself), and a router's matching costs every shopper a little.
         inner = _WithLifespan(self.proxy, self._lifespan)
         # The per-cell statistics travel in the model's checkpoint, so a restart keeps what cells taught.
-        extra = getattr(model, "extra", None)
-        towers = extra.get("towers") if isinstance(extra, dict) else None
+        towers = model.extra.get("towers") if isinstance(model, Checkpointed) else None
         self.middleware = AdaptiveMiddleware(inner, policy=policy, model=model, settings=_with_shared_key(settings), towers=towers)
         #: The ASGI app for the public port.
         self.public = self.middleware
@@ -140,17 +138,15 @@ class Edge:
 
     def checkpoint(self) -> bool:
         """Write the model's checkpoint now (atomically, by the model's ``save``). True if written."""
-        save = getattr(self.model, "save", None)
-        if save is None or not self.settings.checkpoint:
+        model = self.model
+        if not isinstance(model, Checkpointed) or not self.settings.checkpoint:
             return False
-        extra = getattr(self.model, "extra", None)
-        if isinstance(extra, dict):
-            # What the model learned, what cells taught, and which tokens were already used: a
-            # restart must not make a used token good again.
-            extra["towers"] = self.middleware.towers
-            extra["replay_guard"] = self.middleware.feedback.guard
+        # What the model learned, what cells taught, and which tokens were already used: a
+        # restart must not make a used token good again.
+        model.extra["towers"] = self.middleware.towers
+        model.extra["replay_guard"] = self.middleware.feedback.guard
         try:
-            save(Path(self.settings.checkpoint), key=checkpoint_key(self.settings))
+            model.save(Path(self.settings.checkpoint), key=checkpoint_key(self.settings))
         except Exception as exc:  # a full disk must not take the sidecar down
             metrics.CHECKPOINTS.labels("failed").inc()
             log.error("model checkpoint to %s failed: %s", self.settings.checkpoint, exc)
@@ -196,7 +192,7 @@ class Edge:
 
     async def _model_state(self, request: Request) -> Response:
         model = self.model
-        snapshot = model.snapshot() if hasattr(model, "snapshot") else {"champion": model.source}
+        snapshot = model.snapshot() if isinstance(model, Snapshotting) else {"champion": model.source}
         # With --workers N each worker has its own model: say which one answered.
         index = os.environ.get(WORKER_INDEX_ENV)
         headers = {"Edge-Worker": f"index={index}, pid={os.getpid()}"} if index is not None else None

@@ -27,6 +27,8 @@ import zlib
 import brotli
 import zstandard
 
+from edge.core.errors import EdgeError
+
 __all__ = ["CODINGS", "decode", "encode", "negotiate", "charset_of", "DecodeFailed"]
 
 #: Codings edge can decode and produce, in order of preference when the client accepts several.
@@ -34,7 +36,7 @@ CODINGS = ("br", "zstd", "gzip", "deflate")
 _CHUNK = 64 * 1024
 
 
-class DecodeFailed(ValueError):
+class DecodeFailed(EdgeError, ValueError):
     """The body is not valid for its declared Content-Encoding."""
 
 

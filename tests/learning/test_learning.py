@@ -474,7 +474,7 @@ def test_truncated_and_missing_and_wrong_key(tmp_path, trained):
 
 def test_checkpoint_from_another_river_series_is_refused(tmp_path, trained):
     path = tmp_path / "m.ckpt"
-    with mock.patch("edge.learning.model._river_series", return_value="0.19"):
+    with mock.patch("edge.learning.model.checkpoints._river_series", return_value="0.19"):
         trained.save(path)
     with pytest.raises(CheckpointError, match="River '0.19'"):
         ChampionChallenger.load(path)

@@ -1,0 +1,412 @@
+"""Stage 3's decider: which candidate serves, judged on the latest labels, and the safety envelope.
+
+:class:`ChampionChallenger` (``--model auto``) scores every candidate of :data:`CANDIDATES` on each
+label (the rules of :mod:`~edge.learning.model.rules`, the River model of
+:mod:`~edge.learning.model.river`, and the fixed predictors of :data:`FIXED_CANDIDATES`), elects the
+champion by the switching rule of its docstring, caps the tier by :func:`fast_evidence` (the safety
+envelope), and checkpoints itself (:mod:`~edge.learning.model.checkpoints`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter, deque
+from typing import Any
+
+from river import drift
+
+from edge.core.metrics import MODEL_CHAMPION, MODEL_DRIFTS, MODEL_LOG_LOSS, MODEL_ROC_AUC
+from edge.learning.evaluation import RollingEvaluation
+from edge.learning.model.checkpoints import read_checkpoint, write_checkpoint
+from edge.learning.model.river import RiverModel
+from edge.learning.model.rules import ECT_DEGRADED_P, SLOW_RTT_MS, NetworkModel, RuleModel, ect_class
+from edge.pipeline.features import Features
+
+__all__ = [
+    "ChampionChallenger",
+    "CANDIDATES",
+    "FIXED_CANDIDATES",
+    "DEFAULT_CANDIDATES",
+    "fast_evidence",
+    "last_request_p",
+    "client_average_p",
+    "cell_share_p",
+]
+
+#: The switching rule (ChampionChallenger): no election before the window holds this many labels …
+ELECTION_MIN_LABELS = 100
+#: … with at least this many of each class …
+ELECTION_MIN_CLASS_LABELS = 20
+#: … and a challenger must beat the champion's rolling ROC-AUC by more than this.
+ELECTION_MARGIN = 0.02
+#: A champion other than the rules is demoted once its rolling ROC-AUC falls this far below the rules'.
+DEMOTION_MARGIN = 0.01
+#: A candidate can be elected only when the evaluation window's labels come from at least this many
+#: distinct clients (edge.learning.trust.client_group) ...
+ELECTION_MIN_CLIENTS = 10
+#: ... and no client (nor the labels whose claims contradict what edge observed) is more than this share of them.
+ELECTION_MAX_CLIENT_SHARE = 0.2
+#: Kept for checkpoints pickled when the envelope capped p at this value; the envelope now caps the
+#: tier (ChampionChallenger.tier_ceiling): such a shopper may get lite, never minimal.
+ENVELOPE_MAX_P = 0.5
+#: A last measurement this recent (s) is fresh evidence; this fast (kbit/s, twice the 700 kbit/s label
+#: threshold) is a fast network.
+ENVELOPE_FRESH_S = 300.0
+ENVELOPE_FAST_KBPS = 1400.0
+
+
+def fast_evidence(x: Features) -> bool:
+    """Strong, fresh evidence of a fast network in ``x``: the browser's own hints for this request say
+    4G (``ECT: 4g``, or RTT/Downlink hints in Chromium's 4G band) and no fresh measurement says slow,
+    or a fresh measurement of the client's last request says fast.
+
+    >>> fast_evidence({"ect": "4g", "rtt_ms": 50.0, "downlink_kbps": 10000.0}), fast_evidence({"ect": "3g"})
+    (True, False)
+    >>> fast_evidence({"ect": "4g", "last_kbps": 300.0, "last_age_s": 5.0})   # measured slow just now
+    False
+    >>> fast_evidence({"last_kbps": 20000.0, "last_age_s": 30.0}), fast_evidence({"last_kbps": 20000.0, "last_age_s": 3600.0})
+    (True, False)
+    """
+    get = x.get
+    last_kbps, age = get("last_kbps"), get("last_age_s")
+    if isinstance(last_kbps, float) and not (isinstance(age, (int, float)) and age > ENVELOPE_FRESH_S):  # fresh
+        last_rtt = get("last_rtt_ms")
+        slow_rtt = isinstance(last_rtt, float) and last_rtt >= SLOW_RTT_MS
+        if last_kbps < ENVELOPE_FAST_KBPS / 2 or slow_rtt:
+            return False  # a fresh measurement says slow: no envelope
+        if last_kbps >= ENVELOPE_FAST_KBPS:
+            return True
+    ect = get("ect")
+    if not (isinstance(ect, str) and ect in ECT_DEGRADED_P):
+        rtt, down = get("rtt_ms"), get("downlink_kbps")
+        if not (isinstance(rtt, float) or isinstance(down, float)):
+            return False
+        ect = ect_class(rtt if isinstance(rtt, float) else None, down if isinstance(down, float) else None)
+    return ect == "4g"
+
+
+#: The label threshold (kbit/s) the fixed throughput candidates are centred on (``edge.pipeline.labels``' default).
+CANDIDATE_THRESHOLD_KBPS = 700.0
+
+
+def last_request_p(x: Features) -> float | None:
+    """The client's last measured throughput alone: ``T / (T + kbps)``, 0.5 at the label threshold T.
+
+    >>> last_request_p({"last_kbps": 700.0}), last_request_p({}) is None
+    (0.5, True)
+    """
+    kbps = x.get("last_kbps")
+    if not isinstance(kbps, float) or not math.isfinite(kbps):
+        return None
+    return CANDIDATE_THRESHOLD_KBPS / (CANDIDATE_THRESHOLD_KBPS + max(kbps, 0.0))
+
+
+def client_average_p(x: Features) -> float | None:
+    """The client's smoothed throughput (the measurement cookie's geometric moving average, the
+    connection-class idea; ``edge.learning.feedback.client_average``), scored as :func:`last_request_p`."""
+    kbps = x.get("client_kbps_avg")
+    if not isinstance(kbps, float) or not math.isfinite(kbps):
+        return None
+    return CANDIDATE_THRESHOLD_KBPS / (CANDIDATE_THRESHOLD_KBPS + max(kbps, 0.0))
+
+
+def cell_share_p(x: Features) -> float | None:
+    """The cell's recent degraded share (what :class:`edge.pipeline.towers.TowerTable` shows this client)."""
+    share = x.get("cell_degraded_share")
+    return min(max(share, 0.0), 1.0) if isinstance(share, float) and math.isfinite(share) else None
+
+
+#: The fixed (non-learning) candidates of :class:`ChampionChallenger`, besides the rules and the River model.
+FIXED_CANDIDATES = {"last_request": last_request_p, "client_average": client_average_p, "cell_share": cell_share_p}
+#: Every candidate the champion/challenger can score and elect; ``rules`` is the default champion.
+CANDIDATES = ("model", "rules", *FIXED_CANDIDATES)
+#: The candidates ``--model auto`` scores and elects by default. The client average and the cell share
+#: are left out by measurement: electable on the video traces, they added switches and cost 0.01–0.04
+#: ROC-AUC (docs/learning.md); they remain replay baselines.
+DEFAULT_CANDIDATES = ("model", "rules", "last_request")
+
+
+def _auc_se(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil's (1982) standard error of a ROC-AUC from this many positives and negatives.
+
+    >>> round(_auc_se(0.7, 50, 50), 3), round(_auc_se(0.7, 500, 500), 3)
+    (0.052, 0.016)
+    """
+    if positives < 1 or negatives < 1:
+        return 1.0
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
+    var = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
+    return math.sqrt(max(var, 0.0))
+
+
+class ChampionChallenger:
+    """Serve the best of several candidates, judged on the latest labels; the rules until one has earned it.
+
+    The candidates (:data:`CANDIDATES`): the rule baseline, the River model, and the fixed
+    predictors edge can compute from the request alone (:data:`FIXED_CANDIDATES`: the last
+    request's throughput, the client's smoothed throughput, the cell's degraded share).
+
+    ``learn(x, degraded)`` is predict-then-learn: every candidate predicts ``x`` first, the
+    predictions go into a :class:`~edge.learning.evaluation.RollingEvaluation` (a ``None`` — no opinion —
+    is scored as 0.5 there, for evaluation only), then the River model learns and ADWIN watches
+    its absolute error for drift.
+
+    **The switching rule**, applied at each AUC refresh (every ``every`` labels), on the window's
+    exact ROC-AUCs (all candidates scored on the same labels):
+
+    1. no change before the window holds ``min_labels`` labels with at least ``min_class_labels``
+       of each class (an AUC from a handful of positives is noise);
+    2. a champion other than the rules is demoted to the rules as soon as its AUC falls more than
+       ``demotion_margin`` below the rules' (at once: the rules are the safe default);
+    3. the candidate with the best AUC replaces the champion only if it beats the champion's AUC
+       by more than ``margin`` — or more than the noise of the two AUCs on the window's labels
+       (Hanley–McNeil standard errors, combined), when that is larger — and only when the window's
+       labels come from diverse senders (below).
+
+    Going from A to B needs B > A + margin and back needs A > B + margin: two candidates within
+    the margin of each other never flap. ``predict`` returns the champion's p; a champion without
+    an opinion on ``x`` (a cold start for the throughput candidates) leaves it to the rules.
+
+    Labels from the feedback loop say who sent them (``learn(x, y, client=...)``, see
+    :mod:`edge.learning.trust`) and whether their claims were consistent with what edge observed
+    (``trusted``). A candidate is elected only when the window's attributed labels come from
+    at least ``min_clients`` distinct clients, none of them (nor the untrusted labels together) more
+    than ``max_client_share`` of them: a burst of labels from a few clients cannot elect one, however
+    well it fits them. Labels without a client (the offline ``edge replay``, tests) are not counted.
+    The **safety envelope**: while a candidate other than the rules decides, a request with strong,
+    fresh evidence of a fast network (:func:`fast_evidence`) is never served the minimal page:
+    :meth:`tier_ceiling` says ``"lite"`` and the policy's decision honours it. The envelope caps the
+    tier, not p, so p still ranks requests as the candidate scored them (a clipped p would tie them all).
+
+    >>> cc = ChampionChallenger(min_labels=50, window=100, every=10, export_metrics=False)
+    >>> cc.source
+    'rules'
+    >>> for i in range(60):   # the rules cannot tell these apart; the model can
+    ...     cc.learn({"radio": "lte", "cqi": 3.0}, True)
+    ...     cc.learn({"radio": "lte", "cqi": 14.0}, False)
+    >>> cc.source, cc.snapshot()["labels"]
+    ('model', 120)
+    """
+
+    def __init__(
+        self,
+        model: RiverModel | None = None,
+        rules: NetworkModel | None = None,
+        *,
+        min_labels: int = ELECTION_MIN_LABELS,
+        min_class_labels: int = ELECTION_MIN_CLASS_LABELS,
+        margin: float = ELECTION_MARGIN,
+        demotion_margin: float = DEMOTION_MARGIN,
+        window: int = 1000,
+        every: int = 25,
+        drift_delta: float = 0.002,
+        export_metrics: bool = True,
+        min_clients: int = ELECTION_MIN_CLIENTS,
+        max_client_share: float = ELECTION_MAX_CLIENT_SHARE,
+        envelope_p: float = ENVELOPE_MAX_P,
+        candidates: tuple[str, ...] = DEFAULT_CANDIDATES,
+    ) -> None:
+        unknown = [c for c in candidates if c not in CANDIDATES]
+        if unknown or "rules" not in candidates:
+            raise ValueError(f"candidates must include 'rules' and come from {CANDIDATES}, got {candidates}")
+        # No prior by default: measured, a prior trained without the evaluation set cost the video
+        # traces 0.013–0.022 ROC-AUC (docs/model-card.md); RiverModel(prior=DEFAULT_PRIOR) starts from one.
+        self.model = model if model is not None else RiverModel()
+        self.rules = rules if rules is not None else RuleModel()
+        self.min_labels = min_labels
+        self.min_class_labels = min_class_labels
+        self.margin = margin
+        self.demotion_margin = demotion_margin
+        self.evaluation = RollingEvaluation(candidates, window=window, every=every)
+        self.drift = drift.ADWIN(delta=drift_delta)
+        self.drifts = 0
+        self.export_metrics = export_metrics
+        self._champion = "rules"
+        self.switches = 0
+        self.extra: dict[str, Any] = {}
+        self.min_clients = min_clients
+        self.max_client_share = max_client_share
+        self.envelope_p = envelope_p
+        self._window = window
+        self._senders: deque[str | None] = deque()  # per label in the window: its client, "" if untrusted, None if unattributed
+        self._sender_counts: Counter[str] = Counter()
+        self._export()
+
+    # Checkpoints written before the election looked at senders (or at more candidates) restore with
+    # these; their evaluation window keeps the two candidates it had (model and rules).
+    min_clients = ELECTION_MIN_CLIENTS
+    max_client_share = ELECTION_MAX_CLIENT_SHARE
+    envelope_p = ENVELOPE_MAX_P
+    min_class_labels = 0
+    demotion_margin = 0.0
+    switches = 0
+    _window = 1000
+    _senders: deque[str | None] | None = None
+    _sender_counts: Counter[str] | None = None
+
+    # -- NetworkModel ----------------------------------------------------------------------
+    @property
+    def source(self) -> str:
+        """Which candidate decides now: ``"rules"``, ``"model"`` or one of :data:`FIXED_CANDIDATES`."""
+        return self._champion
+
+    def predict(self, x: Features) -> float | None:
+        champion = self._champion
+        if champion != "rules":
+            p = self.model.predict(x) if champion == "model" else FIXED_CANDIDATES[champion](x)
+            if p is not None:
+                return p
+        return self.rules.predict(x)
+
+    def tier_ceiling(self, x: Features) -> str | None:
+        """The richest tier ``x`` may be served, by the safety envelope: ``"lite"`` (never minimal) while a
+        learned candidate decides and ``x`` carries strong, fresh evidence of a fast network; else None.
+
+        >>> cc = ChampionChallenger(export_metrics=False)
+        >>> cc._champion = "model"
+        >>> cc.tier_ceiling({"ect": "4g"}), cc.tier_ceiling({"ect": "2g"})
+        ('lite', None)
+        """
+        if self._champion != "rules" and fast_evidence(x):
+            return "lite"
+        return None
+
+    def learn(self, x: Features, degraded: bool, client: str | None = None, trusted: bool = True) -> None:
+        """Predict-then-learn one label; ``client`` sent it, ``trusted``: its claims were consistent."""
+        self._track_sender(None if client is None else (client if trusted else ""))
+        y = bool(degraded)
+        # The River model predicts x, then learns it (one feature pass: RiverModel.predict_then_learn);
+        # the evaluation gets its prediction from before it learned.
+        p_model = self.model.predict_then_learn(x, y)
+        predictions = {"model": p_model, "rules": self.rules.predict(x)}
+        for name, candidate in FIXED_CANDIDATES.items():
+            predictions[name] = candidate(x)
+        refreshed = self.evaluation.update(y, predictions)
+        if p_model is not None:
+            self.drift.update(abs(float(y) - p_model))
+            if self.drift.drift_detected:
+                self.drifts += 1
+                if self.export_metrics:
+                    MODEL_DRIFTS.inc()
+        if refreshed:
+            self._elect()
+            self._export()
+
+    def learn_from(self, x: Features, degraded: bool, client: str | None, trusted: bool) -> None:
+        """:meth:`learn` for a label from the feedback loop (edge.learning.feedback): who sent it, whether it was plausible."""
+        self.learn(x, degraded, client, trusted)
+
+    # -- champion election -----------------------------------------------------------------
+    def _track_sender(self, sender: str | None) -> None:
+        if self._senders is None or self._sender_counts is None:
+            self._senders, self._sender_counts = deque(), Counter()
+        senders, counts = self._senders, self._sender_counts
+        senders.append(sender)
+        if sender is not None:
+            counts[sender] += 1
+        if len(senders) > self._window:
+            old = senders.popleft()
+            if old is not None:
+                left = counts[old] - 1
+                if left:
+                    counts[old] = left
+                else:
+                    del counts[old]
+
+    def senders_diverse(self) -> bool:
+        """Whether the window's attributed labels come from enough clients for an election (see class doc)."""
+        counts = self._sender_counts
+        if not counts:
+            return True  # no attributed labels: offline replay or tests
+        total = sum(counts.values())
+        clients = len(counts) - (1 if "" in counts else 0)
+        return clients >= self.min_clients and max(counts.values()) <= self.max_client_share * total
+
+    def _elect(self) -> None:
+        """The switching rule of the class docstring, on the AUCs just refreshed."""
+        ev = self.evaluation
+        n, positives = ev.in_window, ev.window_positives
+        if n < self.min_labels or min(positives, n - positives) < self.min_class_labels:
+            return
+        aucs = {m: ev.roc_auc(m) for m in ev.models}
+        champion = self._champion
+        rules_auc = aucs.get("rules")
+        if rules_auc is None:
+            return
+        current = aucs.get(champion)
+        if champion != "rules" and (current is None or current < rules_auc - self.demotion_margin):
+            champion, current = "rules", rules_auc  # demoted at once
+        challengers = [(auc, m) for m, auc in aucs.items() if m != champion and auc is not None]
+        if challengers:
+            best_auc, best = max(challengers)
+            # The margin, or the noise of two AUCs on this many labels if that is larger (Hanley–McNeil).
+            noise = math.hypot(_auc_se(best_auc, positives, n - positives), _auc_se(current, positives, n - positives))  # type: ignore[arg-type]
+            if best_auc > current + max(self.margin, noise) and self.senders_diverse():  # type: ignore[operator]
+                champion = best
+        if champion != self._champion:
+            self._champion = champion
+            self.switches += 1
+
+    def _export(self) -> None:
+        if not self.export_metrics:
+            return
+        for name in self.evaluation.models:
+            auc = self.evaluation.roc_auc(name)
+            loss = self.evaluation.log_loss(name)
+            MODEL_ROC_AUC.labels(name).set(auc if auc is not None else float("nan"))
+            MODEL_LOG_LOSS.labels(name).set(loss if loss is not None else float("nan"))
+            MODEL_CHAMPION.labels(name).set(1.0 if name == self._champion else 0.0)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-able summary for ``GET /admin/model``."""
+        ev = self.evaluation
+
+        def _round(v: float | None) -> float | None:
+            return None if v is None else round(v, 4)
+
+        return {
+            "champion": self._champion,
+            "estimator": self.model.estimator,
+            "labels": ev.labels,
+            "positives": ev.positives,
+            "positive_rate": _round(ev.positive_rate),
+            "window": ev.in_window,
+            "min_labels": self.min_labels,
+            "margin": self.margin,
+            "roc_auc": {m: _round(ev.roc_auc(m)) for m in ev.models},
+            "log_loss": {m: _round(ev.log_loss(m)) for m in ev.models},
+            "drifts": self.drifts,
+            "switches": self.switches,
+            "candidates": list(ev.models),
+            "prior": getattr(self.model, "prior", None),
+            "window_clients": len([k for k in (self._sender_counts or {}) if k]),
+        }
+
+    # -- checkpoints (the file format: edge.learning.model.checkpoints) --------------------
+    def save(self, path: str | os.PathLike[str], *, key: bytes | None = None) -> None:
+        """Write a checkpoint atomically (temp file in the same directory, fsync, rename).
+
+        The file is a magic line, a JSON header (format version, River series, digest) and a
+        pickle of this object (River model, evaluation state, ADWIN and ``self.extra``, where
+        the caller may put e.g. its TowerTable). With ``key`` the digest is an HMAC-SHA256, so
+        :meth:`load` (given the same key) never unpickles a file someone else wrote; without
+        it, a SHA-256 checksum that catches corruption only.
+        """
+        write_checkpoint(self, path, kind=_CHECKPOINT_KIND, key=key)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, key: bytes | None = None) -> ChampionChallenger:
+        """Restore a checkpoint written by :meth:`save`; :class:`~edge.learning.model.checkpoints.CheckpointError`
+        (naming the file) if it can't.
+
+        The digest is verified before anything is unpickled. A file written with a key needs
+        the key; a keyless file is refused when a key is given (it could have been forged).
+        """
+        obj = read_checkpoint(path, cls, kind=_CHECKPOINT_KIND, key=key)
+        obj._export()
+        return obj
+
+
+#: The header's ``kind`` of a champion/challenger checkpoint.
+_CHECKPOINT_KIND = "champion-challenger"

@@ -1,0 +1,321 @@
+"""Stage 3's online learner: a River pipeline over the feature dict, learning one label at a time.
+
+:class:`EdgeFeatures` is the model's own preprocessing; :func:`make_pipeline` builds
+:class:`EdgeFeatures` → ``StandardScaler`` → one of :data:`ESTIMATORS` (logistic regression by default;
+see ``docs/learning.md`` for why); :class:`RiverModel` serves and trains it (optionally from a prior,
+:mod:`edge.learning.prior`).
+
+    >>> model = RiverModel()
+    >>> model.predict({"radio": "lte"}) is None      # cold start: unknown
+    True
+    >>> for _ in range(20):
+    ...     model.learn({"radio": "edge", "last_kbps": 90.0}, True)
+    ...     model.learn({"radio": "nr", "last_kbps": 40000.0}, False)
+    >>> model.predict({"radio": "edge", "last_kbps": 80.0}) > 0.5 > model.predict({"radio": "nr", "last_kbps": 30000.0})
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from bisect import bisect_right
+from pathlib import Path
+from typing import Any
+
+from river import base, compose, forest, linear_model, optim, preprocessing, tree
+
+from edge.learning.model.rules import RuleModel
+from edge.learning.prior import Prior, apply_prior, load_prior
+from edge.pipeline.features import Features
+from edge.pipeline.signals import ECT_VALUES, RADIO_CLASSES
+
+__all__ = [
+    "EdgeFeatures",
+    "make_pipeline",
+    "ESTIMATORS",
+    "RiverModel",
+    "VOCABULARIES",
+    "RADIO_BANDS",
+    "LAST_KBPS_BANDS",
+    "FRESHNESS_HALF_LIFE_S",
+]
+
+#: The small, fixed vocabularies one-hot encoded by :class:`EdgeFeatures`. Any other string
+#: value is dropped, so the encoding stays bounded whatever clients send. Cell ids are never
+#: features: per-cell statistics (``cell_kbps``, ``cell_degraded_share``, ``cell_samples``) are.
+VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "device_class": ("phone", "tablet", "desktop", "bot"),
+    "os": ("android", "ios", "windows", "macos", "linux", "kaios", "other"),
+    "ect": ECT_VALUES,
+    "radio": RADIO_CLASSES,
+}
+#: Throughputs (kbit/s) are roughly log-normal: the model sees log10 of them.
+_LOG_KBPS = ("last_kbps", "downlink_kbps", "cell_kbps", "client_kbps_avg")
+#: Heavy-tailed non-negative figures: the model sees log1p of them.
+_LOG1P = ("last_age_s", "last_ms", "last_bytes", "last_rtt_ms", "rtt_ms", "speed", "cell_samples")
+#: A last-request measurement loses half its relevance every this many seconds (think time is tens of seconds).
+FRESHNESS_HALF_LIFE_S = 60.0
+#: Centre for log10 throughput in the interaction terms (1 Mbit/s).
+_LOG_KBPS_CENTRE = 3.0
+
+
+#: Radio-quality bands (one-hot): throughput is not linear in channel quality. Edges follow the usual
+#: field bands (RSRP excellent ≥ −85 … poor < −115 dBm; SINR < 0 … ≥ 20 dB; CQI's 0–15 index).
+RADIO_BANDS: dict[str, tuple[float, ...]] = {
+    "cqi": (4.0, 7.0, 10.0, 13.0),
+    "sinr": (0.0, 5.0, 10.0, 20.0),
+    "rsrp": (-115.0, -105.0, -95.0, -85.0),
+    "rsrq": (-15.0, -12.0, -9.0),
+}
+#: Last-request throughput bands (kbit/s): Chromium's 2g/3g edges and round multiples above them.
+LAST_KBPS_BANDS = (150.0, 350.0, 700.0, 1500.0, 3000.0, 8000.0)
+
+
+class EdgeFeatures(base.Transformer):
+    """The River model's own preprocessing of an :func:`edge.pipeline.features.to_features` dict.
+
+    - the categoricals of :data:`VOCABULARIES` become one-hot ``name=value`` features
+      (unknown values are dropped: bounded whatever a client sends);
+    - throughputs become ``log10`` (kbit/s), heavy-tailed figures ``log1p``;
+    - derived: missing-indicators for the last request and the cell statistics (absent keys
+      are normal: a scaled absent feature contributes nothing to a linear model, the
+      indicator lets it learn what "unknown" means); the last throughput weighted by its
+      freshness (a minute-old measurement says less than a second-old one); the cell's
+      degraded share weighted by how many recent samples back it; one-hot bands of the radio
+      figures and of the last throughput (:data:`RADIO_BANDS`, :data:`LAST_KBPS_BANDS`: a
+      linear model gets their non-linear effect); and the rule baseline's log-odds
+      (``rules``), so the model starts from the published thresholds and learns how far to
+      trust them;
+    - other numbers pass through as floats (so River's estimator checks, which use their
+      own data sets, apply), other strings are dropped.
+
+    >>> EdgeFeatures().transform_one({"radio": "lte", "os": "beos", "last_kbps": 1000.0, "last_age_s": 0.0})
+    {'radio=lte': 1.0, 'last_kbps': 3.0, 'last_age_s': 0.0, 'last_fresh': 1.0, 'last_kbps_fresh': 0.0,
+     'last_band=3': 1.0, 'no_cell': 1.0, 'rules': -2.12...}
+    """
+
+    def __init__(self, freshness_half_life_s: float = FRESHNESS_HALF_LIFE_S, rules: bool = True) -> None:
+        self.freshness_half_life_s = freshness_half_life_s
+        self.rules = rules
+        self._rule_model = RuleModel()
+
+    def transform_one(self, x: dict) -> dict:
+        # Runs once per prediction and once per label: the lookups are precomputed
+        # (_ONE_HOT_KEYS, _NUMERIC_SCALE, _BAND_KEYS), the output (keys, their order, values)
+        # is what the plain rules in the class docstring give.
+        out: dict[str, float] = {}
+        one_hot, scale_of, bands_of, isfinite = _ONE_HOT_KEYS, _NUMERIC_SCALE, _BAND_KEYS, math.isfinite
+        for name, value in x.items():
+            if type(value) is float:  # the common case (edge.pipeline.features gives floats)
+                v = value
+            elif isinstance(value, str):
+                keys = one_hot.get(name)
+                if keys is not None:
+                    key = keys.get(value)
+                    if key is not None:
+                        out[key] = 1.0
+                continue
+            elif isinstance(value, (int, float)):
+                v = float(value)
+            else:
+                continue
+            if not isfinite(v):
+                continue
+            scale = scale_of.get(name)
+            if scale is None:
+                out[name] = v
+            elif scale is _LOG10:
+                out[name] = math.log10(max(v, 1.0))
+            else:
+                out[name] = math.log1p(max(v, 0.0))
+            banded = bands_of.get(name)
+            if banded is not None:
+                out[banded[1][bisect_right(banded[0], v)]] = 1.0
+        if "last_kbps" in out:
+            age = x.get("last_age_s")
+            fresh = 0.5 ** (float(age) / self.freshness_half_life_s) if isinstance(age, (int, float)) else 0.5
+            out["last_fresh"] = fresh
+            out["last_kbps_fresh"] = (out["last_kbps"] - _LOG_KBPS_CENTRE) * fresh
+            out[_LAST_BAND_KEYS[bisect_right(LAST_KBPS_BANDS, float(x["last_kbps"]))]] = fresh
+        else:
+            out["no_last"] = 1.0
+        if "cell_degraded_share" in out:
+            samples = x.get("cell_samples")
+            n = float(samples) if isinstance(samples, (int, float)) else 0.0
+            confidence = n / (n + 3.0)
+            out["cell_share_conf"] = (out["cell_degraded_share"] - 0.5) * confidence
+        else:
+            out["no_cell"] = 1.0
+        if self.rules:
+            p = self._rule_model.predict(x)
+            if p is not None:
+                p = min(max(p, 0.01), 0.99)
+                out["rules"] = math.log(p / (1.0 - p))
+        return out
+
+
+def _ascending(edges: tuple[float, ...], name: str) -> tuple[float, ...]:
+    if list(edges) != sorted(edges):
+        raise ValueError(f"{name}: band edges must be ascending, got {edges}")
+    return edges
+
+
+# Precomputed lookups for EdgeFeatures.transform_one. A band index is the number of edges at or
+# below the value, i.e. bisect_right over the ascending edges.
+_LOG10, _LOG1P_SCALE = "log10", "log1p"
+_NUMERIC_SCALE: dict[str, str] = {**dict.fromkeys(_LOG1P, _LOG1P_SCALE), **dict.fromkeys(_LOG_KBPS, _LOG10)}
+_ONE_HOT_KEYS: dict[str, dict[str, str]] = {
+    name: {value: f"{name}={value}" for value in vocabulary} for name, vocabulary in VOCABULARIES.items()
+}
+_BAND_KEYS: dict[str, tuple[tuple[float, ...], tuple[str, ...]]] = {
+    name: (_ascending(edges, name), tuple(f"{name}_band={i}" for i in range(len(edges) + 1)))
+    for name, edges in RADIO_BANDS.items()
+}
+_LAST_BAND_KEYS = tuple(f"last_band={i}" for i in range(len(_ascending(LAST_KBPS_BANDS, "last_kbps")) + 1))
+
+
+def make_pipeline(estimator: str = "logreg", seed: int = 0) -> compose.Pipeline:
+    """The River pipeline for one estimator name of :data:`ESTIMATORS` (the single factory).
+
+    >>> list(make_pipeline("logreg").steps)
+    ['EdgeFeatures', 'StandardScaler', 'LogisticRegression']
+    """
+    if estimator == "logreg":
+        clf: base.Classifier = linear_model.LogisticRegression(optimizer=optim.SGD(0.02), l2=1e-4)
+    elif estimator == "hat":
+        clf = tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, delta=1e-5, leaf_prediction="nba", seed=seed)
+    elif estimator == "arf":
+        clf = forest.ARFClassifier(n_models=10, grace_period=50, seed=seed)
+    else:
+        raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+    return EdgeFeatures() | preprocessing.StandardScaler() | clf
+
+
+#: Estimators :func:`make_pipeline` builds; the first is the default (chosen by measurement, docs/learning.md).
+ESTIMATORS = ("logreg", "hat", "arf")
+
+
+class RiverModel:
+    """The online classifier: a River pipeline from :func:`make_pipeline`, learning one label at a time.
+
+    ``predict`` returns ``None`` until the model has learned from at least one degraded and
+    one non-degraded label (before that a classifier's 0.5, or its only class, means
+    "unknown", and edge serves the full page) — unless it starts from a ``prior``
+    (:mod:`edge.learning.prior`: a path, a loaded :class:`~edge.learning.prior.Prior`, or ``None`` for none), whose
+    weights it predicts with from the first request and keeps learning from (logreg only).
+    """
+
+    source = "model"
+
+    def __init__(self, estimator: str = "logreg", seed: int = 0, prior: str | os.PathLike[str] | Prior | None = None) -> None:
+        self.estimator = estimator
+        self.pipeline = make_pipeline(estimator, seed)
+        self.seen = {False: 0, True: 0}
+        self.prior: str | None = None
+        if prior is not None:
+            if estimator != "logreg":
+                raise ValueError(f"a prior is logistic-regression weights; estimator {estimator!r} cannot start from one")
+            loaded = prior if isinstance(prior, Prior) else load_prior(Path(prior))
+            apply_prior(self.pipeline, loaded)
+            self.prior = loaded.name
+
+    #: Checkpoints written before priors existed restore without one.
+    prior: str | None = None
+
+    def predict(self, x: Features) -> float | None:
+        if not (self.seen[False] and self.seen[True]) and self.prior is None:
+            return None
+        proba = self.pipeline.predict_proba_one(x)
+        if not proba:
+            return None
+        p = proba.get(True, 0.0)
+        return min(max(float(p), 0.0), 1.0)
+
+    def learn(self, x: Features, degraded: bool) -> None:
+        y = bool(degraded)
+        self.pipeline.learn_one(x, y)
+        self.seen[y] += 1
+
+    def predict_then_learn(self, x: Features, degraded: bool) -> float | None:
+        """``p = self.predict(x); self.learn(x, degraded); return p``, with one :class:`EdgeFeatures` pass.
+
+        The prequential step (:meth:`ChampionChallenger.learn`). :class:`EdgeFeatures` is
+        stateless (it learns nothing), so its output for ``x`` is the same before and after
+        learning: it is computed once, and the later steps are called as River's
+        ``Pipeline.predict_proba_one`` then ``Pipeline.learn_one`` call them (each unsupervised
+        transformer learns ``x`` before transforming it; the estimator learns the result). The
+        numbers are those of the two calls, bit for bit (``tests/learning/test_learning.py`` checks it).
+        A pipeline of another shape, or River's ``learn_during_predict`` mode, takes the two calls.
+        """
+        steps = self._split_pipeline()
+        if steps is None or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
+            p = self.predict(x)
+            self.learn(x, degraded)
+            return p
+        features, transformers, estimator = steps
+        y = bool(degraded)
+        z = features.transform_one(x)
+        p = None
+        if (self.seen[False] and self.seen[True]) or self.prior is not None:  # as predict()
+            zp = z
+            for step in transformers:
+                zp = step.transform_one(zp)
+            proba = estimator.predict_proba_one(zp)
+            if proba:
+                p = min(max(float(proba.get(True, 0.0)), 0.0), 1.0)
+        for step in transformers:  # as Pipeline.learn_one (EdgeFeatures.learn_one is a no-op)
+            step.learn_one(z)
+            z = step.transform_one(z)
+        estimator.learn_one(z, y)
+        self.seen[y] += 1
+        return p
+
+    # The pipeline's steps as (EdgeFeatures, unsupervised transformers, estimator), or None when
+    # predict_then_learn cannot take its one-pass path; cached per pipeline object, never pickled.
+    _split: tuple[EdgeFeatures, tuple[base.Transformer, ...], base.Classifier] | None = None
+    _split_of: object = None
+
+    def _split_pipeline(self) -> tuple[EdgeFeatures, tuple[base.Transformer, ...], base.Classifier] | None:
+        pipeline = self.pipeline
+        if self._split_of is not pipeline:
+            self._split, self._split_of = _split_pipeline(pipeline), pipeline
+        return self._split
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()  # checkpoints keep the layout they always had
+        state.pop("_split", None)
+        state.pop("_split_of", None)
+        return state
+
+    @property
+    def labels(self) -> int:
+        return self.seen[False] + self.seen[True]
+
+
+def _split_pipeline(
+    pipeline: object,
+) -> tuple[EdgeFeatures, tuple[base.Transformer, ...], base.Classifier] | None:
+    """Split ``EdgeFeatures | transformer … | classifier`` into its parts, or None if it is not that shape.
+
+    The middle steps must be plain unsupervised transformers (no union, anomaly filter or nested
+    pipeline), whose ``transform_one`` returns a new dict, as River's own do; the first step exactly
+    :class:`EdgeFeatures` (a subclass might keep state).
+    """
+    if not isinstance(pipeline, compose.Pipeline):
+        return None
+    steps = list(pipeline.steps.values())
+    if len(steps) < 2 or type(steps[0]) is not EdgeFeatures:
+        return None
+    middle, estimator = tuple(steps[1:-1]), steps[-1]
+    for step in middle:
+        if (
+            not isinstance(step, base.Transformer)
+            or isinstance(step, (compose.Pipeline, compose.TransformerUnion, base.AnomalyFilter))
+            or step._supervised
+        ):
+            return None
+    if not isinstance(estimator, base.Classifier) or isinstance(estimator, (base.Transformer, base.AnomalyFilter)):
+        return None
+    return steps[0], middle, estimator
+
