@@ -79,10 +79,12 @@ def streamed_splice(chunks: list[bytes], snippet: bytes) -> bytes:
     return b"".join([splicer.feed(c) for c in chunks[:-1]] + [splicer.finish(chunks[-1])])
 
 
-def stage_cases() -> tuple[str, dict[str, object]]:
+def stage_cases(state: dict[str, object] | None = None) -> tuple[str, dict[str, object]]:
     """(a one-line description, {stage name: a no-argument callable}) on the demo home page.
 
     Shared by this script and ``tests/loadtests/test_stage_benchmarks.py`` (pytest-benchmark).
+    ``state``, if given, receives the ``model`` and the features ``x`` the model stages use,
+    so that a test can see what learning did.
     """
     page = demo_page()
     policy = load_policy(DEFAULT_POLICY)
@@ -100,6 +102,8 @@ def stage_cases() -> tuple[str, dict[str, object]]:
     token = signer.sign({"x": x, "d": "lite", "s": "model", "p": 0.7, "u": 12.0}, now=time.time())
     snippet = switch_link("full", "/", "Full page") + beacon_script(token)
     chunks = [page[i : i + 64 * 1024] for i in range(0, len(page), 64 * 1024)]
+    if state is not None:
+        state.update(model=model, x=x)
 
     def whole() -> bytes:
         s = read_signals(HEADERS)
