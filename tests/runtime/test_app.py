@@ -25,7 +25,12 @@ def test_admin_endpoints(tmp_path):
     with TestClient(edge.public):
         assert admin.get("/readyz").status_code == 200
     assert "edge_requests_total" in admin.get("/metrics").text
-    assert admin.get("/admin/model").json()["champion"] in ("rules", "model", "none")
+    # The default model (auto, no prior) starts with the rules in force: the River model has seen no label.
+    model = admin.get("/admin/model").json()
+    assert (model["champion"], model["labels"], model["switches"]) == ("rules", 0, 0), model
+    assert model["candidates"] == ["model", "rules", "last_request"]
+    rules_only = TestClient(build_edge(Settings(policy=DEMO, model="rules")).admin)
+    assert rules_only.get("/admin/model").json() == {"champion": "rules"}
 
 
 def test_reload_endpoint_keeps_the_old_policy_when_the_new_file_is_invalid(tmp_path, metric):
