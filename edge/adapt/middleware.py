@@ -55,7 +55,7 @@ from edge.learning.trust import client_group
 from edge.pipeline.features import to_features
 from edge.pipeline.policy import Decision, Policy, holdback_draw
 from edge.pipeline.rewrite import HtmlRewriter, JsonRewriter, RewriteCache
-from edge.pipeline.signals import SIGNAL_HEADERS, Signals, read_signals
+from edge.pipeline.signals import SIGNAL_HEADERS, Signals, measurement_signals, read_signals
 from edge.pipeline.towers import TowerTable
 
 __all__ = ["AdaptiveMiddleware", "VARY_HEADERS", "EDGE_PATH_PREFIX"]
@@ -204,15 +204,8 @@ class AdaptiveMiddleware:
             return
         raw = cookie(cookies, MEASUREMENT_COOKIE)
         payload = self.feedback.read_measurement_cookie(raw, now, MEASUREMENT_MAX_AGE_S) if raw else None
-        if payload is None:
-            return
-        kbps, rtt, cell, avg = payload.get("k"), payload.get("r"), payload.get("c"), payload.get("a")
-        signals.last_kbps = float(kbps) if isinstance(kbps, (int, float)) else None
-        signals.last_rtt_ms = float(rtt) if isinstance(rtt, (int, float)) else None
-        measured_at = payload.get("kt") if signals.last_kbps is not None else None
-        signals.last_age_s = max(0.0, now - float(measured_at if isinstance(measured_at, (int, float)) else payload["t"]))
-        signals.last_cell_id = cell if isinstance(cell, str) else None
-        signals.client_kbps_avg = float(avg) if isinstance(avg, (int, float)) else None
+        if payload is not None:
+            measurement_signals(signals, payload, now)
 
     def fail_open(self, stage: str, exc: BaseException) -> None:
         metrics.FAIL_OPEN.labels(stage).inc()

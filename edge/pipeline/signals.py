@@ -31,6 +31,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import http_sfv
 from ua_parser import parse as parse_user_agent
@@ -38,6 +39,7 @@ from ua_parser import parse as parse_user_agent
 __all__ = [
     "Signals",
     "read_signals",
+    "measurement_signals",
     "SIGNAL_HEADERS",
     "ACCEPT_CH",
     "MAX_HEADER_BYTES",
@@ -393,3 +395,24 @@ def _read_last_request(s: Signals, raw: str | None) -> None:
     token = members.get("token")
     if isinstance(token, str) and 0 < len(token) <= MAX_LAST_REQUEST_BYTES:
         s.last_token = token
+
+
+def measurement_signals(signals: Signals, payload: Mapping[str, Any], now: float) -> None:
+    """Fill ``signals``' last-request fields from a last-measurement cookie's payload (as
+    :meth:`edge.learning.feedback.Feedback.measurement_cookie` writes it: ``k`` kbit/s measured at
+    ``kt``, ``r`` RTT ms, ``c`` the cell, ``a`` the client's average, ``t`` when signed). The one mapping
+    live traffic (the middleware, once the cookie verifies) and ``edge replay`` (the payload the cookie
+    would carry) both use.
+
+    >>> s = Signals()
+    >>> measurement_signals(s, {"k": 900.0, "kt": 100.0, "c": "310-260-1", "a": 750.0, "t": 120.0}, now=130.0)
+    >>> s.last_kbps, s.last_age_s, s.last_cell_id, s.client_kbps_avg, s.last_rtt_ms
+    (900.0, 30.0, '310-260-1', 750.0, None)
+    """
+    kbps, rtt, cell, avg = payload.get("k"), payload.get("r"), payload.get("c"), payload.get("a")
+    signals.last_kbps = float(kbps) if isinstance(kbps, (int, float)) else None
+    signals.last_rtt_ms = float(rtt) if isinstance(rtt, (int, float)) else None
+    measured_at = payload.get("kt") if signals.last_kbps is not None else None
+    signals.last_age_s = max(0.0, now - float(measured_at if isinstance(measured_at, (int, float)) else payload["t"]))
+    signals.last_cell_id = cell if isinstance(cell, str) else None
+    signals.client_kbps_avg = float(avg) if isinstance(avg, (int, float)) else None

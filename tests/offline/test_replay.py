@@ -12,7 +12,6 @@ from click.testing import CliRunner
 
 from edge.offline.replay import (
     LABEL_SECONDS,
-    ConnectionClass,
     TraceFormatError,
     read_trace,
     replay,
@@ -221,17 +220,6 @@ def test_think_time_is_seeded(tmp_path):
     assert all(0 <= gap <= 60 for gap in seeded)  # within --think-time 10,60 (less the label's own seconds)
     assert gaps(1) == seeded  # the same seed draws the same think times...
     assert gaps(2) != seeded  # ...and another seed others
-
-
-def test_connection_class_follows_the_facebook_library():
-    cc = ConnectionClass()
-    for _ in range(200):
-        cc.add(100.0)
-    assert cc.klass() == "POOR"
-    for _ in range(200):
-        cc.add(3000.0)
-    assert cc.klass() == "EXCELLENT"
-    assert cc.cutover == 20
 
 
 # --- the command --------------------------------------------------------------------------------
