@@ -1,4 +1,4 @@
-"""Trace readers (edge/offline/traces.py): each format, detection by content, malformed files, and the bootstrap."""
+"""Trace readers (edge/offline/traces/): each format, detection by content, malformed files, and the bootstrap."""
 
 from __future__ import annotations
 
