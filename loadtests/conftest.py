@@ -5,4 +5,5 @@ declares the users); the benchmark and report scripts are programs, run from the
 whose figures are not tests. Their behaviour is tested in ``tests/loadtests/``.
 """
 
-collect_ignore_glob = ["locustfile.py", "bench*.py", "report.py"]
+# conftest.py itself: fixtures, not doctests (collected as a module named "conftest" it clashes with the tests').
+collect_ignore_glob = ["locustfile.py", "bench*.py", "report.py", "conftest.py"]
