@@ -72,6 +72,14 @@ def test_norway_json_spreads_intervals_over_seconds(tmp_path):
     assert all(s.cell_id is None and s.mode is None and not s.figures for s in trace.seconds)
 
 
+def test_norway_json_on_one_line_is_detected_as_json_not_csv(tmp_path):
+    # A JSON writer's default (no indentation): one line with commas and words, like a CSV header.
+    entries = [{"duration_ms": 1000, "bandwidth_kbps": 800 + i, "latency_ms": 100} for i in range(3)]
+    path = write(tmp_path / "compact.json.gz", orjson.dumps(entries).decode(), gz=True)
+    assert detect_format(path) == "norway-json"
+    assert kbps(read_trace(path)) == [(0, 800.0), (1, 801.0), (2, 802.0)]
+
+
 def test_norway_json_and_raw_log_of_one_session_agree():
     js, log = read_trace(NORWAY_JSON), read_trace(NORWAY_LOG)
     assert (js.format, log.format) == ("norway-json", "norway-log")

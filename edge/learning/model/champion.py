@@ -17,7 +17,8 @@ from typing import Any
 from river import drift
 
 from edge.core.metrics import MODEL_CHAMPION, MODEL_DRIFTS, MODEL_LOG_LOSS, MODEL_ROC_AUC
-from edge.learning.evaluation import RollingEvaluation
+from edge.learning.calibration import ConfidenceCalibrator
+from edge.learning.fading import FadingEvaluation
 from edge.learning.model.checkpoints import read_checkpoint, write_checkpoint
 from edge.learning.model.river import RiverModel
 from edge.learning.model.rules import ECT_DEGRADED_P, SLOW_RTT_MS, NetworkModel, RuleModel, ect_class
@@ -200,6 +201,7 @@ class ChampionChallenger:
         demotion_margin: float = DEMOTION_MARGIN,
         window: int = 1000,
         every: int = 25,
+        half_life: float | None = None,
         drift_delta: float = 0.002,
         export_metrics: bool = True,
         min_clients: int = ELECTION_MIN_CLIENTS,
@@ -218,7 +220,7 @@ class ChampionChallenger:
         self.min_class_labels = min_class_labels
         self.margin = margin
         self.demotion_margin = demotion_margin
-        self.evaluation = RollingEvaluation(candidates, window=window, every=every)
+        self.evaluation = FadingEvaluation(candidates, half_life=half_life or 2.0 * window, every=every)
         self.drift = drift.ADWIN(delta=drift_delta)
         self.drifts = 0
         self.export_metrics = export_metrics
@@ -231,6 +233,7 @@ class ChampionChallenger:
         self._window = window
         self._senders: deque[str | None] = deque()  # per label in the window: its client, "" if untrusted, None if unattributed
         self._sender_counts: Counter[str] = Counter()
+        self.calibrators = {name: ConfidenceCalibrator() for name in CANDIDATES}
         self._export()
 
     # Checkpoints written before the election looked at senders (or at more candidates) restore with
@@ -243,6 +246,7 @@ class ChampionChallenger:
     switches = 0
     _window = 1000
     _senders: deque[str | None] | None = None
+    calibrators: dict[str, ConfidenceCalibrator] | None = None
     _sender_counts: Counter[str] | None = None
 
     # -- NetworkModel ----------------------------------------------------------------------
@@ -253,11 +257,18 @@ class ChampionChallenger:
 
     def predict(self, x: Features) -> float | None:
         champion = self._champion
+        calibrators = self._calibrators()
         if champion != "rules":
             p = self.model.predict(x) if champion == "model" else FIXED_CANDIDATES[champion](x)
             if p is not None:
-                return p
-        return self.rules.predict(x)
+                return calibrators[champion](p)
+        return calibrators["rules"](self.rules.predict(x))
+
+    def _calibrators(self) -> dict[str, ConfidenceCalibrator]:
+        calibrators = self.calibrators
+        if calibrators is None:  # a checkpoint from before calibration: start from the identity
+            calibrators = self.calibrators = {name: ConfidenceCalibrator() for name in CANDIDATES}
+        return calibrators
 
     def tier_ceiling(self, x: Features) -> str | None:
         """The richest tier ``x`` may be served, by the safety envelope: ``"lite"`` (never minimal) while a
@@ -279,9 +290,17 @@ class ChampionChallenger:
         # The River model predicts x, then learns it (one feature pass: RiverModel.predict_then_learn);
         # the evaluation gets its prediction from before it learned.
         p_model = self.model.predict_then_learn(x, y)
-        predictions = {"model": p_model, "rules": self.rules.predict(x)}
+        raw = {"model": p_model, "rules": self.rules.predict(x)}
         for name, candidate in FIXED_CANDIDATES.items():
-            predictions[name] = candidate(x)
+            raw[name] = candidate(x)
+        # Each candidate is judged as it would be served: calibrated (edge.learning.calibration),
+        # by its calibrator as it stood before this label; then the calibrator learns the label.
+        calibrators = self._calibrators()
+        predictions = {}
+        for name, p in raw.items():
+            calibrate = calibrators[name]
+            predictions[name] = calibrate(p)
+            calibrate.learn(p, y)
         refreshed = self.evaluation.update(y, predictions)
         if p_model is not None:
             self.drift.update(abs(float(y) - p_model))
@@ -341,12 +360,17 @@ class ChampionChallenger:
         if challengers:
             best_auc, best = max(challengers)
             # The margin, or the noise of two AUCs on this many labels if that is larger (Hanley–McNeil).
-            noise = math.hypot(_auc_se(best_auc, positives, n - positives), _auc_se(current, positives, n - positives))  # type: ignore[arg-type]
+            noise = self._noise(best_auc, current, positives, n)  # type: ignore[arg-type]
             if best_auc > current + max(self.margin, noise) and self.senders_diverse():  # type: ignore[operator]
                 champion = best
         if champion != self._champion:
             self._champion = champion
             self.switches += 1
+
+    @staticmethod
+    def _noise(auc_a: float, auc_b: float, positives: int, n: int) -> float:
+        """The noise of the difference of two AUCs on ``n`` labels with ``positives`` degraded (Hanley–McNeil, combined)."""
+        return math.hypot(_auc_se(auc_a, positives, n - positives), _auc_se(auc_b, positives, n - positives))
 
     def _export(self) -> None:
         if not self.export_metrics:

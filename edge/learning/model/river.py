@@ -92,7 +92,7 @@ class EdgeFeatures(base.Transformer):
 
     >>> EdgeFeatures().transform_one({"radio": "lte", "os": "beos", "last_kbps": 1000.0, "last_age_s": 0.0})
     {'radio=lte': 1.0, 'last_kbps': 3.0, 'last_age_s': 0.0, 'last_fresh': 1.0, 'last_kbps_fresh': 0.0,
-     'last_band=3': 1.0, 'no_cell': 1.0, 'rules': -2.12...}
+     'last_band=3': 1.0, 'no_cell': 1.0, 'rules': -0.51...}
     """
 
     def __init__(self, freshness_half_life_s: float = FRESHNESS_HALF_LIFE_S, rules: bool = True) -> None:

@@ -18,9 +18,10 @@ __all__ = ["FORMATS", "READERS", "detect_format", "read_trace"]
 #: How far into a file :func:`detect_format` looks for its first meaningful line.
 _DETECT_BYTES = 64 * 1024
 
-#: The readers, in detection order.
+#: The readers, in detection order. JSON comes first: a JSON list written on one line has commas and
+#: words, as a CSV header has, but a CSV header never starts with ``[`` or ``{``.
 READERS: dict[str, TraceReader] = {
-    r.name: r for r in (GNetTrackReader(), NorwayJsonReader(), MahimahiReader(), NorwayLogReader(), ThroughputReader())
+    r.name: r for r in (NorwayJsonReader(), GNetTrackReader(), MahimahiReader(), NorwayLogReader(), ThroughputReader())
 }
 FORMATS = tuple(READERS)
 

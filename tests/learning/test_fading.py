@@ -1,0 +1,67 @@
+"""FadingEvaluation (edge/learning/fading.py): binned AUC against the exact one, fading, bounded state."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+
+import pytest
+
+from edge.learning.evaluation import roc_auc
+from edge.learning.fading import LOGIT_BINS, FadingEvaluation, binned_roc_auc
+
+
+def _labels(n, rng, skill):
+    for _ in range(n):
+        y = rng.random() < 0.3
+        yield y, min(max(rng.gauss(0.5 + (skill if y else -skill), 0.2), 0.0), 1.0)
+
+
+@pytest.mark.parametrize("skill", [0.0, 0.1, 0.3])
+def test_binned_auc_matches_the_exact_auc_without_fading(skill):
+    rng = random.Random(1)
+    ev = FadingEvaluation(("a",), half_life=1e12, every=1)
+    ys, ps = [], []
+    for y, p in _labels(3000, rng, skill):
+        ev.update(y, {"a": p})
+        ys.append(y)
+        ps.append(p)
+    assert ev.roc_auc("a") == pytest.approx(roc_auc(ys, ps), abs=0.003)
+    assert ev.in_window == pytest.approx(3000, rel=1e-6) and ev.window_positives == pytest.approx(sum(ys), rel=1e-6)
+
+
+def test_old_labels_fade():
+    ev = FadingEvaluation(("a",), half_life=50, every=10)
+    for i in range(300):  # right first …
+        ev.update(i % 2 == 0, {"a": 0.9 if i % 2 == 0 else 0.1})
+    assert ev.roc_auc("a") == 1.0
+    for i in range(300):  # … then exactly wrong for six half-lives: the old labels weigh ~1/64
+        ev.update(i % 2 == 0, {"a": 0.1 if i % 2 == 0 else 0.9})
+    assert ev.roc_auc("a") < 0.03
+    assert ev.labels == 600 and ev.positives == 300
+    assert ev.in_window <= 50 / math.log(2) + 1  # the effective count is bounded by the half-life
+
+
+def test_weights_are_rescaled_long_before_they_overflow():
+    ev = FadingEvaluation(("a",), half_life=1.0, every=100)  # weights double every label
+    for i in range(5000):
+        ev.update(i % 2 == 0, {"a": 0.8 if i % 2 == 0 else 0.2})
+    assert ev.roc_auc("a") == 1.0 and math.isfinite(ev.log_loss("a"))
+    assert ev.in_window == pytest.approx(2.0, rel=1e-3)
+
+
+def test_state_is_bounded_and_pickles():
+    ev = FadingEvaluation(("a", "b"), half_life=100, every=5)
+    rng = random.Random(2)
+    for y, p in _labels(2000, rng, 0.2):
+        ev.update(y, {"a": p, "b": None})
+    assert all(len(h) == LOGIT_BINS for h in (*ev._pos.values(), *ev._neg.values()))
+    assert ev.roc_auc("b") == 0.5  # no opinion is a coin toss
+    back = pickle.loads(pickle.dumps(ev))
+    assert back.roc_auc("a") == ev.roc_auc("a") and back.log_loss("a") == ev.log_loss("a")
+
+
+def test_binned_auc_needs_both_classes():
+    assert binned_roc_auc([0.0] * 3, [1.0, 0.0, 0.0]) is None
+    assert binned_roc_auc([0.0, 2.0], [2.0, 0.0]) == 1.0 and binned_roc_auc([2.0, 0.0], [0.0, 2.0]) == 0.0
