@@ -142,10 +142,16 @@ def adapted_headers(
     upstream_s: float,
     model_s: float,
     rewrite_s: float,
+    set_cookie: bytes | None = None,
 ) -> Headers:
     """A rewritten (or spliced) response's headers: the storefront's for the variant, its new length and
-    coding, edge's ``Edge-Tier``, ``Accept-CH`` and a ``Server-Timing`` of the upstream, model and rewrite."""
-    headers, vary, cache_control = _variant_headers(upstream, tier, _RECOMPUTED)
+    coding, edge's ``Edge-Tier``, ``Accept-CH`` and a ``Server-Timing`` of the upstream, model and rewrite.
+
+    With ``set_cookie`` (the tier cookie, :mod:`edge.adapt.tier_cookie`) the response also sets it, and is
+    private at every tier: a shared cache must never hand one client's cookie to others."""
+    headers, vary, cache_control = _variant_headers(upstream, tier, _RECOMPUTED, private=set_cookie is not None)
+    if set_cookie is not None:
+        headers.append((b"set-cookie", set_cookie))
     headers.append((b"content-length", str(length).encode()))
     if coding:
         headers.append((b"content-encoding", coding.encode()))
@@ -167,9 +173,11 @@ _CACHE_HEADERS = frozenset({b"vary", b"cache-control"})
 _RECOMPUTED = _CACHE_HEADERS | {b"content-length", b"content-encoding"}
 
 
-def _variant_headers(headers: Headers, tier: str, taken: frozenset[bytes]) -> tuple[Headers, bytes, bytes | None]:
+def _variant_headers(
+    headers: Headers, tier: str, taken: frozenset[bytes], private: bool = False
+) -> tuple[Headers, bytes, bytes | None]:
     """The storefront's headers for ``tier``'s variant: the ones not ``taken`` (the ETag weakened),
-    the merged ``Vary``, and the ``Cache-Control`` to send (private below full; None: send none).
+    the merged ``Vary``, and the ``Cache-Control`` to send (private below full, or when ``private``; None: send none).
 
     >>> _variant_headers([(b"etag", b'"a"'), (b"vary", b"Cookie"), (b"cache-control", b"public")], "lite", _CACHE_HEADERS)[2]
     b'private'
@@ -185,7 +193,7 @@ def _variant_headers(headers: Headers, tier: str, taken: frozenset[bytes]) -> tu
                 cache_control = value if cache_control is None else cache_control + b", " + value
             continue
         out.append((name, _weaken_etag(value, tier) if name == b"etag" else value))
-    if tier != "full":
+    if tier != "full" or private:
         cache_control = _private(cache_control)
     return out, _vary_for(tuple(vary)), cache_control
 

@@ -46,6 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from edge.adapt.endpoints import build_endpoints
 from edge.adapt.headers import VARY_HEADERS, cookie, header, lower_scope, translate_if_none_match
 from edge.adapt.responder import Compiled, Responder, Verdict
+from edge.adapt.tier_cookie import TIER_COOKIE, TierCookie
 from edge.core import metrics
 from edge.core.errors import AdaptError, UpstreamStreamBroken
 from edge.core.settings import Settings
@@ -54,6 +55,7 @@ from edge.learning.model import NetworkModel, RuleModel, tier_ceiling_of
 from edge.learning.trust import client_group
 from edge.pipeline.features import to_features
 from edge.pipeline.policy import Decision, Policy, holdback_draw
+from edge.pipeline.policy.stability import TierStability
 from edge.pipeline.rewrite import HtmlRewriter, JsonRewriter, RewriteCache
 from edge.pipeline.signals import SIGNAL_HEADERS, Signals, measurement_signals, read_signals
 from edge.pipeline.towers import TowerTable
@@ -94,6 +96,8 @@ class AdaptiveMiddleware:
                 guard = ReplayGuard(self.settings.max_replay_entries, self.settings.feedback_ttl_s)
             feedback = Feedback(_signer(self.settings), self.model, self.towers, policy.labels, guard)
         self.feedback = feedback
+        self.stability = TierStability(self.settings.tier_margin, self.settings.tier_dwell_s)
+        self.tier_cookie = TierCookie(feedback.signer, self.settings.tier_dwell_s)
         self.strict = self.settings.fail_mode == "closed"
         self.max_body = self.settings.max_rewrite_bytes
         self.set_policy(policy)
@@ -174,6 +178,8 @@ class AdaptiveMiddleware:
             stage = "decide"
             preference = cookie(cookies, policy.preference_cookie)
             draw = holdback_draw(_client_id(scope, headers)) if policy.holdback else None
+            last = self.tier_cookie.read(cookie(cookies, TIER_COOKIE), now) if self.stability.enabled else None
+            stability = self.stability if self.stability.enabled else None
             decision = policy.decide(
                 p,
                 source=self.model.source,
@@ -182,8 +188,13 @@ class AdaptiveMiddleware:
                 holdback_draw=draw,
                 path=scope["path"],
                 ceiling=_tier_ceiling(self.model, x),
+                last=last,
+                stability=stability,
+                now=now,
             )
-            return Verdict(decision, model_s, x, signals.cell_id)
+            state = decision.remember
+            chosen = self.tier_cookie.set_cookie(self.tier_cookie.issue(state)) if state is not None else None
+            return Verdict(decision, model_s, x, signals.cell_id, chosen)
         except Exception as exc:
             self.fail_open(stage, exc)
             return Verdict(Decision("full", "error", "none"), 0.0, {}, None)

@@ -67,6 +67,8 @@ class Verdict:
     model_s: float
     features: Features
     cell_id: str | None
+    #: The tier cookie's ``Set-Cookie`` value when this decision chose the client's tier anew (edge.adapt.tier_cookie).
+    set_cookie: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +228,8 @@ class Responder:
             token = self._issue(verdict, "full")
             snippet = self._snippet("full", token)
             headers = adapted_headers(
-                start["headers"], "full", verdict.decision, length + len(snippet), None, self.upstream_s, verdict.model_s, 0.0
+                start["headers"], "full", verdict.decision, length + len(snippet), None, self.upstream_s, verdict.model_s, 0.0,
+                verdict.set_cookie,
             )
         except Exception as exc:
             self.mw.fail_open("respond", exc)
@@ -350,7 +353,11 @@ class Responder:
             served = original
         else:
             _PER_TIER[tier].rewrite.observe(rewrite_s)
-            headers = adapted_headers(start["headers"], tier, decision, len(body), coding, self.upstream_s, verdict.model_s, rewrite_s)
+            # The tier cookie says what was served: only when the verdict's tier was (not a fallback to full).
+            chosen = verdict.set_cookie if tier == decision.tier else None
+            headers = adapted_headers(
+                start["headers"], tier, decision, len(body), coding, self.upstream_s, verdict.model_s, rewrite_s, chosen
+            )
             headers.append((b"edge-token", token.encode()))
             await self.downstream({**start, "headers": headers})
             await self.downstream({"type": "http.response.body", "body": body})

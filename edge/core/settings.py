@@ -98,6 +98,11 @@ class Settings:
     feedback_key: str = ""
     feedback_key_previous: str = ""  # still accepted while rotating keys
     feedback_ttl_s: float = 600.0
+    # A stable tier per client (edge.pipeline.policy.stability, docs/policies.md "A stable tier"): a
+    # predicted switch needs p to clear the threshold by tier_margin in log-odds (0.5: p 0.38-0.62
+    # around a 0.5 threshold), unless the client's tier was chosen tier_dwell_s or more ago. 0: off.
+    tier_margin: float = 0.5
+    tier_dwell_s: float = 600.0
     # Which model decides: "auto" (rules until the learned model earns trust), "rules", "off".
     model: ModelName = "auto"
     # Where the learned model is checkpointed (empty: no checkpoints).

@@ -87,6 +87,8 @@ _serve_options = [
     click.option("--admin-token", help="Bearer token for admin POST endpoints.  [env EDGE_ADMIN_TOKEN; default none]"),
     click.option("--model", type=click.Choice(get_args(ModelName)), help="Who predicts: auto = rules until the River model earns trust.  [env EDGE_MODEL; default auto]"),
     click.option("--checkpoint", help="Model checkpoint file (restored at start, written periodically and at exit).  [env EDGE_CHECKPOINT]"),
+    click.option("--tier-margin", type=float, help="Log-odds p must clear a threshold by to switch a client's tier; 0 = off.  [env EDGE_TIER_MARGIN; default 0.5]"),
+    click.option("--tier-dwell-s", type=float, help="Seconds after which a client's tier is chosen afresh; 0 = off.  [env EDGE_TIER_DWELL_S; default 600]"),
     click.option("--max-cells", type=int, help="Cells remembered in the per-cell statistics.  [env EDGE_MAX_CELLS; default 50000]"),
     click.option("--max-replay-entries", type=int, help="Feedback nonces remembered against replays.  [env EDGE_MAX_REPLAY_ENTRIES; default 100000]"),
     click.option("--pool-size", type=int, help="Connections kept to the storefront.  [env EDGE_POOL_SIZE; default 256]"),

@@ -40,6 +40,7 @@ from edge.pipeline.labels import LabelRule
 from edge.pipeline.policy.compiler import compile_routes
 from edge.pipeline.policy.plan import RoutePlan
 from edge.pipeline.policy.schema import PolicyFile, WidgetRule, parse_policy
+from edge.pipeline.policy.stability import LastTier, TierStability
 
 __all__ = ["Decision", "Policy", "load_policy", "holdback_draw"]
 
@@ -48,7 +49,8 @@ __all__ = ["Decision", "Policy", "load_policy", "holdback_draw"]
 class Decision:
     """The tier a request gets and why.
 
-    ``reason``: predicted | unknown | save-data | preference | holdback.
+    ``reason``: predicted | held (the client's last tier kept against the thresholds,
+    :mod:`~edge.pipeline.policy.stability`) | unknown | save-data | preference | holdback.
     ``source`` is who decided: rules, model, override or none. ``route`` names the route plan.
     """
 
@@ -57,6 +59,8 @@ class Decision:
     source: str
     p: float | None = None
     route: str = "default"
+    #: The client's new tier state when this decision changes it (the tier cookie; None: leave it as it is).
+    remember: LastTier | None = None
 
 
 class Policy:
@@ -107,6 +111,9 @@ class Policy:
         holdback_draw: float | None = None,
         path: str | None = None,
         ceiling: str | None = None,
+        last: LastTier | None = None,
+        stability: TierStability | None = None,
+        now: float = 0.0,
     ) -> Decision:
         """Pick a tier from p(degraded) and the overrides, most explicit first.
 
@@ -115,12 +122,18 @@ class Policy:
         3. the holdback: a client whose ``holdback_draw`` (a stable number in [0, 1)
            derived from its id, see :func:`holdback_draw`) falls below the share
            gets the full page: the control group for the prediction;
-        4. the prediction against the route's thresholds; no prediction → full; ``ceiling="lite"``
-           (the model's safety envelope) turns a predicted minimal into lite.
+        4. the prediction against the route's thresholds; no prediction → full; with ``stability``
+           and the client's ``last`` tier, the thresholds have hysteresis and a dwell time
+           (:mod:`~edge.pipeline.policy.stability`; reason ``held`` when it kept ``last``;
+           ``remember`` the client's new state when it changes);
+           ``ceiling="lite"`` (the model's safety envelope) turns a predicted minimal into lite.
 
         >>> policy = Policy.from_toml("[overrides]\\nholdback = 0.1")
         >>> policy.decide(0.99, holdback_draw=0.05).reason, policy.decide(0.99, holdback_draw=0.5).tier
         ('holdback', 'minimal')
+        >>> lite_at_60s = {"last": LastTier("lite", chosen_at=60.0), "stability": TierStability(), "now": 120.0}
+        >>> policy.decide(0.45, **lite_at_60s).tier, policy.decide(0.45, **lite_at_60s).reason, policy.decide(0.1, **lite_at_60s).tier
+        ('lite', 'held', 'full')
         """
         route = self.default if path is None else self.for_path(path)
         if preference in TIERS:
@@ -132,9 +145,15 @@ class Policy:
         if p is None:
             return Decision("full", "unknown", "none", None, route.name)
         tier = route.tier_for(p)
+        reason, remember = "predicted", None
+        if stability is not None and stability.enabled:
+            held, remember = stability.step(p, route.lite_threshold, route.minimal_threshold, last, now)
+            if held != tier:
+                tier, reason = held, "held"
         if ceiling == "lite" and tier == "minimal":
             tier = "lite"
-        return Decision(tier, "predicted", source, p, route.name)
+            remember = LastTier("lite", now)
+        return Decision(tier, reason, source, p, route.name, remember)
 
 
 def load_policy(path: str | Path) -> Policy:
