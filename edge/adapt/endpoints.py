@@ -3,8 +3,9 @@
 Served by :class:`~edge.adapt.middleware.AdaptiveMiddleware` itself, so they exist
 wherever the middleware runs: in the sidecar and around an in-process storefront.
 
-- ``GET /__edge/tier/{full|lite|auto}?next=/path``: the switch link; sets (or
-  clears) the preference cookie and returns the shopper to ``next``.
+- ``GET /__edge/tier/{full|lite|auto}?next=/path[&from=minimal]``: the switch link; sets (or
+  clears) the preference cookie, counts the tier refused (:mod:`edge.adapt.refusals`) and
+  returns the shopper to ``next``.
 - ``POST /__edge/beacon``: a page's token and timings (``docs/feedback.md``).
 """
 
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
 
+from edge.adapt.refusals import refused_tier
 from edge.core import metrics
 from edge.learning.feedback import (
     BEACON_PATH,
@@ -57,12 +59,19 @@ def build_endpoints(mw: AdaptiveMiddleware) -> Router:
         tier = request.path_params["tier"]
         if tier not in ("full", "lite", "auto"):
             return await not_found(request)  # never set a cookie nobody honours
-        response = RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
-        cookie = mw.policy.preference_cookie
+        target = safe_next(request.query_params.get("next"))
+        response = RedirectResponse(target, status_code=303)
+        policy = mw.policy
+        cookie = policy.preference_cookie
         if tier == "auto":
             response.delete_cookie(cookie, path="/")
         else:
             metrics.PREFERENCE_SWITCHES.labels(tier).inc()
+            try:
+                # The opt-out is feedback: counted against the tier it refused, on the page's route.
+                mw.refusals.refused(policy.name, policy.for_path(target).name, refused_tier(tier, request.query_params.get("from")))
+            except Exception as exc:  # never in the shopper's way: the switch itself still happens
+                mw.fail_open("respond", exc)
             response.set_cookie(cookie, tier, max_age=PREFERENCE_MAX_AGE, path="/", httponly=True, samesite="lax")
         response.headers["cache-control"] = "no-store"
         return response

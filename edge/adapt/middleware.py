@@ -45,6 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge.adapt.endpoints import build_endpoints
 from edge.adapt.headers import VARY_HEADERS, cookie, header, lower_scope, translate_if_none_match
+from edge.adapt.refusals import TierRefusals
 from edge.adapt.responder import Compiled, Responder, Verdict
 from edge.adapt.tier_cookie import TIER_COOKIE, TierCookie
 from edge.core import metrics
@@ -98,6 +99,7 @@ class AdaptiveMiddleware:
         self.feedback = feedback
         self.stability = TierStability(self.settings.tier_margin, self.settings.tier_dwell_s)
         self.tier_cookie = TierCookie(feedback.signer, self.settings.tier_dwell_s)
+        self.refusals = TierRefusals()  # switch-link clicks against pages served (edge.adapt.refusals)
         self.strict = self.settings.fail_mode == "closed"
         self.max_body = self.settings.max_rewrite_bytes
         self.set_policy(policy)

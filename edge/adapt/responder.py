@@ -196,12 +196,15 @@ class Responder:
         """The switch link to the other layout (back to this very URL) and the beacon carrying ``token``."""
         query = self.scope.get("query_string", b"")
         back = self.scope["path"] + ("?" + query.decode("latin-1") if query else "")
-        return switch_link("lite" if tier == "full" else "full", back, _SWITCH_TEXT[tier]) + beacon_script(token)
+        leaving = "minimal" if tier == "minimal" else None  # full and lite are implied by the link's target
+        return switch_link("lite" if tier == "full" else "full", back, _SWITCH_TEXT[tier], leaving) + beacon_script(token)
 
     def _count(self, tier: str, source: str, upstream_bytes: int, served_bytes: int) -> None:
         """The tier's counters for one answered page: requests, bytes in and out, duration."""
         counted = _PER_TIER[tier]
         _REQUESTS[tier, source].inc()
+        if self.verdict is not None:
+            self.mw.refusals.served(self.mw.policy.name, self.verdict.decision.route, tier)
         counted.upstream_bytes.inc(upstream_bytes)
         counted.served_bytes.inc(served_bytes)
         elapsed = time.perf_counter() - self.started

@@ -33,6 +33,7 @@ __all__ = [
     "UNCLASSIFIED_REASONS",
     "UPSTREAM_ERRORS",
     "PREFERENCE_SWITCHES",
+    "TIER_REFUSALS",
     "TABLE_SIZE",
     "LABELS",
     "FEEDBACK_REJECTED",
@@ -130,6 +131,12 @@ PREFERENCE_SWITCHES = Counter(
     "edge_preference_switches_total",
     "Shoppers who followed the 'full page' or 'light page' link, by tier asked for.",
     ["tier"],
+)
+TIER_REFUSALS = Counter(
+    "edge_tier_refusals_total",
+    "Shoppers who left the tier edge served them by the switch link ('Full page' on lite/minimal, "
+    "'Light page' on full), by policy, route of the page and tier refused.",
+    ["policy", "route", "tier"],
 )
 # Learning (edge.learning.feedback, edge.learning.model): labels in, feedback refused, model health.
 LABEL_SOURCES = ("beacon", "app")

@@ -193,6 +193,8 @@ class Edge:
     async def _model_state(self, request: Request) -> Response:
         model = self.model
         snapshot = model.snapshot() if isinstance(model, Snapshotting) else {"champion": model.source}
+        # The opt-out as feedback: per policy, route and tier, pages served and switch-link refusals.
+        snapshot = {**snapshot, "tier_refusals": self.middleware.refusals.snapshot()}
         # With --workers N each worker has its own model: say which one answered.
         index = os.environ.get(WORKER_INDEX_ENV)
         headers = {"Edge-Worker": f"index={index}, pid={os.getpid()}"} if index is not None else None

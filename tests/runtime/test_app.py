@@ -30,7 +30,7 @@ def test_admin_endpoints(tmp_path):
     assert (model["champion"], model["labels"], model["switches"]) == ("rules", 0, 0), model
     assert model["candidates"] == ["model", "rules", "last_request"]
     rules_only = TestClient(build_edge(Settings(policy=DEMO, model="rules")).admin)
-    assert rules_only.get("/admin/model").json() == {"champion": "rules"}
+    assert rules_only.get("/admin/model").json() == {"champion": "rules", "tier_refusals": {}}
 
 
 def test_reload_endpoint_keeps_the_old_policy_when_the_new_file_is_invalid(tmp_path, metric):

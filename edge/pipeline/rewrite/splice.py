@@ -124,13 +124,20 @@ class StreamSplicer:
         return b"".join((out, data, self.snippet))
 
 
-def switch_link(to_tier: str, next_path: str, text: str) -> bytes:
+def switch_link(to_tier: str, next_path: str, text: str, from_tier: str | None = None) -> bytes:
     """The small link that switches the shopper's tier (sets the preference cookie, then returns).
+
+    ``from_tier`` names the tier the shopper leaves when the target does not imply it (a minimal
+    page's "Full page": a lite page's is implied), so the refusal is counted against the right tier.
 
     >>> switch_link("full", "/search?q=tea", "Full page")
     b'<p class="edge-switch" style="text-align:center;font:14px sans-serif;margin:12px"><a href="/__edge/tier/full?next=/search%3Fq%3Dtea" rel="nofollow">Full page</a></p>'
+    >>> b"/__edge/tier/full?next=/&amp;from=minimal" in switch_link("full", "/", "Full page", "minimal")
+    True
     """
     href = f"/__edge/tier/{to_tier}?next={quote(next_path, safe='/')}"
+    if from_tier is not None:
+        href += f"&from={quote(from_tier)}"
     return (
         '<p class="edge-switch" style="text-align:center;font:14px sans-serif;margin:12px">'
         f'<a href="{html.escape(href)}" rel="nofollow">{html.escape(text)}</a></p>'
