@@ -1,4 +1,4 @@
-"""A stable tier per client, through a real ``edge serve`` in front of the demo storefront.
+"""A stable tier per client, and the opt-out as feedback, through a real ``edge serve`` in front of the demo storefront.
 
 An app reports its last request's duration (``Edge-Last-Request: ms=…, bytes=…``): throughput
 around 700 kbit/s, the label threshold, so the rules' p(degraded) = 700/(700+kbps) hovers around
@@ -9,6 +9,7 @@ its tier; the same requests without it flip between full and lite.
 from __future__ import annotations
 
 import random
+import re
 
 import httpx
 import pytest
@@ -35,12 +36,17 @@ UA = _outside_holdback("stable-tier")
 
 
 @pytest.fixture(scope="module")
-def edge_url(stack, start_edge) -> str:  # noqa: ANN001
+def stable_edge(stack, start_edge):  # noqa: ANN001, ANN201
     """An edge with the rules deciding (no learned model can change p under the test) and the rule's defaults spelled out."""
     return start_edge(
         stack.storefront_url, "--model", "rules", "--tier-margin", "0.5", "--tier-dwell-s", "600", "--fail-mode", "open",
         name="edge-stable",
-    ).url  # fmt: skip
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def edge_url(stable_edge) -> str:  # noqa: ANN001
+    return stable_edge.url
 
 
 def noisy_reports(seed: int, n: int = 20) -> list[str]:
@@ -100,3 +106,23 @@ def test_a_real_change_of_network_switches_at_once(client: httpx.Client, edge_ur
 def test_a_forged_tier_cookie_is_ignored(client: httpx.Client, edge_url: str, value: str) -> None:
     response = client.get(edge_url + "/", headers={"User-Agent": UA, "ECT": "4g", "RTT": "50", "Downlink": "10", "Cookie": f"{COOKIE}={value}"})
     assert response.status_code == 200 and response.headers["edge-tier"] == "full"
+
+
+def test_a_refused_lite_page_is_counted_shown_in_admin_and_keeps_the_client_on_full(
+    client: httpx.Client, edge_url: str, stable_edge  # noqa: ANN001
+) -> None:
+    """The opt-out as feedback, on the real sidecar: the lite page's "Full page" link, followed."""
+    edge = stable_edge
+    page = client.get(edge_url + "/product/3", headers={"User-Agent": UA, "ECT": "2g", "Accept-Encoding": "identity"})
+    assert page.headers["edge-tier"] == "lite"
+    href = re.search(r'<p class="edge-switch"[^>]*><a href="([^"]+)"', page.text).group(1).replace("&amp;", "&")
+    assert href.startswith("/__edge/tier/full?next=/product/3")
+    switch = client.get(edge_url + href)
+    assert switch.status_code == 303 and switch.headers["location"] == "/product/3"
+    metrics = client.get(edge.admin_url + "/metrics").text
+    assert 'edge_tier_refusals_total{policy="demo",route="product",tier="lite"} 1.0' in metrics
+    state = client.get(edge.admin_url + "/admin/model").json()["tier_refusals"]["demo"]["product"]["lite"]
+    assert state["refused"] == 1 and state["served"] >= 1
+    preference = switch.headers["set-cookie"].split(";", 1)[0]
+    again = client.get(edge_url + "/product/3", headers={"User-Agent": UA, "ECT": "2g", "Cookie": preference})
+    assert again.headers["edge-tier"] == "full"
