@@ -4,6 +4,7 @@
     edge demo                       # the demo storefront with edge in front; prints URLs and curl lines
     edge storefront --port 8081     # the demo storefront alone
     edge policy check FILE...       # validate policy files (exit 1 with file, key and problem)
+    edge preview URL                # each tier of a page in headless Chromium on 2G, 3G and 4G: preview.png, report.html
     edge replay TRACES...           # replay cellular traces (G-NetTrack, Norway, Mahimahi, per-second logs) through the model; prequential evaluation
 """
 
@@ -51,16 +52,20 @@ def _logging(level: str) -> None:
 
 
 class _Commands(click.Group):
-    """The edge command group; ``replay`` is loaded on first use (it brings the model's numeric stack)."""
+    """The edge command group; ``replay`` and ``preview`` are loaded on first use (the model's numeric stack, the browser driver)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), "replay"])
+        return sorted([*super().list_commands(ctx), "replay", "preview"])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == "replay":
             from edge.offline.replay import replay_command
 
             return replay_command
+        if name == "preview":
+            from edge.preview.command import preview_command
+
+            return preview_command
         return super().get_command(ctx, name)
 
 

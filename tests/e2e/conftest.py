@@ -1,10 +1,11 @@
 """End-to-end fixtures: a real headless Chromium, driven over the DevTools protocol, in front of a real edge.
 
 Chromium is Debian's ``chromium`` package (installed by ``scripts/system-deps.sh``). It is driven
-by speaking the DevTools protocol (CDP) over a websocket with the ``websockets`` package that
-uvicorn[standard] already brings: no browser download, no driver binary whose protocol must match
-the installed Chromium, and the few CDP calls these tests need (network emulation, navigation,
-network events, screenshots) are stable, documented protocol methods.
+by speaking the DevTools protocol (CDP) over a websocket (:class:`edge.preview.browser.CDP`, the
+session ``edge preview`` uses too) with the ``websockets`` package that uvicorn[standard] already
+brings: no browser download, no driver binary whose protocol must match the installed Chromium,
+and the few CDP calls these tests need (network emulation, navigation, network events,
+screenshots) are stable, documented protocol methods.
 
 - ``chromium_bin`` (session): the browser's path; the tests are skipped only if it is not installed.
 - ``e2e_stack`` (module): the demo storefront and one ``edge serve`` in front of it, real processes
@@ -24,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,32 +33,14 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from websockets.sync.client import ClientConnection, connect
+
+from edge.preview.browser import CDP, CHROMIUM_CANDIDATES, CHROMIUM_FLAGS, CDPError
 
 # The integration suite's process helpers (spawning `edge`, waiting for readiness, free ports), reused as a module.
 _spec = importlib.util.spec_from_file_location("edge_integration_helpers", Path(__file__).resolve().parents[1] / "integration" / "conftest.py")
 helpers = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = helpers  # dataclasses look their module up there
 _spec.loader.exec_module(helpers)  # type: ignore[union-attr]
-
-CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "/usr/bin/chromium", "/usr/lib/chromium/chromium")
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",  # the tests run as root (CI and the dev machines)
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-extensions",
-    "--disable-dev-shm-usage",
-    "--no-proxy-server",  # loopback only, whatever the environment says
-    "--mute-audio",
-    "--hide-scrollbars",
-)
-
 
 @pytest.fixture(scope="session")
 def chromium_bin() -> str:
@@ -114,60 +97,6 @@ def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStack]:
     finally:
         launcher.stop_all()
         storefront.stop()
-
-
-class CDPError(RuntimeError):
-    pass
-
-
-class CDP:
-    """One DevTools protocol session over a websocket: commands, and every event kept in order."""
-
-    def __init__(self, ws_url: str) -> None:
-        # Entered as a context manager (what websockets ≥ 16 expects of a long-lived connection), left in close().
-        self._connection = connect(ws_url, max_size=None, open_timeout=10, proxy=None)
-        self.ws: ClientConnection = self._connection.__enter__()
-        self._id = 0
-        self.events: list[dict[str, Any]] = []
-
-    def _receive(self, timeout: float) -> dict[str, Any]:
-        message = json.loads(self.ws.recv(timeout=timeout))
-        if "method" in message:
-            self.events.append(message)
-        return message
-
-    def send(self, method: str, params: dict[str, Any] | None = None, timeout: float = 30.0) -> dict[str, Any]:
-        self._id += 1
-        call = self._id
-        self.ws.send(json.dumps({"id": call, "method": method, "params": params or {}}))
-        deadline = time.monotonic() + timeout
-        while True:
-            message = self._receive(max(0.01, deadline - time.monotonic()))
-            if message.get("id") == call:
-                if "error" in message:
-                    raise CDPError(f"{method}: {message['error']}")
-                return message.get("result", {})
-
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float, since: int = 0, what: str = "event") -> dict[str, Any]:
-        """The first event from index ``since`` on that satisfies ``predicate`` (waiting up to ``timeout`` s)."""
-        deadline = time.monotonic() + timeout
-        index = since
-        while True:
-            while index < len(self.events):
-                event = self.events[index]
-                index += 1
-                if predicate(event):
-                    return event
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no {what} within {timeout} s")
-            try:
-                self._receive(remaining)
-            except TimeoutError:
-                continue
-
-    def close(self) -> None:
-        self._connection.__exit__(None, None, None)
 
 
 @dataclass
