@@ -86,9 +86,13 @@ def metric(admin_url: str, name: str, **labels: str) -> float:
 
 
 def model_state(admin_url: str) -> dict:
+    """The model's part of /admin/model (without tier_refusals: this process's page counts, not checkpointed)."""
     response = httpx.get(admin_url + "/admin/model", timeout=5, trust_env=False)
     assert response.status_code == 200
-    return response.json()
+    state = response.json()
+    assert "tier_refusals" in state
+    del state["tier_refusals"]
+    return state
 
 
 def get_page(client: httpx.Client, base: str, path: str = "/", **headers: str) -> tuple[httpx.Response, str]:
