@@ -13,7 +13,7 @@ their lengths compare.
     >>> _brief(load)
     '102.9 kB, 14 requests, load 0.54 s'
     >>> sheet_width(3)
-    936
+    816
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from edge.preview.tiers import Variant
 __all__ = ["Preview", "fates", "html_report", "json_report", "sheet_html", "sheet_width", "table"]
 
 #: The sheet's geometry, in CSS pixels: a column per tier, the first screen drawn this wide.
-COLUMN_PX = 280
+COLUMN_PX = 240
 GAP_PX = 24
 #: The longest whole page is drawn this tall; the others to the same scale.
-WHOLE_PAGE_PX = 900
+WHOLE_PAGE_PX = 800
 
 
 @dataclass

@@ -219,6 +219,8 @@ A shopper on good 4G gets the full page:
   curl -s -o /dev/null -D - -H 'ECT: 4g' -H 'RTT: 50' -H 'Downlink: 10' {base}/ | grep -i -E 'edge-tier|content-length'
 An app on an EDGE cell whose last request took 4 s for 40 KB:
   curl -s -o /dev/null -D - -H 'Edge-Cell: id="404-45-1207-88123", radio=edge' -H 'Edge-Last-Request: ms=4000, bytes=40000' {base}/ | grep -i edge-tier
+Each tier side by side, loaded in headless Chromium on Regular 2G, Slow 3G and 4G (writes preview/preview.png, preview/report.html):
+  {sys.argv[0]} preview http://{host}:{storefront_port}/ --out preview
 
 Ctrl-C stops it.""",
         err=True,
