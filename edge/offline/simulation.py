@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from edge.learning.feedback import client_average
-from edge.learning.model import NetworkModel, RuleModel, client_average_p, tier_ceiling_of
+from edge.learning.model import NetworkModel, Observing, RuleModel, client_average_p, tier_ceiling_of
 from edge.offline.baselines import BASELINES, ConnectionClass, cell_share_p, last_request_p
 from edge.offline.traces import Sample, Trace
 from edge.pipeline.features import Features, to_features
@@ -282,6 +282,8 @@ class Replayer:
             t2 = clock()
             out.learn_ns[req.scored] = t1 - t0
             out.deployed_learn_ns[req.scored] = t2 - t1
+        elif isinstance(self.deployed, Observing):
+            self.deployed.observe(req.x, y)  # frozen learners, live guard (ChampionChallenger.observe)
         if req.cell:
             self.towers.observe(req.cell, req.kbps, y, now)
         state.last_kbps, state.last_t, state.last_cell = req.kbps, now, req.cell

@@ -124,7 +124,8 @@ FIXED_CANDIDATES = {"last_request": last_request_p, "client_average": client_ave
 CANDIDATES = ("model", "rules", *FIXED_CANDIDATES)
 #: The candidates ``--model auto`` scores and elects by default. The client average and the cell share
 #: are left out by measurement: electable on the video traces, they added switches and cost 0.01–0.04
-#: ROC-AUC (docs/learning.md); they remain replay baselines.
+#: ROC-AUC (docs/learning.md; re-measured with the fading evaluation and calibrated candidates: still
+#: 0.003–0.020 worse on video page views); they remain replay baselines.
 DEFAULT_CANDIDATES = ("model", "rules", "last_request")
 
 
@@ -148,13 +149,16 @@ class ChampionChallenger:
     predictors edge can compute from the request alone (:data:`FIXED_CANDIDATES`: the last
     request's throughput, the client's smoothed throughput, the cell's degraded share).
 
-    ``learn(x, degraded)`` is predict-then-learn: every candidate predicts ``x`` first, the
-    predictions go into a :class:`~edge.learning.evaluation.RollingEvaluation` (a ``None`` — no opinion —
-    is scored as 0.5 there, for evaluation only), then the River model learns and ADWIN watches
-    its absolute error for drift.
+    ``learn(x, degraded)`` is predict-then-learn: every candidate predicts ``x`` first, each
+    prediction is calibrated as it would be served (:mod:`edge.learning.calibration`: a slope
+    learned on the first labels, then kept), the calibrated predictions go into a
+    :class:`~edge.learning.fading.FadingEvaluation` (every label weighs less by half each
+    ``half_life`` labels, 2 × ``window`` by default; a ``None`` — no opinion — is scored as 0.5
+    there, for evaluation only), then the River model and the calibrators learn and ADWIN watches
+    the model's absolute error for drift. ``observe(x, degraded)`` does the same without learning.
 
-    **The switching rule**, applied at each AUC refresh (every ``every`` labels), on the window's
-    exact ROC-AUCs (all candidates scored on the same labels):
+    **The switching rule**, applied at each AUC refresh (every ``every`` labels), on the faded
+    ROC-AUCs (all candidates scored on the same labels; counts below are effective, faded counts):
 
     1. no change before the window holds ``min_labels`` labels with at least ``min_class_labels``
        of each class (an AUC from a handful of positives is noise);
@@ -166,8 +170,8 @@ class ChampionChallenger:
        labels come from diverse senders (below).
 
     Going from A to B needs B > A + margin and back needs A > B + margin: two candidates within
-    the margin of each other never flap. ``predict`` returns the champion's p; a champion without
-    an opinion on ``x`` (a cold start for the throughput candidates) leaves it to the rules.
+    the margin of each other never flap. ``predict`` returns the champion's calibrated p; a champion
+    without an opinion on ``x`` (a cold start for the throughput candidates) leaves it to the rules.
 
     Labels from the feedback loop say who sent them (``learn(x, y, client=...)``, see
     :mod:`edge.learning.trust`) and whether their claims were consistent with what edge observed
@@ -285,22 +289,31 @@ class ChampionChallenger:
 
     def learn(self, x: Features, degraded: bool, client: str | None = None, trusted: bool = True) -> None:
         """Predict-then-learn one label; ``client`` sent it, ``trusted``: its claims were consistent."""
+        self._judge(x, degraded, client, trusted, learn=True)
+
+    def observe(self, x: Features, degraded: bool) -> None:
+        """Judge the candidates on one label without learning from it: the River model and the
+        calibrators stay as they are, the evaluation and the switching rule go on (``edge replay
+        --train/--eval``'s frozen pass: frozen learners, a live guard; a frozen model that ranks a new
+        network badly is still demoted to the rules)."""
+        self._judge(x, degraded, None, True, learn=False)
+
+    def _judge(self, x: Features, degraded: bool, client: str | None, trusted: bool, *, learn: bool) -> None:
         self._track_sender(None if client is None else (client if trusted else ""))
         y = bool(degraded)
         # The River model predicts x, then learns it (one feature pass: RiverModel.predict_then_learn);
         # the evaluation gets its prediction from before it learned.
-        p_model = self.model.predict_then_learn(x, y)
-        raw = {"model": p_model, "rules": self.rules.predict(x)}
-        for name, candidate in FIXED_CANDIDATES.items():
-            raw[name] = candidate(x)
+        p_model = self.model.predict_then_learn(x, y) if learn else self.model.predict(x)
         # Each candidate is judged as it would be served: calibrated (edge.learning.calibration),
         # by its calibrator as it stood before this label; then the calibrator learns the label.
         calibrators = self._calibrators()
         predictions = {}
-        for name, p in raw.items():
+        for name in self.evaluation.models:
+            p = p_model if name == "model" else self.rules.predict(x) if name == "rules" else FIXED_CANDIDATES[name](x)
             calibrate = calibrators[name]
             predictions[name] = calibrate(p)
-            calibrate.learn(p, y)
+            if learn:
+                calibrate.learn(p, y)
         refreshed = self.evaluation.update(y, predictions)
         if p_model is not None:
             self.drift.update(abs(float(y) - p_model))

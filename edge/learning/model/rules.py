@@ -50,6 +50,7 @@ __all__ = [
     "Restorable",
     "Snapshotting",
     "Enveloped",
+    "Observing",
     "tier_ceiling_of",
     "RuleModel",
     "NullModel",
@@ -180,6 +181,15 @@ class Snapshotting(Protocol):
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-able summary: the champion, its evaluation, its labels."""
+        ...
+
+
+@runtime_checkable
+class Observing(Protocol):
+    """A model that can judge its candidates on a label without learning from it (a frozen replay)."""
+
+    def observe(self, x: Features, degraded: bool) -> None:
+        """Score the label and apply the switching rule; learn nothing."""
         ...
 
 
