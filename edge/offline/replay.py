@@ -35,7 +35,7 @@ import click
 import orjson
 
 from edge.core.errors import PolicyError
-from edge.core.settings import DEFAULT_POLICY
+from edge.core.settings import DEFAULT_POLICY, Settings
 from edge.learning.evaluation import BOOTSTRAP_RESAMPLES
 from edge.learning.model import ESTIMATORS, MODELS, ChampionChallenger, NetworkModel, RiverModel
 from edge.learning.prior import DEFAULT_PRIOR, PriorError, load_prior
@@ -50,6 +50,7 @@ from edge.offline.report import (
     format_train_eval,
 )
 from edge.offline.simulation import COLD_START_GAP_S, LABEL_HORIZON_S, LABEL_SECONDS, NEAR_ZERO_KBPS, Replayer
+from edge.offline.stability import TierStability
 from edge.offline.traces import FORMATS, REQUIRED_COLUMNS, Sample, Trace, TraceFormatError, detect_format
 from edge.offline.traces import read_trace as _read_trace
 from edge.pipeline.policy import load_policy
@@ -100,6 +101,12 @@ def _deployed_model(name: str) -> NetworkModel:
         return factory()
 
 
+def _stability() -> TierStability:
+    """The stable-tier rule as ``edge serve`` runs it by default (``Settings``' margin and dwell time)."""
+    defaults = Settings()
+    return TierStability(defaults.tier_margin, defaults.tier_dwell_s)
+
+
 def _setup(
     think_time: tuple[float, float],
     seed: int,
@@ -141,6 +148,8 @@ def _setup(
         bootstrap=bootstrap,
         bootstrap_seed=bootstrap_seed,
         prior=loaded_prior.name if loaded_prior is not None else None,
+        policy=loaded,
+        stability=_stability(),
     )
     return Replayer(model, deployed_model, threshold_kbps), opts
 

@@ -23,8 +23,9 @@ from typing import Any
 from edge.learning.evaluation import bootstrap_roc_aucs, reliability, scores
 from edge.offline.baselines import BASELINES
 from edge.offline.simulation import LABEL_HORIZON_S, LABEL_SECONDS, SCORED, Pass, Replayer
+from edge.offline.stability import TierStability, format_stable_tiers, stable_tiers
 from edge.offline.traces import Trace
-from edge.pipeline.policy import RoutePlan
+from edge.pipeline.policy import Policy, RoutePlan
 
 __all__ = ["ReplayReport", "TrainEvalReport", "Options", "build_report", "format_report", "format_train_eval", "SERVING_THRESHOLD"]
 
@@ -108,6 +109,9 @@ class Options:
     bootstrap: int
     bootstrap_seed: int
     prior: str | None = None
+    #: The whole policy and the stable-tier rule, for the tiers with the rule (``deployed["stable_tiers"]``).
+    policy: Policy | None = None
+    stability: TierStability | None = None
 
 
 def _metrics(out: Pass, name: str, intervals: dict[str, Any], cold_intervals: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +198,10 @@ def build_report(out: Pass, traces: Sequence[Trace], replayer: Replayer, opts: O
     deployed["switches"] = sum(1 for a, b in zip(out.sources, out.sources[1:]) if a != b)
     deployed["final_source"] = getattr(replayer.deployed, "source", None)
     deployed["tiers"] = {k: _round(v) for k, v in _tiers(out, opts.tiers, opts.policy_name).items()}
+    if opts.policy is not None and opts.stability is not None:
+        deployed["stable_tiers"] = _round(
+            stable_tiers(out.preds["deployed"], out.ceilings, ys, out.clients, out.times, opts.policy, opts.stability)
+        )
     lo, hi = opts.think_time
     stream = (lo, hi) == (0, 0)
     framing = {
@@ -284,6 +292,8 @@ def format_report(report: ReplayReport) -> str:
             f"minimal {_share(served['minimal'] / total)}; served lite/minimal when fine {_share(t['lite_when_fine'])} "
             f"(of {t['fine']}), served full when degraded {_share(t['full_when_degraded'])} (of {t['degraded']})",
         ]
+        if "stable_tiers" in d:
+            lines += format_stable_tiers(d["stable_tiers"])
     b = f["bootstrap"]
     lines.append(
         f"(95% CI: percentile bootstrap over labelled requests, {b['resamples']} resamples, seed {b['seed']}; "

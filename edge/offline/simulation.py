@@ -188,6 +188,8 @@ class Pass:
 
     ys: list[bool] = field(default_factory=list)
     cold: list[bool] = field(default_factory=list)
+    clients: list[int] = field(default_factory=list)  # which client (trace) each scored request came from
+    times: list[float] = field(default_factory=list)  # the replay's clock at each scored request (s)
     preds: dict[str, list[float | None]] = field(default_factory=lambda: {n: [] for n in (*SCORED, "deployed")})
     sources: list[str] = field(default_factory=list)  # who decided, for the deployed model
     ceilings: list[str | None] = field(default_factory=list)  # the deployed model's safety envelope per request
@@ -258,6 +260,8 @@ class Replayer:
         req.scored = len(out.ys)
         out.ys.append(bool(req.y))
         out.cold.append(is_cold)
+        out.clients.append(req.client)
+        out.times.append(now)
         preds = out.preds
         preds["model"].append(p)
         preds["rules"].append(p_rules)
