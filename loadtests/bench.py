@@ -19,6 +19,13 @@ absolutes):
   demo page comes back byte for byte, so its layout is a rewrite-cache hit;
 - ``lite uncached``: the same with ``--rewrite-cache-bytes 0``, every page laid
   out by lol_html (what a page that changes on every request costs);
+- ``direct dynamic`` and ``lite dynamic``: a second storefront, ``edge storefront
+  --dynamic``, whose pages change on every request as real shops' do (a CSRF token
+  in each form, script nonces, the cart count and recently viewed items from the
+  shopper's cookie, a timestamp: :mod:`edge.demo.dynamic`), direct and through
+  edge (one worker) at lite; ``… gzip`` the same with ``Accept-Encoding: gzip``
+  (the storefront compresses, edge decodes, rewrites and compresses again). Their
+  added p50 is over ``direct dynamic`` (``direct dynamic gzip``), not ``direct``;
 - with ``--compare-transports``, ``full aiohttp`` and ``full httpx``: edge full
   (one worker) over httpx-aiohttp and over httpx's own httpcore instead of
   ``edge.transport.http1``, to show what the default transport buys in the same run.
@@ -49,6 +56,10 @@ from pathlib import Path
 EDGE = [sys.executable, "-m", "edge.runtime.cli"]
 HINTS_4G = {"ECT": "4g", "RTT": "50", "Downlink": "10"}
 HINTS_2G = {"ECT": "2g"}
+#: A returning shopper: two items in the cart, three products recently viewed (the dynamic storefront's input).
+SHOPPER = {"Cookie": "cart=3.4; recent=7.9.12"}
+DYNAMIC = {**HINTS_2G, **SHOPPER}
+DYNAMIC_GZIP = {**DYNAMIC, "Accept-Encoding": "gzip"}
 
 
 def free_port() -> int:
@@ -142,13 +153,27 @@ def wrk(port: int, headers: dict[str, str], concurrency: int, duration: float) -
     return Run(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), pct["50"], pct["99"], requests, int(non_2xx.group(1)) if non_2xx else 0)
 
 
-def expect_tier(port: int, headers: dict[str, str], tier: str, label: str) -> None:
-    """Refuse to time a case that would not measure what it is named after."""
+def fetch(port: int, headers: dict[str, str]) -> tuple[str | None, str | None, bytes]:
+    """(edge-tier, content-encoding, body) of one GET /."""
     request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers=headers)
     with urllib.request.urlopen(request, timeout=10) as response:
-        got = response.headers.get("edge-tier")
+        return response.headers.get("edge-tier"), response.headers.get("content-encoding"), response.read()
+
+
+def expect_tier(port: int, headers: dict[str, str], tier: str | None, label: str) -> None:
+    """Refuse to time a case that would not measure what it is named after.
+
+    A dynamic case must also get a page that differs from the previous one (else it would time a
+    rewrite-cache hit) and, asked for gzip, a gzip body.
+    """
+    got, coding, body = fetch(port, headers)
     if got != tier:
         raise SystemExit(f"bench: {label} serves tier {got!r}, not {tier!r}: the case would measure the wrong thing")
+    if "dynamic" in label:
+        if fetch(port, headers)[2] == body:
+            raise SystemExit(f"bench: {label} served the same bytes twice: the page is not dynamic")
+        if ("gzip" in label) != (coding == "gzip"):
+            raise SystemExit(f"bench: {label} got content-encoding {coding!r}")
 
 
 def tree_pids(pid: int) -> list[int]:
@@ -202,22 +227,28 @@ def main() -> None:
     procs: dict[str, subprocess.Popen] = {
         "storefront": subprocess.Popen([*EDGE, "storefront", "--port", str(shop_port), "--log-level", "warning"])
     }
-    ports = {"direct": shop_port}
+    dynamic_port = free_port()
+    procs["dynamic storefront"] = subprocess.Popen(
+        [*EDGE, "storefront", "--dynamic", "--port", str(dynamic_port), "--log-level", "warning"]
+    )
+    ports = {"direct": shop_port, "direct dynamic": dynamic_port}
     try:
         wait_ready(f"http://127.0.0.1:{shop_port}/")
+        wait_ready(f"http://127.0.0.1:{dynamic_port}/")
         if have_nginx:
             ports["nginx"] = free_port()
             procs["nginx"] = start_nginx(shop_port, ports["nginx"], tmp)
             wait_ready(f"http://127.0.0.1:{ports['nginx']}/")
-        edges = [(f"edge x{workers}", workers, "http1", []) for workers in args.workers]
+        edges = [(f"edge x{workers}", workers, "http1", [], shop_port) for workers in args.workers]
         # The demo page comes back byte for byte, so lite is a rewrite-cache hit; this edge lays out every page.
-        edges.append(("edge uncached", args.workers[0], "http1", ["--rewrite-cache-bytes", "0"]))
+        edges.append(("edge uncached", args.workers[0], "http1", ["--rewrite-cache-bytes", "0"], shop_port))
+        edges.append(("edge dynamic", args.workers[0], "http1", [], dynamic_port))
         if args.compare_transports:
-            edges += [(f"edge {transport}", 1, transport, []) for transport in ("aiohttp", "httpx")]
-        for name, workers, transport, flags in edges:
+            edges += [(f"edge {transport}", 1, transport, [], shop_port) for transport in ("aiohttp", "httpx")]
+        for name, workers, transport, flags, upstream in edges:
             ports[name], admin = free_port(), free_port()
             procs[name] = subprocess.Popen(
-                [*EDGE, "serve", "--upstream", f"http://127.0.0.1:{shop_port}", "--port", str(ports[name]),
+                [*EDGE, "serve", "--upstream", f"http://127.0.0.1:{upstream}", "--port", str(ports[name]),
                  "--admin-port", str(admin), "--log-level", "warning", "--workers", str(workers),
                  "--upstream-transport", transport, *flags],
                 env={**os.environ, "EDGE_FEEDBACK_KEY": "bench-key-0123456789abcdef"},
@@ -225,21 +256,28 @@ def main() -> None:
             wait_ready(f"http://127.0.0.1:{admin}/readyz")
             time.sleep(1.0)  # every worker of a supervisor up, not just the first
 
-        cases: list[tuple[str, str, dict[str, str], int]] = [("direct", "direct", HINTS_4G, 1)]
+        # (label, process, request headers, edge workers, the direct case its added p50 is over)
+        cases: list[tuple[str, str, dict[str, str], int, str]] = [("direct", "direct", HINTS_4G, 1, "direct")]
         if have_nginx:
-            cases.append(("nginx", "nginx", HINTS_4G, 1))
+            cases.append(("nginx", "nginx", HINTS_4G, 1, "direct"))
         for workers in args.workers:
-            cases.append((f"edge full x{workers}", f"edge x{workers}", HINTS_4G, workers))
-        cases.append((f"edge lite x{args.workers[0]}", f"edge x{args.workers[0]}", HINTS_2G, args.workers[0]))
-        cases.append(("lite uncached", "edge uncached", HINTS_2G, args.workers[0]))
+            cases.append((f"edge full x{workers}", f"edge x{workers}", HINTS_4G, workers, "direct"))
+        cases.append((f"edge lite x{args.workers[0]}", f"edge x{args.workers[0]}", HINTS_2G, args.workers[0], "direct"))
+        cases.append(("lite uncached", "edge uncached", HINTS_2G, args.workers[0], "direct"))
+        cases.append(("direct dynamic", "direct dynamic", DYNAMIC, 1, "direct dynamic"))
+        cases.append(("lite dynamic", "edge dynamic", DYNAMIC, args.workers[0], "direct dynamic"))
+        cases.append(("direct dynamic gzip", "direct dynamic", DYNAMIC_GZIP, 1, "direct dynamic gzip"))
+        cases.append(("lite dynamic gzip", "edge dynamic", DYNAMIC_GZIP, args.workers[0], "direct dynamic gzip"))
         if args.compare_transports:
-            cases += [(f"full {transport}", f"edge {transport}", HINTS_4G, 1) for transport in ("aiohttp", "httpx")]
+            cases += [(f"full {transport}", f"edge {transport}", HINTS_4G, 1, "direct") for transport in ("aiohttp", "httpx")]
 
         rows = []
         for concurrency in args.concurrency:
-            for label, target, headers, workers in cases:
+            for label, target, headers, workers, baseline in cases:
                 if target.startswith("edge"):
-                    expect_tier(ports[target], headers, "lite" if headers is HINTS_2G else "full", label)
+                    expect_tier(ports[target], headers, "full" if headers is HINTS_4G else "lite", label)
+                elif "dynamic" in label:
+                    expect_tier(ports[target], headers, None, label)
                 wrk(ports[target], headers, concurrency, args.warmup)  # warm-up: pools, caches, the model
                 proc = procs.get(target)
                 cpu_before = cpu_seconds(proc.pid) if target.startswith("edge") else 0.0
@@ -248,21 +286,21 @@ def main() -> None:
                 if run.non_2xx:
                     raise SystemExit(f"bench: {label} got {run.non_2xx} non-2xx responses")
                 rows.append({
-                    "case": label, "concurrency": concurrency, "workers": workers, "requests": run.requests,
+                    "case": label, "baseline": baseline, "concurrency": concurrency, "workers": workers, "requests": run.requests,
                     "rps": run.rps, "p50_ms": run.p50_ms, "p99_ms": run.p99_ms,
                     "edge_cpu_ms_per_request": None if cpu is None else cpu * 1000 / run.requests,
                 })  # fmt: skip
         for row in rows:
-            direct = next(r for r in rows if r["case"] == "direct" and r["concurrency"] == row["concurrency"])
+            direct = next(r for r in rows if r["case"] == row["baseline"] and r["concurrency"] == row["concurrency"])
             row["added_p50_ms"] = row["p50_ms"] - direct["p50_ms"]
         for row in rows:
             nginx = next((r for r in rows if r["case"] == "nginx" and r["concurrency"] == row["concurrency"]), None)
             row["added_p50_vs_nginx"] = row["added_p50_ms"] / nginx["added_p50_ms"] if nginx and nginx["added_p50_ms"] > 0 else None
-        print(f"{'case':<14}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'× nginx':>9}{'CPU ms/req':>11}")
+        print(f"{'case':<20}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'× nginx':>9}{'CPU ms/req':>11}")
         for r in rows:
             ratio = f"{r['added_p50_vs_nginx']:.1f}" if r["added_p50_vs_nginx"] is not None else "-"
             cpu = f"{r['edge_cpu_ms_per_request']:.3f}" if r["edge_cpu_ms_per_request"] is not None else "-"
-            print(f"{r['case']:<14}{r['concurrency']:>5}{r['rps']:>9.0f}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.2f}{r['added_p50_ms']:>9.3f}{ratio:>9}{cpu:>11}")
+            print(f"{r['case']:<20}{r['concurrency']:>5}{r['rps']:>9.0f}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.2f}{r['added_p50_ms']:>9.3f}{ratio:>9}{cpu:>11}")
         rss = {name: peak_rss_mb(p.pid) for name, p in procs.items() if name.startswith("edge")}
         print("edge peak RSS: " + ", ".join(f"{name} {mb:.1f} MB" for name, mb in rss.items()))
         if args.json:

@@ -10,8 +10,10 @@ model from the same EdgeFeatures pass it then learns from
 (``RiverModel.predict_then_learn``) — so the River model's own learn, River's
 ``Pipeline.learn_one``, is shown apart), decide (the
 policy), token sign and verify, rewrite (full: link+beacon splice, buffered
-and streamed in 64 KB chunks as the proxy does; lite and minimal: lol_html), and the whole step (signals → … → rewrite → token) at
-lite. Timings are per call on this machine; compare them with each other, not
+and streamed in 64 KB chunks as the proxy does; lite and minimal: lol_html, no rewrite cache; lite
+with the proxy's rewrite cache on the same page again, a hit, and on the dynamic storefront's page,
+different on every call as real shops' pages are: ``edge.demo.dynamic``), and the whole step
+(signals → … → rewrite → token) at lite. Timings are per call on this machine; compare them with each other, not
 with another day's run.
 
 The same stages under pytest-benchmark (its statistics, ``--benchmark-compare``)::
@@ -22,6 +24,7 @@ The same stages under pytest-benchmark (its statistics, ``--benchmark-compare``)
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import statistics
@@ -32,7 +35,7 @@ from edge.learning.feedback import TokenSigner
 from edge.learning.model import MODELS
 from edge.pipeline.features import to_features
 from edge.pipeline.policy import load_policy
-from edge.pipeline.rewrite import HtmlRewriter, StreamSplicer, beacon_script, switch_link
+from edge.pipeline.rewrite import HtmlRewriter, RewriteCache, StreamSplicer, beacon_script, switch_link
 from edge.pipeline.signals import read_signals
 from edge.pipeline.towers import TowerTable
 
@@ -73,6 +76,13 @@ def demo_page() -> bytes:
     return asyncio.run(get())
 
 
+def dynamic_pages(page: bytes, n: int = 64) -> list[bytes]:
+    """``n`` renderings of the demo page by the dynamic storefront (``edge storefront --dynamic``), all different."""
+    from edge.demo.dynamic import personalize
+
+    return [personalize(page, "3.4", "7.9.12") for _ in range(n)]
+
+
 def streamed_splice(chunks: list[bytes], snippet: bytes) -> bytes:
     """The full tier's hot path: the page's chunks through a StreamSplicer."""
     splicer = StreamSplicer(snippet, sum(map(len, chunks)))
@@ -89,6 +99,9 @@ def stage_cases(state: dict[str, object] | None = None) -> tuple[str, dict[str, 
     page = demo_page()
     policy = load_policy(DEFAULT_POLICY)
     rewriter = HtmlRewriter(policy)
+    cached = HtmlRewriter(policy, RewriteCache(8 << 20))  # as the proxy has it (EDGE_REWRITE_CACHE_BYTES' default)
+    dynamic = HtmlRewriter(policy, RewriteCache(8 << 20))
+    fresh = itertools.cycle(dynamic_pages(page))
     towers = TowerTable()
     rng = random.Random(0)
     model = MODELS["auto"]()
@@ -128,6 +141,8 @@ def stage_cases(state: dict[str, object] | None = None) -> tuple[str, dict[str, 
         "rewrite full (splice)": lambda: rewriter.rewrite(page, "full", snippet, path="/"),
         "full splice, streamed": lambda: streamed_splice(chunks, snippet),
         "rewrite lite": lambda: rewriter.rewrite(page, "lite", snippet, path="/"),
+        "lite, cache hit": lambda: cached.rewrite(page, "lite", snippet, path="/"),
+        "lite, dynamic page": lambda: dynamic.rewrite(next(fresh), "lite", snippet, path="/"),
         "rewrite minimal": lambda: rewriter.rewrite(page, "minimal", snippet, path="/"),
         "whole step at lite": whole,
     }

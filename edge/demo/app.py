@@ -29,6 +29,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from edge.demo import catalog, images, layout, pages, probes
+from edge.demo.dynamic import Personalize
 
 __all__ = ["build_storefront"]
 
@@ -152,8 +153,11 @@ async def not_found(request: Request, exc: Exception) -> Response:
     return HTMLResponse(pages.not_found_page(request.url.path), status_code=404)
 
 
-def build_storefront() -> Starlette:
+def build_storefront(*, dynamic: bool = False) -> Starlette | Personalize:
     """The demo shop as an ASGI app (cheap: pages and images are rendered lazily and cached).
+
+    ``dynamic=True`` (``edge storefront --dynamic``) personalizes every HTML page per request:
+    CSRF tokens, script nonces, cart count, recently viewed items, a timestamp (:mod:`edge.demo.dynamic`).
 
     >>> [route.path for route in build_storefront().routes][:3]
     ['/', '/search', '/product/{product_id:int}']
@@ -169,4 +173,5 @@ def build_storefront() -> Starlette:
         Route("/static/img/{name}", image),
         *probes.ROUTES,
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found})
+    shop = Starlette(routes=routes, exception_handlers={404: not_found})
+    return Personalize(shop) if dynamic else shop

@@ -181,13 +181,14 @@ def serve(**flags: Any) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8081, show_default=True)
 @click.option("--log-level", default="info", show_default=True)
-def storefront(host: str, port: int, log_level: str) -> None:
+@click.option("--dynamic", is_flag=True, help="Every page per request: CSRF tokens, script nonces, cart count, recently viewed, time.")
+def storefront(host: str, port: int, log_level: str, dynamic: bool) -> None:
     """Run the bundled demo storefront alone."""
     from edge.demo import build_storefront
     from edge.runtime.server import Listener, run
 
     _logging(log_level)
-    run([Listener(build_storefront(), host, port, "storefront")], log_level=log_level)
+    run([Listener(build_storefront(dynamic=dynamic), host, port, "storefront")], log_level=log_level)
 
 
 @main.command()

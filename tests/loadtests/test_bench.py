@@ -32,13 +32,20 @@ def test_bench_runs_every_case_and_writes_its_table_as_json(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(out.read_text())
     cases = {(row["case"], row["concurrency"]) for row in report["rows"]}
-    expected = {"direct", "edge full x1", "edge lite x1", "lite uncached"} | ({"nginx"} if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else set())
+    expected = {
+        "direct", "edge full x1", "edge lite x1", "lite uncached",
+        "direct dynamic", "lite dynamic", "direct dynamic gzip", "lite dynamic gzip",
+    } | ({"nginx"} if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else set())  # fmt: skip
     assert cases == {(case, c) for case in expected for c in (1, 4)}
     for row in report["rows"]:
         assert row["requests"] > 0 and row["rps"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"], row
         if row["case"].startswith("edge"):
             assert row["edge_cpu_ms_per_request"] > 0, row
-    assert report["edge_peak_rss_mb"]["edge x1"] > 10
+    # Each dynamic case's added p50 is over its own direct case (the dynamic storefront, gzip or not).
+    baselines = {row["case"]: row["baseline"] for row in report["rows"]}
+    assert baselines["lite dynamic"] == "direct dynamic" and baselines["lite dynamic gzip"] == "direct dynamic gzip"
+    assert baselines["edge lite x1"] == "direct"
+    assert report["edge_peak_rss_mb"]["edge x1"] > 10 and report["edge_peak_rss_mb"]["edge dynamic"] > 10
     # The printed table carries the same rows.
     for case in expected:
         assert case in run.stdout

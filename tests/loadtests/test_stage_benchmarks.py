@@ -45,7 +45,7 @@ def _check(name: str, result: object) -> None:
         assert isinstance(result, dict) and result["d"] == "lite"
     elif name in ("rewrite full (splice)", "full splice, streamed"):
         assert b"edge-switch" in result and len(result) > PAGE_BYTES
-    elif name in ("rewrite lite", "rewrite minimal", "whole step at lite"):
+    elif name in ("rewrite lite", "lite, cache hit", "lite, dynamic page", "rewrite minimal", "whole step at lite"):
         assert b"edge-switch" in result and len(result) < PAGE_BYTES / 2
     else:
         pytest.fail(f"no check for stage {name!r}")

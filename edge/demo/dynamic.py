@@ -1,0 +1,126 @@
+"""The storefront's dynamic mode: every HTML page carries per-request content, the way real shops' pages do.
+
+``edge storefront --dynamic`` (``build_storefront(dynamic=True)``) wraps the shop in
+:class:`Personalize`, which rewrites each ``text/html`` 200 response before it goes out:
+
+- a fresh CSRF token in every form (``<input type="hidden" name="csrf_token" value="…">``);
+- a fresh nonce on every ``<script>`` (``nonce="…"``);
+- the cart count in the header's cart link (``Cart (3)``, from the ``cart`` cookie);
+- a "Recently viewed" strip of up to four products from the ``recent`` cookie (``recent=3.7.12``),
+  each a link and a thumbnail, at the end of ``<main>``;
+- the time the page was rendered, to the microsecond.
+
+So no two responses are byte for byte the same, and edge's rewrite cache never hits on them as it
+does on the plain demo's pages. Dynamic pages are ``Cache-Control: private, no-store`` without an
+``ETag``; with ``Accept-Encoding: gzip`` they are sent gzip-compressed (as shops behind a CDN do).
+
+    >>> import re
+    >>> page = personalize(b'<header><a class="cart-link" href="/cart">Cart</a></header><main>'
+    ...     b'<form action="/cart"><button>Add</button></form><script>go()</script></main>', "3.3", "7")
+    >>> re.sub(rb'(value|nonce)="[^"]+"', rb'\\1="X"', re.sub(rb"at [0-9T:.Z-]+", b"at T", page)).decode()  # doctest: +NORMALIZE_WHITESPACE
+    '<header><a class="cart-link" href="/cart">Cart (2)</a></header><main><form action="/cart"><input type="hidden"
+    name="csrf_token" value="X"><button>Add</button></form><script nonce="X">go()</script><section class="recent"
+    data-edge-widget="recently-viewed"><h2>Recently viewed</h2><ul><li><a href="/product/7"><img
+    src="/static/img/product-07-thumb.png" width="72" height="72" alt="Harbour chef&#x27;s knife"
+    data-edge-bytes="17196"></a></li></ul></section><p class="rendered">Rendered at T</p></main>'
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import re
+import secrets
+from datetime import UTC, datetime
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from edge.demo import catalog, images
+
+__all__ = ["Personalize", "personalize"]
+
+_FORM = re.compile(rb"<form\b[^>]*>", re.IGNORECASE)
+_SCRIPT = re.compile(rb"<script(?=[\s>])", re.IGNORECASE)
+_CART_LINK = b'<a class="cart-link" href="/cart">Cart</a>'
+MAX_RECENT = 4
+
+
+def _recent(cookie: str | None) -> bytes:
+    """The "Recently viewed" strip for the ``recent`` cookie (empty when it names no product)."""
+    items = []
+    for token in (cookie or "").split(".")[:MAX_RECENT]:
+        product = catalog.product_by_id(int(token)) if token.isdigit() else None
+        if product is None:
+            continue
+        name = f"product-{product.id:02d}-thumb.png"
+        items.append(
+            f'<li><a href="/product/{product.id}"><img src="{images.url(name)}" width="72" height="72" '
+            f'alt="{html.escape(product.name)}" data-edge-bytes="{images.IMAGES[name].bytes}"></a></li>'
+        )
+    if not items:
+        return b""
+    return ('<section class="recent" data-edge-widget="recently-viewed"><h2>Recently viewed</h2><ul>' + "".join(items) + "</ul></section>").encode()
+
+
+def personalize(page: bytes, cart: str | None, recent: str | None) -> bytes:
+    """``page`` with this request's CSRF tokens, script nonce, cart count, recently viewed items and time."""
+    nonce = secrets.token_urlsafe(16).encode()
+    page = _SCRIPT.sub(b'<script nonce="' + nonce + b'"', page)
+    page = _FORM.sub(lambda m: m.group(0) + b'<input type="hidden" name="csrf_token" value="' + secrets.token_urlsafe(24).encode() + b'">', page)
+    count = sum(1 for t in (cart or "").split(".") if t.isdigit())
+    page = page.replace(_CART_LINK, _CART_LINK.replace(b"Cart<", f"Cart ({count})<".encode()), 1)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+    tail = _recent(recent) + b'<p class="rendered">Rendered at ' + stamp + b"</p>"
+    k = page.rfind(b"</main>")
+    return page[:k] + tail + page[k:] if k >= 0 else page + tail
+
+
+def _cookies(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in headers:
+        if name == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                key, _, val = part.strip().partition("=")
+                out.setdefault(key, val)
+    return out
+
+
+class Personalize:
+    """ASGI middleware: HTML 200 responses personalized per request (see the module's docstring)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k != b"if-none-match"]  # never a 304: every page is new
+        cookies = _cookies(headers)
+        gzip_ok = any(k == b"accept-encoding" and b"gzip" in v.lower() for k, v in headers)
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                ctype = dict(message.get("headers", [])).get(b"content-type", b"")
+                if message["status"] == 200 and ctype.startswith(b"text/html"):
+                    start = message
+                    return
+            elif start is not None and message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                body = personalize(b"".join(chunks), cookies.get("cart"), cookies.get("recent"))
+                out = [(k, v) for k, v in start.get("headers", []) if k not in (b"content-length", b"etag", b"cache-control")]
+                if gzip_ok:
+                    body = gzip.compress(body, compresslevel=6, mtime=0)
+                    out.append((b"content-encoding", b"gzip"))
+                out += [(b"content-length", str(len(body)).encode()), (b"cache-control", b"private, no-store"), (b"vary", b"Accept-Encoding, Cookie")]
+                await send({"type": "http.response.start", "status": 200, "headers": out})
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send(message)
+
+        await self.app({**scope, "headers": headers}, receive, capture)
