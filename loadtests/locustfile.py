@@ -9,10 +9,13 @@ cookie ``edge_tier=full``: the same network forced to the full page, in the same
 
 Every user is a phone (a low-end or high-end device) on its profile's network, in a cell:
 
-- **browser** users (``--browser-share``, default 0.6) are Chromium: client hints the
-  origin opted into with ``Accept-CH`` (``ECT``/``RTT``/``Downlink`` from the profile per
-  Chromium's ECT table, ``Device-Memory``), images fetched like a page load, and the
-  beacon of docs/feedback.md posted after load with the timings they measured;
+- **browser** users (``--browser-share``, default 0.6) fetch images like a page load and post
+  the beacon of docs/feedback.md after load with the timings they measured. Most are
+  Chromium: client hints the origin opted into with ``Accept-CH`` (``ECT``/``RTT``/``Downlink``
+  from the profile per Chromium's ECT table, ``Device-Memory``) and ``navigator.connection``
+  in the beacon. ``--hintless-share`` of them (default 0.35: 70 % Safari on iOS, 30 % Firefox
+  on Android) send no network hints, no ``Device-Memory``, no ``Sec-CH-UA-*`` and no ``c`` in
+  the beacon, as those browsers do: edge knows their network only from what it measures;
 - **app** users are the storefront's app: ``Edge-Cell`` for their cell (radio type of the
   profile; the cell's congestion lowers their bandwidth and signal figures) and
   ``Edge-Last-Request`` with the previous request's ``ms``/``bytes``/``cell`` and the
@@ -75,6 +78,30 @@ LOW_END_UAS = (
     "Mozilla/5.0 (Linux; Android 12; itel A49) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/101.0.4951.61 Mobile Safari/537.36",
     "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36",
 )
+# Browsers that send no client hints (WebKit and Gecko implement neither Accept-CH's network hints nor
+# navigator.connection's effectiveType/rtt/downlink): Safari on iOS, Firefox on Android.
+HINTLESS_UAS = {
+    "safari": (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 16_7_8 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+    ),
+    "firefox": (
+        "Mozilla/5.0 (Android 11; Mobile; rv:115.0) Gecko/115.0 Firefox/115.0",
+        "Mozilla/5.0 (Android 14; Mobile; rv:126.0) Gecko/126.0 Firefox/126.0",
+    ),
+}
+SAFARI_OF_HINTLESS = 0.7
+_HINTLESS = {"owed": 0.0}
+
+
+def _hintless(share: float) -> bool:
+    """Whether the next browser user is a hint-less one: exactly ``share`` of them (rounded down) per
+    process, spread evenly, so a short run has its Safari and Firefox rows whatever the dice say."""
+    _HINTLESS["owed"] += share
+    if _HINTLESS["owed"] >= 1.0 - 1e-9:
+        _HINTLESS["owed"] -= 1.0
+        return True
+    return False
 HIGH_END_UAS = (
     "Mozilla/5.0 (Linux; Android 13; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/112.0.5615.136 Mobile Safari/537.36",
     "Mozilla/5.0 (Linux; Android 14; Pixel 8 Pro) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/118.0.5993.111 Mobile Safari/537.36",
@@ -110,6 +137,8 @@ def _options(parser) -> None:  # noqa: ANN001
                         help="Also run a twin of every profile forced to the full page (cookie edge_tier=full)")
     parser.add_argument("--warmup", type=float, default=10.0, help="Seconds of learning before wrong tiers fail")
     parser.add_argument("--browser-share", type=float, default=0.6, help="Share of users that are Chromium browsers (the rest: the app)")
+    parser.add_argument("--hintless-share", type=float, default=0.35,
+                        help="Share of browser users that are Safari or Firefox and send no client hints (70/30)")
     parser.add_argument("--summary-json", default=os.environ.get("EDGE_LT_SUMMARY", ""), help="Write the run's summary here (env EDGE_LT_SUMMARY)")
     parser.add_argument("--kernel-shaping", action="store_true", default=False,
                         help="Bandwidth is shaped by tc in a network namespace (netns.sh): the client only adds the RTT")
@@ -259,13 +288,20 @@ class PhoneUser(User):
         low = self.rng.random() < LOW_END_SHARE[self.profile.name]
         self.device = "low" if low else "high"
         self.memory = self.rng.choice((0.5, 1, 2) if low else (4, 8))
-        if self.kind == "browser":
+        # client: the browser family the report splits by (chromium, safari, firefox) or "app".
+        self.client, self.hints = self.kind, self.kind == "browser"
+        if self.kind == "browser" and _hintless(opts.hintless_share if opts else 0.35):
+            self.client = "safari" if self.rng.random() < SAFARI_OF_HINTLESS else "firefox"
+            self.hints = False
+            self.user_agent = self.rng.choice(HINTLESS_UAS[self.client])
+        elif self.kind == "browser":
+            self.client = "chromium"
             self.user_agent = self.rng.choice(LOW_END_UAS if low else HIGH_END_UAS)
         else:
             version, model = self.rng.choice(LOW_END_APPS if low else HIGH_END_APPS)
             self.user_agent = f"MaisonDemo/4.12.0 (Android {version}; {model}) okhttp/4.12.0"
         # Returning visitors: Chromium persisted the shop's Accept-CH; each response updates it.
-        self.accept_ch = {"ect", "rtt", "downlink", "device-memory"}
+        self.accept_ch = {"ect", "rtt", "downlink", "device-memory"} if self.hints else set()
         self.cookies: dict[str, str] = {"edge_tier": "full"} if self.forced_full else {}
         self.cell = self.rng.choice(CELLS[self.profile.name])
         self.last: dict | None = None  # the app's previous request
@@ -371,10 +407,10 @@ class PhoneUser(User):
         elif steady and (self.profile.expect == "lite" and tier not in ("lite", "minimal")
                          or self.profile.expect == "full" and tier != "full"):
             check.failure(f"wrong tier: {tier} for {self.profile.name}")
-            SUMMARY.count("wrong", self.profile.name, self.kind, desc.group(1) if desc else "?")
+            SUMMARY.count("wrong", self.profile.name, self.client, desc.group(1) if desc else "?")
 
     def summary_tier(self, tier: str, steady: bool) -> None:
-        SUMMARY.count("tier", self.profile.name, self.variant, self.kind, "steady" if steady else "warmup", tier)
+        SUMMARY.count("tier", self.profile.name, self.variant, self.client, "steady" if steady else "warmup", tier)
 
     def _phase(self) -> str:
         opts = self.environment.parsed_options
@@ -413,7 +449,7 @@ class PhoneUser(User):
             response_length=total_bytes, exception=None, context={},
         )
         SUMMARY.pages[f"{self.profile.name}|{self.variant}"].append(
-            [round(ms, 1), total_bytes, tier or "-", self._phase(), page_type, self.kind]
+            [round(ms, 1), total_bytes, tier or "-", self._phase(), page_type, self.client]
         )
 
     # ------------------------------------------------------------ feedback
@@ -429,13 +465,14 @@ class PhoneUser(User):
             return round((t - nav_start) * 1000.0, 1)
 
         largest = sorted(images, key=lambda r: len(r.body), reverse=True)[:MAX_BEACON_RESOURCES]
-        hints = browser_hints(self.profile, self.link.elapsed())
-        body = {
+        body: dict = {
             "t": token,
             "nav": [rel(page.request_start), rel(page.response_start), rel(page.response_end), len(page.body)],
             "res": [[rel(r.response_start), rel(r.response_end), len(r.body)] for r in largest],
-            "c": [hints["ECT"], int(hints["RTT"]), float(hints["Downlink"])],
         }
+        if self.hints:  # navigator.connection: Chromium only
+            hints = browser_hints(self.profile, self.link.elapsed())
+            body["c"] = [hints["ECT"], int(hints["RTT"]), float(hints["Downlink"])]
         payload = json.dumps(body, separators=(",", ":")).encode()
         headers = self._headers("beacon")
         headers["Content-Type"] = "text/plain;charset=UTF-8"
@@ -472,14 +509,15 @@ class PhoneUser(User):
         }[what]
         headers = {"User-Agent": self.user_agent, "Accept": accept, "Accept-Language": "en-GB,en;q=0.9"}
         if self.kind == "browser":
-            headers["Sec-CH-UA-Mobile"] = "?1"
-            headers["Sec-CH-UA-Platform"] = '"Android"'
-            hints = browser_hints(self.profile, self.link.elapsed())
-            for name, value in hints.items():
-                if name.lower() in self.accept_ch:
-                    headers[name] = value
-            if "device-memory" in self.accept_ch:
-                headers["Device-Memory"] = f"{self.memory:g}"
+            if self.hints:  # Chromium; Safari and Firefox send none of these
+                headers["Sec-CH-UA-Mobile"] = "?1"
+                headers["Sec-CH-UA-Platform"] = '"Android"'
+                hints = browser_hints(self.profile, self.link.elapsed())
+                for name, value in hints.items():
+                    if name.lower() in self.accept_ch:
+                        headers[name] = value
+                if "device-memory" in self.accept_ch:
+                    headers["Device-Memory"] = f"{self.memory:g}"
         else:
             headers["Device-Memory"] = f"{self.memory:g}"
             headers["Edge-Cell"] = self._edge_cell()
@@ -516,7 +554,7 @@ class PhoneUser(User):
             return None, exc
         self._store_cookies(response)
         accept_ch = response.header("accept-ch")
-        if accept_ch and self.kind == "browser":
+        if accept_ch and self.kind == "browser" and self.hints:
             self.accept_ch = {h.strip().lower() for h in accept_ch.split(",")}
         return response, None
 

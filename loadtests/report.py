@@ -44,7 +44,11 @@ LOCUST_BIN = str(_BIN / "locust") if (_BIN / "locust").exists() else (shutil.whi
 sys.path.insert(0, str(HERE))
 from profiles import PROFILES  # noqa: E402
 
-__all__ = ["Stack", "start_stack", "run_locust", "load_summary", "tier_shares", "main"]
+__all__ = ["Stack", "start_stack", "run_locust", "load_summary", "tier_shares", "client_rows", "CLIENTS", "main"]
+
+#: Who the phones are, as the summary records them: Chromium (client hints), the two browsers that
+#: send none (Safari, Firefox) and the app (Edge-Cell, Edge-Last-Request).
+CLIENTS = ("chromium", "safari", "firefox", "app")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -171,7 +175,7 @@ def load_summary(prefix: Path) -> dict:
 
 
 def tier_shares(summary: dict, phase: str = "steady", variant: str = "edge") -> dict[str, dict]:
-    """Per profile (and per kind): responses seen and the share served lite or minimal."""
+    """Per profile (and per client, ``profile/safari`` …): responses seen and the share served lite or minimal."""
     out: dict[str, dict] = {}
     for key, n in summary["counts"].items():
         parts = key.split("|")
@@ -187,6 +191,23 @@ def tier_shares(summary: dict, phase: str = "steady", variant: str = "edge") -> 
     for row in out.values():
         row["share"] = row["lite"] / row["total"] if row["total"] else None
     return out
+
+
+def client_rows(summary: dict, variant: str = "edge") -> list[dict]:
+    """Per profile and client (:data:`CLIENTS`): page views, page-complete p50/p95 (ms, every phase, the app's
+    native home screen left out) and the share served lite or minimal after the warm-up."""
+    shares = tier_shares(summary, variant=variant)
+    rows = []
+    for name in summary["meta"]["profiles"]:
+        pages = [r for r in summary["pages"].get(f"{name}|{variant}", []) if r[4] != "app-home"]
+        for client in CLIENTS:
+            ms = [r[0] for r in pages if r[5] == client]
+            share = shares.get(f"{name}/{client}", {})
+            if not ms and not share:
+                continue
+            rows.append({"profile": name, "client": client, "pages": len(ms), "p50_ms": _pct(ms, 50), "p95_ms": _pct(ms, 95),
+                         "steady": share.get("total", 0), "lite_share": share.get("share")})
+    return rows
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -229,8 +250,16 @@ def render(summary: dict, metrics_text: str | None, prefix: Path) -> str:
             f"{'-' if share is None else f'{share:.0%}':>10}  {PROFILES[name].expect or 'any'}"
         )
     lines.append("page-complete = HTML + its images, from navigation start; 'full' = same profile with cookie edge_tier=full")
-    lines.append("lite share = lite or minimal pages after the warm-up, by kind: " + ", ".join(
-        f"{g}={r['share']:.0%}" for g, r in sorted(shares.items()) if "/" in g and r["share"] is not None))
+    lines.append("lite share = lite or minimal pages after the warm-up")
+    lines.append("")
+    lines.append("by client (safari and firefox send no client hints; chromium sends ECT/RTT/Downlink; app: Edge-Cell, Edge-Last-Request):")
+    lines.append(f"{'profile':<13}{'client':<9}{'pages':>6}  {'edge p50':>8} {'p95':>6}  {'lite share':>10} {'(of)':>5}")
+    for r in client_rows(summary):
+        share = r["lite_share"]
+        lines.append(
+            f"{r['profile']:<13}{r['client']:<9}{r['pages']:>6}  {_fmt_s(r['p50_ms']):>8} {_fmt_s(r['p95_ms']):>6}  "
+            f"{'-' if share is None else f'{share:.0%}':>10} {r['steady']:>5}"
+        )
     counts = summary["counts"]
     beacon = {k.split("|", 1)[1]: v for k, v in counts.items() if k.startswith("beacon|")}
     tokens = {k.split("|", 2)[2]: v for k, v in counts.items() if k.startswith("token|")}
@@ -258,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compare-full", action="store_true", help="skip the forced-full twin of each profile")
     parser.add_argument("--workers", type=int, default=0, help="distributed: a master and this many worker processes")
     parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--hintless-share", type=float, default=None,
+                        help="share of browser users that are Safari/Firefox, sending no client hints (locustfile default 0.35)")
     parser.add_argument("--name", default=None, help="results file prefix (default: run-<timestamp>)")
     # Used by netns.sh: edge and the master on the host end of a veth, workers inside a namespace.
     parser.add_argument("--bind-host", default="127.0.0.1", help="address for storefront, edge and the master")
@@ -265,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernel-shaping", action="store_true", help="bandwidth shaped by tc: clients only add RTT")
     parser.add_argument("--source-map", default="", help="profile=ip,... local address per profile")
     args = parser.parse_args(argv)
-    extra = (*(["--kernel-shaping"] if args.kernel_shaping else []), *(["--source-map", args.source_map] if args.source_map else []))
+    extra = (*(["--kernel-shaping"] if args.kernel_shaping else []), *(["--source-map", args.source_map] if args.source_map else []),
+             *(["--hintless-share", str(args.hintless_share)] if args.hintless_share is not None else []))
     wrapper = ("ip", "netns", "exec", args.worker_netns) if args.worker_netns else ()
     prefix = RESULTS / (args.name or time.strftime("run-%Y%m%d-%H%M%S"))
     stack = start_stack(RESULTS / "logs", host=args.bind_host)

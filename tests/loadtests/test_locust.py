@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "loadtests"))
 from profiles import FAST_PROFILES, SLOW_PROFILES  # noqa: E402
-from report import load_summary, run_locust, start_stack, tier_shares  # noqa: E402
+from report import client_rows, load_summary, render, run_locust, start_stack, tier_shares  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         with open(f"{prefix}_failures.csv") as f:
             failures = list(csv.DictReader(f))
         yield {"rc": rc, "summary": load_summary(prefix), "failures": failures, "logs": stack.log_tail(),
-               "shares": tier_shares(load_summary(prefix))}
+               "shares": tier_shares(load_summary(prefix)), "prefix": prefix}
     finally:
         stack.stop()
 
@@ -78,3 +78,15 @@ def test_beacon_and_tokens_are_exercised(run: dict) -> None:
 def test_locust_exit_code_matches_its_failures(run: dict) -> None:
     """0 when nothing failed, the on-error code when something did; anything else is Locust itself failing."""
     assert run["rc"] == (ON_ERROR if run["failures"] else 0), f"rc {run['rc']}, failures {run['failures']}\n{run['logs']}"
+
+
+def test_hintless_browsers_are_in_the_mix_and_reported_apart(run: dict) -> None:
+    """Safari and Firefox (no client hints) are part of the device mix; the report gives their rows apart."""
+    rows = client_rows(run["summary"])
+    clients = {r["client"] for r in rows if r["pages"]}
+    assert clients & {"safari", "firefox"} and {"chromium", "app"} <= clients, rows
+    hintless = [r for r in rows if r["client"] in ("safari", "firefox") and r["pages"]]
+    assert all(r["p50_ms"] is not None and r["p50_ms"] > 0 for r in hintless), hintless
+    text = render(run["summary"], None, run["prefix"])
+    for r in hintless:
+        assert any(line.split()[:2] == [r["profile"], r["client"]] for line in text.splitlines()), text
