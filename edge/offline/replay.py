@@ -40,6 +40,7 @@ from edge.learning.evaluation import BOOTSTRAP_RESAMPLES
 from edge.learning.model import ESTIMATORS, MODELS, ChampionChallenger, NetworkModel, RiverModel
 from edge.learning.prior import DEFAULT_PRIOR, PriorError, load_prior
 from edge.offline.baselines import BASELINES, ConnectionClass
+from edge.offline.hints import hints_block
 from edge.offline.report import (
     SERVING_THRESHOLD,
     Options,
@@ -48,6 +49,7 @@ from edge.offline.report import (
     build_report,
     format_report,
     format_train_eval,
+    round_figures,
 )
 from edge.offline.simulation import COLD_START_GAP_S, LABEL_HORIZON_S, LABEL_SECONDS, NEAR_ZERO_KBPS, Replayer
 from edge.offline.stability import TierStability
@@ -169,6 +171,7 @@ def replay(
     bootstrap: int = BOOTSTRAP_RESAMPLES,
     bootstrap_seed: int = 0,
     prior: str | Path | None = None,
+    hints: bool = False,
 ) -> ReplayReport:
     """Replay trace files (see the module docstring) and score the model, the baselines and the deployed decision.
 
@@ -178,7 +181,8 @@ def replay(
     the trace format (default: detected per file); ``bootstrap`` resamples per interval;
     ``prior`` the River model's prior (:mod:`edge.learning.prior`): ``None``/``"none"`` (as ``edge serve``
     runs), ``"default"`` (the shipped file) or a file; the model under test and ``auto``'s River
-    candidate both start from it.
+    candidate both start from it. ``hints``: also replay every client as Chromium with synthesised
+    hints, from fresh models, and report both AUCs (:mod:`edge.offline.hints`; the report's ``hints``).
     """
     started = time.perf_counter()
     replayer, opts = _setup(
@@ -187,7 +191,16 @@ def replay(
     )
     traces = [read_trace(p, fmt) for p in paths]
     out = replayer.run(traces, opts.think_time, seed)
-    return build_report(out, traces, replayer, opts, started)
+    report = build_report(out, traces, replayer, opts, started)
+    if hints:
+        hinted, _ = _setup(
+            think_time, seed, threshold_kbps, estimator, model_factory, deployed, deployed_factory, policy, bootstrap,
+            bootstrap_seed, prior,
+        )
+        hinted.hints = True
+        report.hints = round_figures(hints_block(out, hinted.run(traces, opts.think_time, seed), bootstrap, bootstrap_seed))
+        report.wall_s = round(time.perf_counter() - started, 2)
+    return report
 
 
 def replay_train_eval(
@@ -332,6 +345,12 @@ def _expand(patterns: Sequence[str], option: str) -> list[Path]:
     help="The River model's prior (edge/learning/prior.py): none (as edge serve runs), the shipped one, or a prior JSON file "
     "(e.g. one trained without the evaluation set).",
 )
+@click.option(
+    "--hints",
+    is_flag=True,
+    help="Replay again with Chromium's ECT/Downlink hints synthesised from each trace's recent throughput "
+    "(edge/offline/hints.py) and report the AUCs with and without them (Safari and Firefox send none).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def replay_command(
     files: tuple[Path, ...],
@@ -346,6 +365,7 @@ def replay_command(
     evaluate: tuple[str, ...],
     bootstrap: int,
     prior: str,
+    hints: bool,
     as_json: bool,
 ) -> None:
     """Replay cellular traces (G-NetTrack CSV, Norway 3G JSON or log, Mahimahi, per-second throughput; plain or .gz)
@@ -357,6 +377,8 @@ def replay_command(
     train_files = _expand(train, "--train")
     if not eval_files:
         raise click.UsageError("no traces to replay: give FILES (or --eval)")
+    if hints and train_files:
+        raise click.UsageError("--hints replays one set of traces; it does not combine with --train")
     options: dict[str, Any] = dict(
         think_time=think,
         seed=seed,
@@ -372,7 +394,7 @@ def replay_command(
         if train_files:
             report: ReplayReport | TrainEvalReport = replay_train_eval(train_files, eval_files, **options)
         else:
-            report = replay(eval_files, **options)
+            report = replay(eval_files, hints=hints, **options)
     except (TraceFormatError, PolicyError, PriorError) as exc:
         raise click.UsageError(str(exc)) from None
     if as_json:

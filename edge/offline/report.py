@@ -22,12 +22,13 @@ from typing import Any
 
 from edge.learning.evaluation import bootstrap_roc_aucs, reliability, scores
 from edge.offline.baselines import BASELINES
+from edge.offline.hints import format_hints
 from edge.offline.simulation import LABEL_HORIZON_S, LABEL_SECONDS, SCORED, Pass, Replayer
 from edge.offline.stability import TierStability, format_stable_tiers, stable_tiers
 from edge.offline.traces import Trace
 from edge.pipeline.policy import Policy, RoutePlan
 
-__all__ = ["ReplayReport", "TrainEvalReport", "Options", "build_report", "format_report", "format_train_eval", "SERVING_THRESHOLD"]
+__all__ = ["round_figures", "ReplayReport", "TrainEvalReport", "Options", "build_report", "format_report", "format_train_eval", "SERVING_THRESHOLD"]
 
 #: Serving threshold on p(degraded) for precision/recall.
 SERVING_THRESHOLD = 0.5
@@ -53,9 +54,13 @@ class ReplayReport:
     deployed: dict[str, Any] = field(default_factory=dict)
     positives: int = 0
     formats: dict[str, int] = field(default_factory=dict)
+    #: ``--hints``: the AUCs without and with synthesised browser hints (edge.offline.hints.hints_block).
+    hints: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {"hints": self.hints} if self.hints is not None else {}
         return {
+            **extra,
             "deployed": self.deployed,
             "model": self.model,
             "baselines": self.baselines,
@@ -84,6 +89,11 @@ class TrainEvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"train": self.train.to_dict(), "frozen": self.frozen.to_dict(), "online": self.online.to_dict()}
+
+
+def round_figures(v: Any) -> Any:
+    """Floats (also inside lists and dicts) to 4 places, as the report gives them."""
+    return _round(v)
 
 
 def _round(v: Any) -> Any:
@@ -294,6 +304,8 @@ def format_report(report: ReplayReport) -> str:
         ]
         if "stable_tiers" in d:
             lines += format_stable_tiers(d["stable_tiers"])
+    if report.hints is not None:
+        lines += ["", *format_hints(report.hints)]
     b = f["bootstrap"]
     lines.append(
         f"(95% CI: percentile bootstrap over labelled requests, {b['resamples']} resamples, seed {b['seed']}; "

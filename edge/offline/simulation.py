@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from edge.learning.feedback import client_average
 from edge.learning.model import NetworkModel, Observing, RuleModel, client_average_p, tier_ceiling_of
 from edge.offline.baselines import BASELINES, ConnectionClass, cell_share_p, last_request_p
+from edge.offline.hints import ChromiumHints
 from edge.offline.traces import Sample, Trace
 from edge.pipeline.features import Features, to_features
 from edge.pipeline.labels import LabelRule
@@ -190,6 +191,7 @@ class Pass:
     cold: list[bool] = field(default_factory=list)
     clients: list[int] = field(default_factory=list)  # which client (trace) each scored request came from
     times: list[float] = field(default_factory=list)  # the replay's clock at each scored request (s)
+    hinted: list[bool] = field(default_factory=list)  # the request carried browser hints (Replayer.hints)
     preds: dict[str, list[float | None]] = field(default_factory=lambda: {n: [] for n in (*SCORED, "deployed")})
     sources: list[str] = field(default_factory=list)  # who decided, for the deployed model
     ceilings: list[str | None] = field(default_factory=list)  # the deployed model's safety envelope per request
@@ -200,6 +202,13 @@ class Pass:
     deployed_learn_ns: dict[int, int] = field(default_factory=dict)
     page_views: int = 0
     labels: dict[str, int] = field(default_factory=dict)
+
+
+def _chromium_hints(trace: Trace) -> ChromiumHints:
+    """The hints Chromium would send on this trace: its label seconds are the phone's observed throughput."""
+    valid, _ = _label_seconds(trace)
+    seen = [(s.t, s.kbps) for s, ok in zip(trace.seconds, valid) if ok and s.kbps is not None]
+    return ChromiumHints([float(t) for t, _ in seen], [k for _, k in seen])
 
 
 class Replayer:
@@ -213,6 +222,9 @@ class Replayer:
         self.rule = LabelRule(threshold_kbps=threshold_kbps)
         self.threshold_kbps = threshold_kbps
         self.clock: float | None = None  # the last event time, so that a later pass never goes back in time
+        #: Replay every client as Chromium, with the hints its NQE would send (edge.offline.hints); off: hint-less.
+        self.hints = False
+        self._hints: list[ChromiumHints] = []
 
     def run(self, traces: Sequence[Trace], think_time: tuple[float, float], seed: int, *, learn: bool = True) -> Pass:
         events, page_views, label_counts = _schedule(traces, think_time, seed)
@@ -221,6 +233,7 @@ class Replayer:
         if self.clock is not None and events and events[0][0] <= self.clock:
             offset = self.clock + COLD_START_GAP_S - events[0][0]
         clients = [_Client() for _ in traces]
+        self._hints = [_chromium_hints(trace) for trace in traces] if self.hints else []
         for t, kind, _, req in events:
             now = t + offset
             if kind == 1:
@@ -233,7 +246,10 @@ class Replayer:
     def _request(self, req: _Request, now: float, state: _Client, out: Pass) -> None:
         """A request: predict from the past only."""
         header = req.second.edge_cell()
-        signals = read_signals({"edge-cell": header} if header else {})
+        headers = {"edge-cell": header} if header else {}
+        if self._hints:
+            headers.update({k.lower(): v for k, v in self._hints[req.client].at(req.t).items()})
+        signals = read_signals(headers)
         if state.last_kbps is not None:
             # What the signed last-measurement cookie would carry, read by the middleware's own mapping.
             cookie = {"k": state.last_kbps, "kt": state.last_t, "t": state.last_t, "c": state.last_cell, "a": state.kbps_avg}
@@ -261,6 +277,7 @@ class Replayer:
         out.ys.append(bool(req.y))
         out.cold.append(is_cold)
         out.clients.append(req.client)
+        out.hinted.append("ect" in x)
         out.times.append(now)
         preds = out.preds
         preds["model"].append(p)
