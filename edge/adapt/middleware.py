@@ -54,11 +54,12 @@ from edge.core.settings import Settings
 from edge.learning.feedback import MEASUREMENT_COOKIE, MEASUREMENT_MAX_AGE_S, Feedback, FeedbackRejected, ReplayGuard, TokenSigner
 from edge.learning.model import NetworkModel, RuleModel, tier_ceiling_of
 from edge.learning.trust import client_group
+from edge.pipeline.client_rtt import SCOPE_EXTENSION, TrustedPeers, server_rtt
 from edge.pipeline.features import to_features
 from edge.pipeline.policy import Decision, Policy, holdback_draw
 from edge.pipeline.policy.stability import TierStability
 from edge.pipeline.rewrite import HtmlRewriter, JsonRewriter, RewriteCache
-from edge.pipeline.signals import SIGNAL_HEADERS, Signals, measurement_signals, read_signals
+from edge.pipeline.signals import SIGNAL_HEADERS, Signals, measurement_signals, read_signals, server_rtt_signals
 from edge.pipeline.towers import TowerTable
 
 __all__ = ["AdaptiveMiddleware", "VARY_HEADERS", "EDGE_PATH_PREFIX"]
@@ -101,6 +102,10 @@ class AdaptiveMiddleware:
         self.tier_cookie = TierCookie(feedback.signer, self.settings.tier_dwell_s)
         self.refusals = TierRefusals()  # switch-link clicks against pages served (edge.adapt.refusals)
         self.strict = self.settings.fail_mode == "closed"
+        # The server-side round trip (edge.pipeline.client_rtt): from the socket, or from a trusted balancer's header.
+        self.behind_proxy = self.settings.client_socket == "behind-proxy"
+        self.rtt_header = self.settings.client_rtt_header.strip().lower().encode("latin-1")
+        self.trusted_peers = TrustedPeers(self.settings.forwarded_allow_ips)
         self.max_body = self.settings.max_rewrite_bytes
         self.set_policy(policy)
         self.endpoints = build_endpoints(self)
@@ -162,12 +167,16 @@ class AdaptiveMiddleware:
         """Stages 1–4 for one request (signals, features, predict, decide); ``scope``'s header names are lower-case."""
         policy = self.policy
         headers: dict[str, str] = {}
+        rtt_header: bytes | None = None
         for name, value in scope["headers"]:
             if name in _SIGNAL_HEADER_BYTES and name.decode() not in headers:
                 headers[name.decode()] = value.decode("latin-1")
+            elif name == self.rtt_header and rtt_header is None:
+                rtt_header = value
         stage = "signals"
         try:
             signals = read_signals(headers)
+            self._server_rtt(signals, scope, rtt_header)
             cookies = headers.get("cookie")
             peer = _peer(scope)  # who sends this request's report, and whose own cell reports it may see (edge.learning.trust)
             self._last_measurement(signals, cookies, now, peer)
@@ -200,6 +209,15 @@ class AdaptiveMiddleware:
         except Exception as exc:
             self.fail_open(stage, exc)
             return Verdict(Decision("full", "error", "none"), 0.0, {}, None)
+
+    def _server_rtt(self, signals: Signals, scope: Scope, rtt_header: bytes | None) -> None:
+        """The ``tcp_*`` signals from the server's scope extension (direct) or a trusted balancer's header."""
+        extensions = scope.get("extensions")
+        extension = extensions.get(SCOPE_EXTENSION) if extensions else None
+        figures, missing = server_rtt(extension, self.behind_proxy, rtt_header, self.trusted_peers)
+        if missing is not None:
+            metrics.CLIENT_RTT_MISSING.labels(missing).inc()
+        server_rtt_signals(signals, figures)
 
     def _last_measurement(self, signals: Signals, cookies: str | None, now: float, peer: str | None = None) -> None:
         """Fill the last-request signals: the app's header, else the browser's signed cookie.

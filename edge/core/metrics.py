@@ -46,6 +46,7 @@ __all__ = [
     "POLICY_RELOADS",
     "PROXIED",
     "CLIENT_REJECTED",
+    "CLIENT_RTT_MISSING",
     "HOLDBACK_LABELS",
     "HOLDBACK_DURATION",
     "registry",
@@ -222,6 +223,15 @@ CLIENT_REJECT_REASONS = (
 CLIENT_REJECTED = Counter(
     "edge_client_rejected_total",
     "Client connections or requests refused or closed by edge's limits, by reason.",
+    ["reason"],
+)
+
+# The server-side round trip (edge.pipeline.client_rtt): why a request went without it, when that is worth
+# knowing (getsockopt failing on a live connection; behind a proxy, a header missing, from an untrusted peer,
+# or malformed). The request is served as if the figures were absent.
+CLIENT_RTT_MISSING = Counter(
+    "edge_client_rtt_missing_total",
+    "Requests whose server-side round trip was unavailable, by reason.",
     ["reason"],
 )
 

@@ -22,7 +22,7 @@ from typing import Any, Literal, get_args, get_type_hints
 
 from edge.core.errors import SettingsError
 
-__all__ = ["Settings", "DEFAULT_POLICY"]
+__all__ = ["Settings", "DEFAULT_POLICY", "ClientSocket"]
 
 #: The policy of the demo storefront: ``policies/demo.toml``, shipped inside the package as
 #: ``edge/demo/policy.toml`` (a symlink in the source tree, a copy in wheels and images).
@@ -33,6 +33,8 @@ FailMode = Literal["open", "closed"]
 ModelName = Literal["auto", "rules", "river", "off"]
 UpstreamTransport = Literal["http1", "aiohttp", "httpx"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+#: What edge's client socket is: the shopper's own TCP connection, or a load balancer's (edge.pipeline.client_rtt).
+ClientSocket = Literal["direct", "behind-proxy"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +80,12 @@ class Settings:
     # Addresses of load balancers whose X-Forwarded-For/-Proto edge trusts (comma-separated, "*" for
     # any). Empty: edge is the first hop and the peer address is the client (the sidecar default).
     forwarded_allow_ips: str = ""
+    # The shopper's round trip as the server sees it (edge.pipeline.client_rtt, docs/operations.md
+    # "Server-side round-trip time"): "direct" reads the kernel's TCP_INFO of the client socket (edge ends
+    # the shopper's TCP connection); "behind-proxy" reads client_rtt_header (microseconds, nginx's
+    # $tcpinfo_rtt), believed only from forwarded_allow_ips, since the socket is then the balancer's.
+    client_socket: ClientSocket = "direct"
+    client_rtt_header: str = "x-client-rtt"
     # Forward the client's Host header (True, the default: a sidecar is the storefront's front door, so the
     # storefront sees the host the browser used, and its CSRF/Origin checks pass, as behind Envoy) or send
     # the upstream's own (False, like nginx's default ``proxy_set_header Host $proxy_host``).

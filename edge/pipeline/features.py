@@ -34,6 +34,11 @@ _NUMERIC = (
     "last_rtt_ms",
     "last_age_s",
     "client_kbps_avg",
+    "tcp_rtt_ms",
+    "tcp_rttvar_ms",
+    "tcp_min_rtt_ms",
+    "tcp_delivery_kbps",
+    "tcp_app_limited",
 )
 _CATEGORICAL = ("device_class", "os", "ect", "radio")
 

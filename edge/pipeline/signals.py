@@ -40,6 +40,7 @@ __all__ = [
     "Signals",
     "read_signals",
     "measurement_signals",
+    "server_rtt_signals",
     "SIGNAL_HEADERS",
     "ACCEPT_CH",
     "MAX_HEADER_BYTES",
@@ -167,6 +168,13 @@ class Signals:
     last_cell_id: str | None = None
     last_token: str | None = None  # the feedback token of the app's previous response
     client_kbps_avg: float | None = None  # the client's moving average of measured throughput (cookie)
+    # The server's view of this connection (edge.pipeline.client_rtt): the kernel's TCP_INFO when edge ends the
+    # shopper's TCP connection, or a trusted balancer's round-trip header (then only tcp_rtt_ms).
+    tcp_rtt_ms: float | None = None  # smoothed RTT
+    tcp_rttvar_ms: float | None = None
+    tcp_min_rtt_ms: float | None = None
+    tcp_delivery_kbps: float | None = None  # the kernel's last delivery-rate sample
+    tcp_app_limited: float | None = None  # 1.0: that sample was limited by the sender, not the network
 
     @property
     def tower_switch(self) -> bool | None:
@@ -188,6 +196,30 @@ def read_signals(headers: Mapping[str, str]) -> Signals:
     _read_cell(s, headers.get("edge-cell"))
     _read_last_request(s, headers.get("edge-last-request"))
     return s
+
+
+#: :func:`edge.pipeline.client_rtt.server_rtt`'s keys → the :class:`Signals` fields they fill.
+_SERVER_RTT_FIELDS = (
+    ("rtt_ms", "tcp_rtt_ms"),
+    ("rttvar_ms", "tcp_rttvar_ms"),
+    ("min_rtt_ms", "tcp_min_rtt_ms"),
+    ("delivery_kbps", "tcp_delivery_kbps"),
+    ("app_limited", "tcp_app_limited"),
+)
+
+
+def server_rtt_signals(s: Signals, figures: Mapping[str, float] | None) -> None:
+    """Fill the ``tcp_*`` signals from the server's figures for this connection (absent ones stay None).
+
+    >>> s = Signals(); server_rtt_signals(s, {"rtt_ms": 412.0, "min_rtt_ms": 400.0}); (s.tcp_rtt_ms, s.tcp_min_rtt_ms, s.tcp_delivery_kbps)
+    (412.0, 400.0, None)
+    """
+    if not figures:
+        return
+    for key, field in _SERVER_RTT_FIELDS:
+        value = figures.get(key)
+        if type(value) is float and math.isfinite(value) and value >= 0.0:
+            setattr(s, field, value)
 
 
 def _header(headers: Mapping[str, str], *names: str) -> str | None:

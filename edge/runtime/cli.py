@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, get_args
 import click
 
 from edge.core.errors import PolicyError, SettingsError
-from edge.core.settings import FailMode, LogLevel, ModelName, Settings, UpstreamTransport
+from edge.core.settings import ClientSocket, FailMode, LogLevel, ModelName, Settings, UpstreamTransport
 
 if TYPE_CHECKING:
     from edge.pipeline.policy import Policy
@@ -84,6 +84,8 @@ _serve_options = [
     click.option("--connect-timeout", type=float, help="Seconds to connect upstream.  [env EDGE_CONNECT_TIMEOUT; default 2]"),
     click.option("--read-timeout", type=float, help="Seconds to wait for upstream (504 after).  [env EDGE_READ_TIMEOUT; default 15]"),
     click.option("--forwarded-allow-ips", help="Trust X-Forwarded-* from these load balancers.  [env EDGE_FORWARDED_ALLOW_IPS; default none]"),
+    click.option("--client-socket", type=click.Choice(get_args(ClientSocket)), help="direct: read the shopper's RTT from the socket (TCP_INFO); behind-proxy: from --client-rtt-header, sent by a trusted balancer.  [env EDGE_CLIENT_SOCKET; default direct]"),
+    click.option("--client-rtt-header", help="Header a trusted balancer puts the shopper's RTT in, microseconds (nginx $tcpinfo_rtt).  [env EDGE_CLIENT_RTT_HEADER; default X-Client-RTT]"),
     click.option("--upstream-transport", type=click.Choice(get_args(UpstreamTransport)), help="What carries httpx's requests upstream.  [env EDGE_UPSTREAM_TRANSPORT; default http1]"),
     click.option("--preserve-host/--no-preserve-host", default=None, help="Forward the client's Host (default) or send the upstream's own.  [env EDGE_PRESERVE_HOST; default on]"),
     click.option("--max-rewrite-bytes", type=int, help="Larger pages stream through unmodified.  [env EDGE_MAX_REWRITE_BYTES]"),
@@ -166,6 +168,7 @@ def serve(**flags: Any) -> None:
                 edge.public, settings.host, settings.port, "public",
                 forwarded_allow_ips=settings.forwarded_allow_ips, date_header=False, sock=public_sock,
                 limits=limits, keepalive_timeout=settings.keepalive_timeout,
+                tcp_info=settings.client_socket == "direct",
             ),
             Listener(
                 edge.admin, settings.admin_host, settings.admin_port, "admin", lifespan="off", sock=admin_sock,

@@ -25,16 +25,24 @@ connection itself is bounded before any ASGI code runs:
 
 Each refusal is counted in ``edge_client_rejected_total{reason}``.
 
+It is also edge's one hook into the connection for the pure-ASGI middleware: every request's scope
+gets ``scope["extensions"]["edge.tcp_info"]``, a dict with the socket's peer address (``"peer"``, before
+any ``X-Forwarded-For`` rewriting) and, on a listener made with ``tcp_info=True``, the kernel's round
+trip and delivery rate for this connection, read with one ``getsockopt(TCP_INFO)`` when the request head
+is complete (:mod:`edge.pipeline.client_rtt` documents the keys). A failing read leaves the figures out
+and is counted in ``edge_client_rtt_missing_total{reason="tcp_info_error"}``.
+
     >>> limits = ConnectionLimits(max_head_bytes=16384)
     >>> protocol = protocol_class(limits)  # for uvicorn.Config(http=protocol, ...)
-    >>> protocol.limits.max_head_bytes
-    16384
+    >>> protocol.limits.max_head_bytes, protocol.tcp_info
+    (16384, False)
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -43,6 +51,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from edge.core import metrics
+from edge.pipeline.client_rtt import SCOPE_EXTENSION, read_tcp_info
 
 __all__ = ["ConnectionLimits", "protocol_class", "EdgeHttpProtocol"]
 
@@ -84,6 +93,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     limits: ClassVar[ConnectionLimits] = ConnectionLimits()
     #: This listener's open connections, oldest first (one table per class made by protocol_class).
     open_connections: ClassVar[OrderedDict[EdgeHttpProtocol, None]] = OrderedDict()
+    #: Read TCP_INFO into each request's scope (a direct edge's public port; see the module docstring).
+    tcp_info: ClassVar[bool] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -93,6 +104,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._fields = 0
         self._refusal: tuple[int, bytes, str] | None = None
         self._head_timer: asyncio.TimerHandle | None = None
+        self._sock: Any = None  # the client socket, for TCP_INFO (None: not asked for, or not TCP)
 
     # --- connection lifetime -----------------------------------------------------------------
 
@@ -104,6 +116,10 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             return
         table[self] = None
         super().connection_made(transport)
+        if self.tcp_info:
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                self._sock = sock
         self._start_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -237,11 +253,30 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self._stop(400, b"invalid Host header\n", "bad_host")
         self._in_head = False
         self._head_bytes = 0
+        self._add_tcp_info()
         super().on_headers_complete()
         if self.cycle is not None and type(self.cycle) is RequestResponseCycle:
             self.cycle.__class__ = _Cycle  # the task is created, not started: it runs _Cycle.send
         if self in self.open_connections:
             self.open_connections.move_to_end(self)  # the table stays in order of last request
+
+    def _add_tcp_info(self) -> None:
+        """The scope extension ``edge.tcp_info``: the peer and, when asked, one TCP_INFO read (module docstring)."""
+        extension: dict[str, Any] = {"peer": self.client[0] if self.client else None}
+        if self._sock is not None:
+            try:
+                figures = read_tcp_info(self._sock)
+            except OSError:
+                metrics.CLIENT_RTT_MISSING.labels("tcp_info_error").inc()
+                figures = None
+            if figures:
+                extension.update(figures)
+        scope: dict[str, Any] = self.scope  # type: ignore[assignment]  # uvicorn's TypedDict types extensions narrowly
+        extensions = scope.get("extensions")
+        if extensions is None:
+            scope["extensions"] = {SCOPE_EXTENSION: extension}
+        else:
+            extensions[SCOPE_EXTENSION] = extension
 
     def on_body(self, body: bytes) -> None:
         self._body_in_feed += len(body)
@@ -253,10 +288,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
 
-def protocol_class(limits: ConnectionLimits) -> type[EdgeHttpProtocol]:
-    """A protocol class for one listener: its own limits and its own table of open connections."""
+def protocol_class(limits: ConnectionLimits, *, tcp_info: bool = False) -> type[EdgeHttpProtocol]:
+    """A protocol class for one listener: its own limits, its own table of open connections, and whether
+    each request's scope carries the connection's TCP_INFO figures."""
     return type(
         "EdgeHttpProtocol",
         (EdgeHttpProtocol,),
-        {"limits": limits, "open_connections": OrderedDict(), "__module__": __name__},
+        {"limits": limits, "open_connections": OrderedDict(), "tcp_info": tcp_info, "__module__": __name__},
     )

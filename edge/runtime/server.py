@@ -52,6 +52,8 @@ class Listener:
     limits: ConnectionLimits = ConnectionLimits()
     #: Idle seconds a keep-alive connection is kept between requests.
     keepalive_timeout: float = 15.0
+    #: Read each request's TCP_INFO into the scope (edge.runtime.protocol): the public port of a direct edge.
+    tcp_info: bool = False
 
 
 def connection_limits(settings: Settings) -> ConnectionLimits:
@@ -84,7 +86,7 @@ async def serve_all(listeners: list[Listener], *, log_level: str = "info", grace
                 lifespan=item.lifespan,
                 log_level=log_level,
                 access_log=False,
-                http=protocol_class(item.limits),
+                http=protocol_class(item.limits, tcp_info=item.tcp_info),
                 # uvicorn annotates these as int but hands them to loop.call_later / asyncio.wait_for,
                 # which take seconds as float: a sub-second value is honoured as given.
                 timeout_keep_alive=cast(int, item.keepalive_timeout),

@@ -155,6 +155,9 @@ _POOL = {
     "speed": lambda r: r.uniform(0.0, 120.0),
     "save_data": lambda r: r.choice([0.0, 1.0, True, 1]),
     "device_memory": lambda r: r.choice([0.5, 2.0, 8.0]),
+    "tcp_rtt_ms": lambda r: r.choice([r.uniform(0.01, 3000.0), float("nan")]),
+    "tcp_min_rtt_ms": lambda r: r.uniform(0.01, 2000.0),
+    "tcp_delivery_kbps": lambda r: r.uniform(10.0, 1e8),
     "weird": lambda r: r.choice([float("nan"), float("-inf"), None, [1], "s", 3]),
 }
 
@@ -182,9 +185,12 @@ def _reference_edge_features(x, half_life=60.0):
         if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
             continue
         v = float(value)
-        if name in ("last_kbps", "downlink_kbps", "cell_kbps", "client_kbps_avg"):
+        if name in ("last_kbps", "downlink_kbps", "cell_kbps", "client_kbps_avg", "tcp_delivery_kbps"):
             out[name] = math.log10(max(v, 1.0))
-        elif name in ("last_age_s", "last_ms", "last_bytes", "last_rtt_ms", "rtt_ms", "speed", "cell_samples"):
+        elif name in (
+            "last_age_s", "last_ms", "last_bytes", "last_rtt_ms", "rtt_ms", "speed", "cell_samples",
+            "tcp_rtt_ms", "tcp_rttvar_ms", "tcp_min_rtt_ms",
+        ):  # fmt: skip
             out[name] = math.log1p(max(v, 0.0))
         else:
             out[name] = v
@@ -204,6 +210,8 @@ def _reference_edge_features(x, half_life=60.0):
         out["cell_share_conf"] = (out["cell_degraded_share"] - 0.5) * (n / (n + 3.0))
     else:
         out["no_cell"] = 1.0
+    if "tcp_rtt_ms" not in out:
+        out["no_tcp"] = 1.0
     p = RuleModel().predict(x)
     if p is not None:
         p = min(max(p, 0.01), 0.99)

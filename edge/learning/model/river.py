@@ -51,9 +51,12 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
     "radio": RADIO_CLASSES,
 }
 #: Throughputs (kbit/s) are roughly log-normal: the model sees log10 of them.
-_LOG_KBPS = ("last_kbps", "downlink_kbps", "cell_kbps", "client_kbps_avg")
+_LOG_KBPS = ("last_kbps", "downlink_kbps", "cell_kbps", "client_kbps_avg", "tcp_delivery_kbps")
 #: Heavy-tailed non-negative figures: the model sees log1p of them.
-_LOG1P = ("last_age_s", "last_ms", "last_bytes", "last_rtt_ms", "rtt_ms", "speed", "cell_samples")
+_LOG1P = (
+    "last_age_s", "last_ms", "last_bytes", "last_rtt_ms", "rtt_ms", "speed", "cell_samples",
+    "tcp_rtt_ms", "tcp_rttvar_ms", "tcp_min_rtt_ms",
+)
 #: A last-request measurement loses half its relevance every this many seconds (think time is tens of seconds).
 FRESHNESS_HALF_LIFE_S = 60.0
 #: Centre for log10 throughput in the interaction terms (1 Mbit/s).
@@ -78,7 +81,8 @@ class EdgeFeatures(base.Transformer):
     - the categoricals of :data:`VOCABULARIES` become one-hot ``name=value`` features
       (unknown values are dropped: bounded whatever a client sends);
     - throughputs become ``log10`` (kbit/s), heavy-tailed figures ``log1p``;
-    - derived: missing-indicators for the last request and the cell statistics (absent keys
+    - derived: missing-indicators for the last request, the cell statistics and the server's TCP
+      round trip (``no_last``, ``no_cell``, ``no_tcp``; absent keys
       are normal: a scaled absent feature contributes nothing to a linear model, the
       indicator lets it learn what "unknown" means); the last throughput weighted by its
       freshness (a minute-old measurement says less than a second-old one); the cell's
@@ -92,7 +96,7 @@ class EdgeFeatures(base.Transformer):
 
     >>> EdgeFeatures().transform_one({"radio": "lte", "os": "beos", "last_kbps": 1000.0, "last_age_s": 0.0})
     {'radio=lte': 1.0, 'last_kbps': 3.0, 'last_age_s': 0.0, 'last_fresh': 1.0, 'last_kbps_fresh': 0.0,
-     'last_band=3': 1.0, 'no_cell': 1.0, 'rules': -0.51...}
+     'last_band=3': 1.0, 'no_cell': 1.0, 'no_tcp': 1.0, 'rules': -0.51...}
     """
 
     def __init__(self, freshness_half_life_s: float = FRESHNESS_HALF_LIFE_S, rules: bool = True) -> None:
@@ -147,6 +151,8 @@ class EdgeFeatures(base.Transformer):
             out["cell_share_conf"] = (out["cell_degraded_share"] - 0.5) * confidence
         else:
             out["no_cell"] = 1.0
+        if "tcp_rtt_ms" not in out:
+            out["no_tcp"] = 1.0  # no server-side round trip (replayed traces, in-process, a failed read)
         if self.rules:
             p = self._rule_model.predict(x)
             if p is not None:

@@ -22,7 +22,15 @@ slow-2g       2000 ms          50 kbit/s
 
 applied to the browser's own hints (``ECT``, ``RTT``, ``Downlink``), to the
 throughput of the client's last request (bytes·8/ms), to the radio type
-(GPRS/EDGE are 2G, UMTS 3G) and to the cell's recent degraded share. Each piece
+(GPRS/EDGE are 2G, UMTS 3G), to the cell's recent degraded share, and to the
+server's own TCP round trip (``tcp_rtt_ms``, :mod:`edge.pipeline.client_rtt`).
+
+A TCP round trip is shorter than Chromium's HTTP RTT on the same network (no request
+processing, no TLS or HTTP framing in it), so it has its own thresholds (:data:`TCP_RTT_ECT_MS`),
+scaled from Chromium's own pairs of HTTP and transport RTT in the same file: 3G's default
+observation is 273 ms HTTP for 209 ms transport (×0.77), the typical 2G 1800 for 1500 ms and
+slow-2G 3600 for 3000 ms (×0.83). So 270 ms → 210 ms (3g), 1400 → 1170 ms (2g), 2000 → 1670 ms
+(slow-2g). Like every round trip, it only ever counts as evidence of slowness. Each piece
 of evidence gives a probability; the prediction is their weighted mean, with
 direct measurements weighted above inferences from the radio type.
 
@@ -35,6 +43,8 @@ direct measurements weighted above inferences from the radio type.
     0.893
     >>> model.predict({"ect": "4g", "rtt_ms": 50.0, "downlink_kbps": 10000.0})
     0.1
+    >>> model.predict({"tcp_rtt_ms": 412.0}), model.predict({"tcp_rtt_ms": 0.05}) is None
+    (0.7, True)
 """
 
 from __future__ import annotations
@@ -59,6 +69,8 @@ __all__ = [
     "DEGRADED_BELOW_KBPS",
     "ECT_DEGRADED_P",
     "SLOW_RTT_MS",
+    "TCP_RTT_ECT_MS",
+    "tcp_rtt_class",
 ]
 
 #: Probability that a connection of this effective type is degraded (below 700 kbit/s).
@@ -80,8 +92,25 @@ _RADIO_EVIDENCE = {
 SLOW_RTT_MS = 270.0
 #: Chromium's "2g" HTTP RTT: a whole request (round trips and transfer) at least this long is.
 SLOW_REQUEST_MS = 1400.0
+#: The server's TCP round trip (smoothed, ms) at which a network is in each class (module docstring).
+TCP_RTT_ECT_MS = (("slow-2g", 1670.0), ("2g", 1170.0), ("3g", 210.0))
+#: How much the server's round trip weighs: as much as the browser's own estimate (which Chromium
+#: derives from the same kind of samples), less than a measured last request (3).
+TCP_RTT_WEIGHT = 2.0
 #: Cells need this many (decayed) recent measurements before their share counts fully.
 CELL_FULL_WEIGHT_SAMPLES = 10.0
+
+
+def tcp_rtt_class(rtt_ms: float) -> str | None:
+    """The effective connection type a server-side TCP round trip is evidence of, or None (not slow).
+
+    >>> tcp_rtt_class(150.0), tcp_rtt_class(250.0), tcp_rtt_class(1200.0), tcp_rtt_class(1700.0)
+    (None, '3g', '2g', 'slow-2g')
+    """
+    for ect, threshold in TCP_RTT_ECT_MS:
+        if rtt_ms >= threshold:
+            return ect
+    return None
 
 
 def ect_class(rtt_ms: float | None = None, downlink_kbps: float | None = None) -> str | None:
@@ -267,6 +296,13 @@ class RuleModel:
             w = min(samples / CELL_FULL_WEIGHT_SAMPLES, 1.0)
             total += share * w
             weight += w
+        # The server's own view of this connection (absent in replayed traces: their sums are unchanged).
+        tcp_rtt = get("tcp_rtt_ms")
+        if isinstance(tcp_rtt, float):
+            tcp_ect = tcp_rtt_class(tcp_rtt)
+            if tcp_ect is not None:
+                total += ECT_DEGRADED_P[tcp_ect] * TCP_RTT_WEIGHT
+                weight += TCP_RTT_WEIGHT
         if weight == 0.0:
             return None
         return total / weight

@@ -1,0 +1,182 @@
+"""The server-side round trip: struct tcp_info parsing (captured bytes), the proxy header, the trusted-peer rule."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import sys
+
+import pytest
+
+from edge.learning.model import RuleModel
+from edge.learning.model.river import EdgeFeatures
+from edge.learning.model.rules import tcp_rtt_class
+from edge.pipeline.client_rtt import TrustedPeers, parse_tcp_info, read_tcp_info, rtt_header_ms, server_rtt
+from edge.pipeline.features import to_features
+from edge.pipeline.signals import Signals, server_rtt_signals
+
+
+def _tcp_info(size: int = 232, *, rtt: int = 0, rttvar: int = 0, min_rtt: int = 0, rate: int = 0, flags: int = 0) -> bytes:
+    """A ``struct tcp_info`` as the kernel returns it (``size`` bytes), with the fields edge reads set."""
+    raw = bytearray(max(size, 232))
+    raw[7] = flags
+    struct.pack_into("=II", raw, 68, rtt, rttvar)
+    struct.pack_into("=I", raw, 148, min_rtt)
+    struct.pack_into("=Q", raw, 160, rate)
+    return bytes(raw[:size])
+
+
+# Captured from a loopback connection after a 5 MB send (Linux 6.18, 232 bytes); `ss -tin` on the same socket
+# said: rtt:0.14/0.171 minrtt:0.014 delivery_rate 14580707752bps.
+_CAPTURED = bytes.fromhex(
+    "010000000007aa00e01c030000000000cbff0000180200000000000000000000000000000000000000000000c800000000000000"
+    "d4000000c8000000ffff0000cbff00008c000000ab0000000c0000001c000000cbff00000300000000000000cbff000001000000"
+    "5319030e03000000ffffffffffffffff404b4c000000000000000000000000006100000026000000000000000e00000000000000"
+    "61000000357ea26c00000000401f000000000000401f0000000000000000000000000000620000000000000040854c0000000000"
+    "003a00000000000001000000000000000000000000440f00"
+)
+
+
+def test_captured_bytes_match_ss() -> None:
+    assert len(_CAPTURED) == 232
+    assert parse_tcp_info(_CAPTURED) == {
+        "rtt_ms": 0.14,
+        "rttvar_ms": 0.171,
+        "min_rtt_ms": 0.014,
+        "delivery_kbps": pytest.approx(14_580_707.752),
+        "app_limited": 0.0,
+    }
+    # Every kernel returns a prefix of the same layout: the first 104 bytes (Linux 3.x) still give the RTT.
+    assert parse_tcp_info(_CAPTURED[:104]) == {"rtt_ms": 0.14, "rttvar_ms": 0.171}
+
+
+def test_app_limited_flag_is_bit_0_of_byte_7() -> None:
+    figures = parse_tcp_info(_tcp_info(rtt=400_000, rate=125_000, flags=0b0000_0111))
+    assert figures is not None and figures["app_limited"] == 1.0
+    assert figures["delivery_kbps"] == pytest.approx(1000.0)
+
+
+@pytest.mark.parametrize(
+    ("size", "keys"),
+    [
+        (0, None),
+        (75, None),  # too short for tcpi_rtt/tcpi_rttvar
+        (76, {"rtt_ms", "rttvar_ms"}),
+        (104, {"rtt_ms", "rttvar_ms"}),  # Linux 3.x: no min_rtt, no delivery rate
+        (152, {"rtt_ms", "rttvar_ms", "min_rtt_ms"}),
+        (167, {"rtt_ms", "rttvar_ms", "min_rtt_ms"}),  # delivery rate cut in half: absent
+        (168, {"rtt_ms", "rttvar_ms", "min_rtt_ms", "delivery_kbps", "app_limited"}),
+        (232, {"rtt_ms", "rttvar_ms", "min_rtt_ms", "delivery_kbps", "app_limited"}),
+    ],
+)
+def test_fields_past_the_returned_length_are_absent(size: int, keys: set[str] | None) -> None:
+    figures = parse_tcp_info(_tcp_info(size, rtt=412_000, rttvar=20_000, min_rtt=400_000, rate=1_000_000))
+    assert (None if figures is None else set(figures)) == keys
+
+
+def test_no_sample_yet_is_absent_not_zero() -> None:
+    # A fresh connection: tcpi_rtt 0, tcpi_min_rtt ~0U (the kernel's "no sample"), no delivery rate.
+    assert parse_tcp_info(_tcp_info(rtt=0, min_rtt=0xFFFFFFFF, rate=0)) is None
+    assert parse_tcp_info(_tcp_info(rtt=412_000, min_rtt=0xFFFFFFFF)) == {"rtt_ms": 412.0, "rttvar_ms": 0.0}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_INFO is Linux's")
+def test_a_real_loopback_socket_is_small_and_present() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        with socket.create_connection(server.getsockname()) as client:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"x" * 200_000)
+                got = 0
+                while got < 200_000:
+                    got += len(client.recv(65536))
+                figures = read_tcp_info(conn)
+    assert figures is not None
+    assert 0.0 < figures["rtt_ms"] < 50.0 and 0.0 < figures["min_rtt_ms"] < 50.0
+    assert figures["delivery_kbps"] > 10_000.0  # loopback: far above any phone's link
+
+
+def test_a_unix_socket_fails_like_getsockopt() -> None:
+    left, right = socket.socketpair()
+    with left, right, pytest.raises(OSError):
+        read_tcp_info(left)
+
+
+@pytest.mark.parametrize(
+    ("raw", "ms"),
+    [
+        (b"412000", 412.0),
+        (b" 35000 ", 35.0),
+        ("1500", 1.5),
+        (b"0", None),  # nginx's "no figure"
+        (b"", None),
+        (b"-5", None),
+        (b"12ms", None),
+        (b"1e6", None),
+        (b"\xd9\xa1\xd9\xa2", None),  # Arabic-Indic digits: not ASCII
+        (b"99999999999", None),  # too long
+        (b"60000001", None),  # over a minute
+        (None, None),
+    ],
+)
+def test_rtt_header(raw: bytes | str | None, ms: float | None) -> None:
+    assert rtt_header_ms(raw) == ms
+
+
+def test_trusted_peers_follow_forwarded_allow_ips() -> None:
+    peers = TrustedPeers("10.0.0.0/8, 192.168.1.4, ::1, /run/lb.sock")
+    assert "10.200.0.1" in peers and "192.168.1.4" in peers and "::1" in peers and "/run/lb.sock" in peers
+    assert "192.168.1.5" not in peers and "11.0.0.1" not in peers and "" not in peers and "junk" not in peers
+    assert "8.8.8.8" in TrustedPeers("*")
+    assert "127.0.0.1" not in TrustedPeers("")
+
+
+def test_an_untrusted_senders_header_is_ignored() -> None:
+    trusted = TrustedPeers("10.0.0.5")
+    assert server_rtt({"peer": "10.0.0.5"}, True, b"412000", trusted) == ({"rtt_ms": 412.0}, None)
+    assert server_rtt({"peer": "203.0.113.9"}, True, b"412000", trusted) == (None, "header_untrusted")
+    assert server_rtt({"peer": None}, True, b"412000", trusted) == (None, "header_untrusted")
+    assert server_rtt({"peer": "10.0.0.5"}, True, b"fast", trusted) == (None, "header_malformed")
+    assert server_rtt({"peer": "10.0.0.5"}, True, None, trusted) == (None, "header_missing")
+    # Behind a proxy the socket's own figures describe the balancer: never used.
+    assert server_rtt({"peer": "10.0.0.5", "rtt_ms": 0.05}, True, None, trusted) == (None, "header_missing")
+
+
+def test_direct_mode_takes_the_sockets_figures_and_ignores_the_header() -> None:
+    extension = {"peer": "203.0.113.9", "rtt_ms": 0.05, "min_rtt_ms": 0.02, "bogus": "x"}
+    assert server_rtt(extension, False, b"412000", TrustedPeers("*")) == ({"rtt_ms": 0.05, "min_rtt_ms": 0.02}, None)
+    assert server_rtt({"peer": "203.0.113.9"}, False, None, TrustedPeers("")) == (None, None)
+    assert server_rtt(None, False, None, TrustedPeers("")) == (None, None)  # a server without the hook
+
+
+def test_features_and_model_inputs() -> None:
+    s = Signals(os="ios")
+    server_rtt_signals(s, {"rtt_ms": 412.0, "rttvar_ms": 30.0, "min_rtt_ms": 400.0, "delivery_kbps": 900.0, "app_limited": 1.0})
+    x = to_features(s)
+    assert {k: x[k] for k in x if k.startswith("tcp_")} == {
+        "tcp_rtt_ms": 412.0, "tcp_rttvar_ms": 30.0, "tcp_min_rtt_ms": 400.0, "tcp_delivery_kbps": 900.0, "tcp_app_limited": 1.0,
+    }  # fmt: skip
+    inputs = EdgeFeatures().transform_one(x)
+    assert inputs["tcp_rtt_ms"] == pytest.approx(6.023, abs=1e-3)  # log1p(412)
+    assert inputs["tcp_delivery_kbps"] == pytest.approx(2.954, abs=1e-3)  # log10(900)
+    assert "no_tcp" not in inputs
+    assert EdgeFeatures().transform_one(to_features(Signals(os="ios")))["no_tcp"] == 1.0
+
+
+def test_bad_figures_never_become_signals() -> None:
+    s = Signals()
+    server_rtt_signals(s, {"rtt_ms": float("nan"), "min_rtt_ms": -1.0, "rttvar_ms": 5, "delivery_kbps": float("inf")})  # type: ignore[dict-item]
+    assert (s.tcp_rtt_ms, s.tcp_min_rtt_ms, s.tcp_rttvar_ms, s.tcp_delivery_kbps) == (None, None, None, None)
+
+
+def test_rules_use_the_tcp_rtt_as_evidence_of_slowness_only() -> None:
+    rules = RuleModel()
+    assert tcp_rtt_class(209.0) is None and tcp_rtt_class(210.0) == "3g"
+    assert rules.predict({"tcp_rtt_ms": 0.05}) is None  # a fast round trip alone says nothing
+    assert rules.predict({"tcp_rtt_ms": 412.0, "os": "ios"}) == 0.7  # 3g: lite under a 0.5 threshold
+    assert rules.predict({"tcp_rtt_ms": 1300.0}) == 0.88  # 2g
+    assert rules.predict({"tcp_rtt_ms": 1800.0}) == 0.97  # slow-2g
+    # With other evidence, it is one more piece: a 4g hint and a 2g-like round trip average out.
+    assert rules.predict({"ect": "4g", "tcp_rtt_ms": 1300.0}) == pytest.approx((0.1 * 2 + 0.88 * 2) / 4)
+    # Without the key, the rules' figures are what they were (replayed traces never have it).
+    assert rules.predict({"ect": "3g", "radio": "lte"}) == rules.predict({"ect": "3g", "radio": "lte", "tcp_rtt_ms": 5.0})
