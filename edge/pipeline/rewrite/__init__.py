@@ -14,7 +14,8 @@ The full tier is the hot path for most shoppers: it is a byte splice, never a pa
 
 Modules: ``splice`` (the snippet and where it goes), ``html`` (the rewriter: a tier's plan as
 lol_html handlers), ``handlers`` (those handlers and the report), ``budget`` (markers read back,
-the byte-budget cut), ``json``, ``cache``, ``errors``.
+the byte-budget cut), ``json``, ``cache`` (layouts of pages served again: byte for byte, or
+through a ``template`` when only per-request values such as tokens and counts changed), ``errors``.
 """
 
 from edge.pipeline.rewrite.cache import RewriteCache

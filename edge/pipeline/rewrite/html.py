@@ -59,6 +59,7 @@ from edge.pipeline.rewrite.handlers import (
     charset_mode,
 )
 from edge.pipeline.rewrite.splice import SPLICE_WINDOW, StreamSplicer, beacon_script, splice_before_body_end, switch_link
+from edge.pipeline.rewrite.template import learn, relevant_attributes
 
 __all__ = [
     "HtmlRewriter",
@@ -70,6 +71,9 @@ __all__ = [
     "beacon_script",
     "COLLAPSE_SCRIPT",
 ]
+
+#: Misses to wait, after a page that could not be made a template, before trying again.
+LEARN_COOLDOWN = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,15 @@ class HtmlRewriter:
         self._nonce = "edge" + secrets.token_hex(6)
         self._marker = re.compile(rb"<!--" + self._nonce.encode() + rb"(/?)([wi])(\d+)-->")
         self._plans: dict[tuple[int, str], _TierPlan] = {}
+        #: Per route: attributes no template hole may sit in (what its selectors and handlers read).
+        self._relevant = {
+            route.index: relevant_attributes(
+                [*(w.css for w in route.widgets), *(w.trim_css for w in route.widgets if w.trim_css),
+                 *(r.css for r in route.images), *(s.css for s in route.scripts)],
+                [name for w in route.widgets for _, name in (w.url or ()) if name is not None],
+            )
+            for route in policy.routes
+        }  # fmt: skip
         for route in policy.routes:
             for tier in ("full", "lite", "minimal"):
                 self._plans[(route.index, tier)] = _TierPlan(
@@ -137,9 +150,39 @@ class HtmlRewriter:
         key = (plan.route.index, tier, path, mode)
         layout = cache.get(key, body)
         if layout is None:
-            layout = self._layout(body, plan, path, mode, report=None)[0]
-            cache.put(key, body, layout)
+            layout = self._miss(cache, key, body, plan, path, mode)
         return splice_before_body_end(layout, link)
+
+    def _miss(
+        self, cache: RewriteCache, key: tuple[int, str, str, str], body: bytes, plan: _TierPlan, path: str, mode: CharsetMode
+    ) -> bytes:
+        """The layout of a page not in the cache: filled into the last page's template, else learnt, else laid out."""
+        last = cache.last(key)
+        cooldown = 0
+        if last is not None and plan.budget is None:  # (a budget counts bytes: holes' lengths would matter)
+            if last.template is not None:
+                values = last.template.match(body)
+                if values is not None:
+                    layout = last.template.fill(values)
+                    cache.put(key, body, layout, last.template)
+                    return layout
+            if last.cooldown == 0:
+                try:
+                    learned = learn(
+                        last.page, body, lambda page: self._layout(page, plan, path, mode, None)[0],
+                        self._relevant[plan.route.index],
+                    )  # fmt: skip
+                except RewriteError:  # (the page itself is laid out below, and raises the same way)
+                    learned = None
+                if learned is not None:
+                    cache.put(key, body, learned[1], learned[0])
+                    return learned[1]
+                cooldown = LEARN_COOLDOWN
+            else:
+                cooldown = last.cooldown - 1
+        layout = self._layout(body, plan, path, mode, report=None)[0]
+        cache.put(key, body, layout, None, cooldown)
+        return layout
 
     def rewrite_with_report(
         self, body: bytes, tier: str, link: bytes = b"", *, path: str = "/", charset: str | None = None
