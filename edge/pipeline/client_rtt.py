@@ -15,7 +15,7 @@ The extension is a plain dict, so any ASGI server can provide it::
 
     {"peer": "203.0.113.9",       # the socket's peer address (before any X-Forwarded-For rewriting)
      "rtt_ms": 41.2, "rttvar_ms": 3.1, "min_rtt_ms": 40.0,    # direct only, each when the kernel has it
-     "delivery_kbps": 8120.0, "app_limited": 0.0}
+     "delivery_kbps": 8120.0, "app_limited": 0.0, "goodput_kbps": 7900.0}
 
 ``struct tcp_info`` is read by byte offsets (``include/uapi/linux/tcp.h``; every field this module
 uses has been at the same offset since it was added, and the kernel copies ``min(asked, its size)``
@@ -25,8 +25,15 @@ bytes, so a field past the returned length is simply absent)::
        7    u8  tcpi_delivery_rate_app_limited:1  app_limited (the last rate sample was app-limited)
       68    u32 tcpi_rtt      (µs, smoothed)      rtt_ms
       72    u32 tcpi_rttvar   (µs)                rttvar_ms
+     120    u64 tcpi_bytes_acked                  goodput_kbps, with tcpi_busy_time
      148    u32 tcpi_min_rtt  (µs, Linux 4.6)     min_rtt_ms
      160    u64 tcpi_delivery_rate (bytes/s, 4.9) delivery_kbps
+     168    u64 tcpi_busy_time (µs, 4.10)         goodput_kbps = bytes_acked·8 / busy_time
+
+``delivery_kbps`` is the kernel's *last* rate sample: one ACK's worth, so it jumps with ACK timing (a
+token bucket's burst, delayed ACKs). ``goodput_kbps`` is the connection's average while it had data in
+flight (busy time counts in jiffies, so it is only given from :data:`MIN_BUSY_US` of busy time): steadier,
+and slower to follow a change.
 
     >>> raw = bytearray(232); raw[68:72] = (412_000).to_bytes(4, "little"); raw[72:76] = (20_000).to_bytes(4, "little")
     >>> parse_tcp_info(bytes(raw[:104]))       # an old kernel: no min_rtt, no delivery rate
@@ -61,10 +68,14 @@ SCOPE_EXTENSION = "edge.tcp_info"
 TCP_INFO_SIZE = 232
 _TCP_INFO = getattr(socket, "TCP_INFO", 11 if sys.platform.startswith("linux") else None)
 # The kernel's own byte order, no padding (the struct is copied as the kernel holds it; offsets in the
-# module docstring): flags byte at 7, rtt and rttvar at 68, min_rtt at 148, delivery_rate at 160.
-_FULL = struct.Struct("=7xB60xII72xI8xQ")
+# module docstring): flags byte at 7, rtt and rttvar at 68, bytes_acked at 120, min_rtt at 148,
+# delivery_rate at 160, busy_time at 168.
+_FULL = struct.Struct("=7xB60xII44xQ20xI8xQQ")
 _RTT = struct.Struct("=7xB60xII")
-_NATIVE_U32 = struct.Struct("=I")
+_U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
+#: Busy time below this (µs) gives no goodput: the kernel counts it in jiffies (1–10 ms each).
+MIN_BUSY_US = 100_000
 #: A round trip above this (µs) is not a round trip: a garbled header or a kernel value we misread.
 _MAX_RTT_US = 60_000_000
 
@@ -76,12 +87,13 @@ def parse_tcp_info(raw: bytes) -> dict[str, float] | None:
     field is absent, as is a field past the end of ``raw``.
     """
     size = len(raw)
-    if size >= _FULL.size:  # every kernel since 4.9: one unpack
-        flags, rtt, rttvar, min_rtt, rate = _FULL.unpack_from(raw)
+    if size >= _FULL.size:  # every kernel since 4.10: one unpack
+        flags, rtt, rttvar, acked, min_rtt, rate, busy = _FULL.unpack_from(raw)
     elif size >= _RTT.size:
         flags, rtt, rttvar = _RTT.unpack_from(raw)
-        min_rtt = _NATIVE_U32.unpack_from(raw, 148)[0] if size >= 152 else 0
-        rate = 0
+        acked = busy = 0
+        min_rtt = _U32.unpack_from(raw, 148)[0] if size >= 152 else 0
+        rate = _U64.unpack_from(raw, 160)[0] if size >= 168 else 0
     else:
         return None
     out: dict[str, float] = {}
@@ -93,6 +105,8 @@ def parse_tcp_info(raw: bytes) -> dict[str, float] | None:
     if rate > 0:
         out["delivery_kbps"] = rate * 0.008
         out["app_limited"] = float(flags & 1)
+    if busy >= MIN_BUSY_US and acked > 0:
+        out["goodput_kbps"] = acked * 8000.0 / busy
     return out or None
 
 

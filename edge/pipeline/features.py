@@ -39,6 +39,7 @@ _NUMERIC = (
     "tcp_min_rtt_ms",
     "tcp_delivery_kbps",
     "tcp_app_limited",
+    "tcp_goodput_kbps",
 )
 _CATEGORICAL = ("device_class", "os", "ect", "radio")
 

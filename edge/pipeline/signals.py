@@ -175,6 +175,7 @@ class Signals:
     tcp_min_rtt_ms: float | None = None
     tcp_delivery_kbps: float | None = None  # the kernel's last delivery-rate sample
     tcp_app_limited: float | None = None  # 1.0: that sample was limited by the sender, not the network
+    tcp_goodput_kbps: float | None = None  # the connection's average while it had data in flight
 
     @property
     def tower_switch(self) -> bool | None:
@@ -205,6 +206,7 @@ _SERVER_RTT_FIELDS = (
     ("min_rtt_ms", "tcp_min_rtt_ms"),
     ("delivery_kbps", "tcp_delivery_kbps"),
     ("app_limited", "tcp_app_limited"),
+    ("goodput_kbps", "tcp_goodput_kbps"),
 )
 
 

@@ -185,7 +185,7 @@ def _reference_edge_features(x, half_life=60.0):
         if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
             continue
         v = float(value)
-        if name in ("last_kbps", "downlink_kbps", "cell_kbps", "client_kbps_avg", "tcp_delivery_kbps"):
+        if name in ("last_kbps", "downlink_kbps", "cell_kbps", "client_kbps_avg", "tcp_delivery_kbps", "tcp_goodput_kbps"):
             out[name] = math.log10(max(v, 1.0))
         elif name in (
             "last_age_s", "last_ms", "last_bytes", "last_rtt_ms", "rtt_ms", "speed", "cell_samples",

@@ -16,14 +16,25 @@ from edge.pipeline.features import to_features
 from edge.pipeline.signals import Signals, server_rtt_signals
 
 
-def _tcp_info(size: int = 232, *, rtt: int = 0, rttvar: int = 0, min_rtt: int = 0, rate: int = 0, flags: int = 0) -> bytes:
+def _tcp_info(
+    size: int = 232, *, rtt: int = 0, rttvar: int = 0, min_rtt: int = 0, rate: int = 0, flags: int = 0, acked: int = 0, busy: int = 0
+) -> bytes:
     """A ``struct tcp_info`` as the kernel returns it (``size`` bytes), with the fields edge reads set."""
     raw = bytearray(max(size, 232))
     raw[7] = flags
     struct.pack_into("=II", raw, 68, rtt, rttvar)
+    struct.pack_into("=Q", raw, 120, acked)
     struct.pack_into("=I", raw, 148, min_rtt)
-    struct.pack_into("=Q", raw, 160, rate)
+    struct.pack_into("=QQ", raw, 160, rate, busy)
     return bytes(raw[:size])
+
+
+def test_goodput_is_bytes_acked_over_busy_time_once_busy_long_enough() -> None:
+    # 500 kB acknowledged over 4 s busy: 1000 kbit/s; tcpi_busy_time is at offset 168 (Linux 4.10).
+    figures = parse_tcp_info(_tcp_info(rtt=40_000, acked=500_000, busy=4_000_000))
+    assert figures is not None and figures["goodput_kbps"] == pytest.approx(1000.0)
+    assert "goodput_kbps" not in (parse_tcp_info(_tcp_info(rtt=40_000, acked=5_000, busy=8_000)) or {})  # a few jiffies: too coarse
+    assert "goodput_kbps" not in (parse_tcp_info(_tcp_info(175, rtt=40_000, acked=500_000, busy=4_000_000)) or {})  # pre-4.10
 
 
 # Captured from a loopback connection after a 5 MB send (Linux 6.18, 232 bytes); `ss -tin` on the same socket
@@ -66,11 +77,15 @@ def test_app_limited_flag_is_bit_0_of_byte_7() -> None:
         (152, {"rtt_ms", "rttvar_ms", "min_rtt_ms"}),
         (167, {"rtt_ms", "rttvar_ms", "min_rtt_ms"}),  # delivery rate cut in half: absent
         (168, {"rtt_ms", "rttvar_ms", "min_rtt_ms", "delivery_kbps", "app_limited"}),
-        (232, {"rtt_ms", "rttvar_ms", "min_rtt_ms", "delivery_kbps", "app_limited"}),
+        (175, {"rtt_ms", "rttvar_ms", "min_rtt_ms", "delivery_kbps", "app_limited"}),  # busy time cut: no goodput
+        (176, {"rtt_ms", "rttvar_ms", "min_rtt_ms", "delivery_kbps", "app_limited", "goodput_kbps"}),
+        (232, {"rtt_ms", "rttvar_ms", "min_rtt_ms", "delivery_kbps", "app_limited", "goodput_kbps"}),
     ],
 )
 def test_fields_past_the_returned_length_are_absent(size: int, keys: set[str] | None) -> None:
-    figures = parse_tcp_info(_tcp_info(size, rtt=412_000, rttvar=20_000, min_rtt=400_000, rate=1_000_000))
+    figures = parse_tcp_info(
+        _tcp_info(size, rtt=412_000, rttvar=20_000, min_rtt=400_000, rate=1_000_000, acked=1_000_000, busy=2_000_000)
+    )
     assert (None if figures is None else set(figures)) == keys
 
 
@@ -151,10 +166,13 @@ def test_direct_mode_takes_the_sockets_figures_and_ignores_the_header() -> None:
 
 def test_features_and_model_inputs() -> None:
     s = Signals(os="ios")
-    server_rtt_signals(s, {"rtt_ms": 412.0, "rttvar_ms": 30.0, "min_rtt_ms": 400.0, "delivery_kbps": 900.0, "app_limited": 1.0})
+    server_rtt_signals(
+        s, {"rtt_ms": 412.0, "rttvar_ms": 30.0, "min_rtt_ms": 400.0, "delivery_kbps": 900.0, "app_limited": 1.0, "goodput_kbps": 800.0}
+    )
     x = to_features(s)
     assert {k: x[k] for k in x if k.startswith("tcp_")} == {
         "tcp_rtt_ms": 412.0, "tcp_rttvar_ms": 30.0, "tcp_min_rtt_ms": 400.0, "tcp_delivery_kbps": 900.0, "tcp_app_limited": 1.0,
+        "tcp_goodput_kbps": 800.0,
     }  # fmt: skip
     inputs = EdgeFeatures().transform_one(x)
     assert inputs["tcp_rtt_ms"] == pytest.approx(6.023, abs=1e-3)  # log1p(412)

@@ -51,7 +51,7 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
     "radio": RADIO_CLASSES,
 }
 #: Throughputs (kbit/s) are roughly log-normal: the model sees log10 of them.
-_LOG_KBPS = ("last_kbps", "downlink_kbps", "cell_kbps", "client_kbps_avg", "tcp_delivery_kbps")
+_LOG_KBPS = ("last_kbps", "downlink_kbps", "cell_kbps", "client_kbps_avg", "tcp_delivery_kbps", "tcp_goodput_kbps")
 #: Heavy-tailed non-negative figures: the model sees log1p of them.
 _LOG1P = (
     "last_age_s", "last_ms", "last_bytes", "last_rtt_ms", "rtt_ms", "speed", "cell_samples",
