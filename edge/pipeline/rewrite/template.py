@@ -45,7 +45,7 @@ __all__ = ["HOLE_CHARS", "LayoutTemplate", "Watch", "find_holes", "learn", "rele
 
 #: What a hole's value is made of: letters, digits and ``_.:/+=?%-`` (tokens, numbers, times, URL paths).
 HOLE_CHARS = rb"A-Za-z0-9_.:/+=?%\-"
-_RUN = re.compile(rb"[" + HOLE_CHARS + rb"]+")
+_HOLE_BYTES = b"".join(re.findall(rb"[" + HOLE_CHARS + rb"]", bytes(range(128))))  # the same, as bytes.translate wants
 _SPLIT = re.compile(rb"([" + HOLE_CHARS + rb"]+)")
 #: More holes than this and the page is not treated as a template (a page rewritten throughout).
 MAX_HOLES = 512
@@ -119,16 +119,16 @@ class LayoutTemplate:
         if not page.startswith(statics[0]):
             return None
         pos = len(statics[0])
-        run = _RUN.match
+        find = page.find
         values = []
+        # A hole ends where the next static part's first byte (never a hole character) first occurs:
+        # if another byte that is no hole character comes before it, the value fails the check.
         for static in statics[1:]:
-            m = run(page, pos)
-            if m is None:
+            end = find(static[:1], pos) if static else len(page)
+            value = page[pos:end]
+            if end <= pos or value.translate(None, _HOLE_BYTES) or not page.startswith(static, end):
                 return None
-            end = m.end()
-            if not page.startswith(static, end):
-                return None
-            values.append(page[pos:end])
+            values.append(value)
             pos = end + len(static)
         return values if pos == len(page) else None
 

@@ -202,6 +202,10 @@ def test_find_holes_and_the_template_round_trip():
     assert template.match(new) == [b"x-y_z", b"13", b"10:01"]
     assert template.match(new.replace(b"x-y_z", b"x y")) is None and template.match(new + b" ") is None
     assert template.fill([b"t", b"n", b"h"]) == b"AhBtC"
+    # A hole at the very end of the page, and a value with a byte that is no hole character.
+    tail = LayoutTemplate((b"<p>", b"</p>", b""), (b"L",), ())
+    assert tail.match(b"<p>a</p>xyz") == [b"a", b"xyz"] and tail.match(b"<p>a</p>x<") is None
+    assert tail.match(b"<p>a&b</p>x") is None and tail.match(b"<p></p>x") is None
 
 
 def test_the_cache_stays_within_its_bound_whatever_pages_arrive():
