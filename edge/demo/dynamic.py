@@ -59,14 +59,18 @@ def _recent(cookie: str | None) -> bytes:
         )
     if not items:
         return b""
-    return ('<section class="recent" data-edge-widget="recently-viewed"><h2>Recently viewed</h2><ul>' + "".join(items) + "</ul></section>").encode()
+    return (
+        '<section class="recent" data-edge-widget="recently-viewed"><h2>Recently viewed</h2><ul>' + "".join(items) + "</ul></section>"
+    ).encode()
 
 
 def personalize(page: bytes, cart: str | None, recent: str | None) -> bytes:
     """``page`` with this request's CSRF tokens, script nonce, cart count, recently viewed items and time."""
     nonce = secrets.token_urlsafe(16).encode()
     page = _SCRIPT.sub(b'<script nonce="' + nonce + b'"', page)
-    page = _FORM.sub(lambda m: m.group(0) + b'<input type="hidden" name="csrf_token" value="' + secrets.token_urlsafe(24).encode() + b'">', page)
+    page = _FORM.sub(
+        lambda m: m.group(0) + b'<input type="hidden" name="csrf_token" value="' + secrets.token_urlsafe(24).encode() + b'">', page
+    )
     count = sum(1 for t in (cart or "").split(".") if t.isdigit())
     page = page.replace(_CART_LINK, _CART_LINK.replace(b"Cart<", f"Cart ({count})<".encode()), 1)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
@@ -117,7 +121,11 @@ class Personalize:
                 if gzip_ok:
                     body = gzip.compress(body, compresslevel=6, mtime=0)
                     out.append((b"content-encoding", b"gzip"))
-                out += [(b"content-length", str(len(body)).encode()), (b"cache-control", b"private, no-store"), (b"vary", b"Accept-Encoding, Cookie")]
+                out += [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"private, no-store"),
+                    (b"vary", b"Accept-Encoding, Cookie"),
+                ]
                 await send({"type": "http.response.start", "status": 200, "headers": out})
                 await send({"type": "http.response.body", "body": body})
                 return

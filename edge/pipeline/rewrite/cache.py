@@ -51,6 +51,7 @@ class Entry(NamedTuple):
     template: LayoutTemplate | None
     cooldown: int  # misses before the next attempt to learn a template
     size: int
+    filled: bool  # the layout was filled into the template (it has served a page since it was learnt)
 
 
 class RewriteCache:
@@ -80,14 +81,16 @@ class RewriteCache:
         """The entry under ``key`` whatever its page (no hit or miss counted)."""
         return self._entries.get(key)
 
-    def put(self, key: Hashable, page: bytes, layout: bytes, template: LayoutTemplate | None = None, cooldown: int = 0) -> None:
+    def put(
+        self, key: Hashable, page: bytes, layout: bytes, template: LayoutTemplate | None = None, cooldown: int = 0, *, filled: bool = False
+    ) -> None:
         size = len(page) + len(layout) + (template.nbytes if template is not None else 0)
         old = self._entries.pop(key, None)
         if old is not None:
             self.bytes -= old.size
         if size > self.max_bytes // 4:
             return
-        self._entries[key] = Entry(page, layout, template, cooldown, size)
+        self._entries[key] = Entry(page, layout, template, cooldown, size, filled)
         self.bytes += size
         while self.bytes > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)

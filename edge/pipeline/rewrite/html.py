@@ -72,7 +72,8 @@ __all__ = [
     "COLLAPSE_SCRIPT",
 ]
 
-#: Misses to wait, after a page that could not be made a template, before trying again.
+#: Misses to wait, after a page that could not be made a template (or whose template served no
+#: page), before trying again.
 LEARN_COOLDOWN = 8
 
 
@@ -164,9 +165,15 @@ class HtmlRewriter:
                 values = last.template.match(body)
                 if values is not None:
                     layout = last.template.fill(values)
-                    cache.put(key, body, layout, last.template)
+                    cache.put(key, body, layout, last.template, filled=True)
                     return layout
-            if last.cooldown == 0:
+            if last.cooldown > 0:
+                cooldown = last.cooldown - 1
+            elif last.template is not None and not last.filled:
+                # A template that served no page before one failed to fit counts as a failure: pages
+                # whose changing parts move around would otherwise cost a learn every time.
+                cooldown = LEARN_COOLDOWN
+            else:
                 try:
                     learned = learn(
                         last.page, body, lambda page: self._layout(page, plan, path, mode, None)[0],
@@ -178,8 +185,6 @@ class HtmlRewriter:
                     cache.put(key, body, learned[1], learned[0])
                     return learned[1]
                 cooldown = LEARN_COOLDOWN
-            else:
-                cooldown = last.cooldown - 1
         layout = self._layout(body, plan, path, mode, report=None)[0]
         cache.put(key, body, layout, None, cooldown)
         return layout
