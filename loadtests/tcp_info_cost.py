@@ -38,6 +38,35 @@ def main() -> None:
             for name, call in cases.items():
                 best = min(timeit.repeat(call, number=n, repeat=5)) / n
                 print(f"{name:24s} {best * 1e9:8.0f} ns/call")
+    uvloop_case(n)
+
+
+def uvloop_case(n: int) -> None:
+    """The same read through uvloop's transport socket (what edge's protocol holds under ``edge serve``)."""
+    import asyncio
+
+    import uvloop
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        made: asyncio.Future = loop.create_future()
+
+        class Keep(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                made.set_result(transport)
+
+        server = await loop.create_server(Keep, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        transport = await made
+        sock = transport.get_extra_info("socket")
+        best = min(timeit.repeat(lambda: read_tcp_info(sock), number=n, repeat=5)) / n
+        print(f"{'read_tcp_info (uvloop)':24s} {best * 1e9:8.0f} ns/call   ({type(sock).__name__})")
+        writer.close()
+        transport.close()
+        server.close()
+
+    uvloop.run(run())
 
 
 if __name__ == "__main__":
