@@ -106,6 +106,8 @@ class AdaptiveMiddleware:
         self.behind_proxy = self.settings.client_socket == "behind-proxy"
         self.rtt_header = self.settings.client_rtt_header.strip().lower().encode("latin-1")
         self.trusted_peers = TrustedPeers(self.settings.forwarded_allow_ips)
+        if self.behind_proxy and not self.settings.forwarded_allow_ips:
+            log.warning("EDGE_CLIENT_SOCKET=behind-proxy but EDGE_FORWARDED_ALLOW_IPS is empty: the RTT header is never believed")
         self.max_body = self.settings.max_rewrite_bytes
         self.set_policy(policy)
         self.endpoints = build_endpoints(self)

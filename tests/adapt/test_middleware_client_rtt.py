@@ -68,3 +68,13 @@ def test_a_server_without_the_hook_gives_no_figures_and_no_error() -> None:
     assert not any(key.startswith("tcp_") for key in verdict.features)
     verdict = _middleware().decide(_scope({"peer": None, "rtt_ms": "fast"}), time.time())  # a foreign server's junk
     assert not any(key.startswith("tcp_") for key in verdict.features)
+
+
+def test_behind_proxy_without_trusted_addresses_says_so_at_start(caplog) -> None:
+    with caplog.at_level("WARNING", logger="edge.adapt"):
+        _middleware(client_socket="behind-proxy")
+    assert any("EDGE_FORWARDED_ALLOW_IPS is empty" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="edge.adapt"):
+        _middleware(client_socket="behind-proxy", forwarded_allow_ips="10.0.0.1")
+    assert not any("EDGE_FORWARDED_ALLOW_IPS is empty" in r.getMessage() for r in caplog.records)
