@@ -39,9 +39,9 @@ from edge.demo import catalog, images
 
 __all__ = ["Personalize", "personalize"]
 
-_FORM = re.compile(rb"<form\b[^>]*>", re.IGNORECASE)
-_SCRIPT = re.compile(rb"<script(?=[\s>])", re.IGNORECASE)
 _CART_LINK = b'<a class="cart-link" href="/cart">Cart</a>'
+#: Every place a request's values go, found in one pass: form start tags, script start tags, the cart link.
+_SPOTS = re.compile(rb"<(?:[fF][oO][rR][mM]\b[^>]*>|[sS][cC][rR][iI][pP][tT](?=[\s>])|" + re.escape(_CART_LINK[1:]) + rb")")
 MAX_RECENT = 4
 
 
@@ -66,13 +66,19 @@ def _recent(cookie: str | None) -> bytes:
 
 def personalize(page: bytes, cart: str | None, recent: str | None) -> bytes:
     """``page`` with this request's CSRF tokens, script nonce, cart count, recently viewed items and time."""
-    nonce = secrets.token_urlsafe(16).encode()
-    page = _SCRIPT.sub(b'<script nonce="' + nonce + b'"', page)
-    page = _FORM.sub(
-        lambda m: m.group(0) + b'<input type="hidden" name="csrf_token" value="' + secrets.token_urlsafe(24).encode() + b'">', page
-    )
+    nonce = b' nonce="' + secrets.token_urlsafe(16).encode() + b'"'
     count = sum(1 for t in (cart or "").split(".") if t.isdigit())
-    page = page.replace(_CART_LINK, _CART_LINK.replace(b"Cart<", f"Cart ({count})<".encode()), 1)
+    cart_link = _CART_LINK.replace(b"Cart<", f"Cart ({count})<".encode())
+
+    def fill(m: re.Match[bytes]) -> bytes:
+        tag = m.group(0)
+        if tag == _CART_LINK:
+            return cart_link
+        if tag[1] in b"sS":
+            return tag + nonce
+        return tag + b'<input type="hidden" name="csrf_token" value="' + secrets.token_urlsafe(24).encode() + b'">'
+
+    page = _SPOTS.sub(fill, page)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
     tail = _recent(recent) + b'<p class="rendered">Rendered at ' + stamp + b"</p>"
     k = page.rfind(b"</main>")
