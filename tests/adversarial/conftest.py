@@ -129,15 +129,20 @@ KNOWN_TRANSPORT_LIMITS = {
         "httpcore's pool serves a burst of 600 slower than the pool wait (503/504)"
     ),
 }
+#: The known limits that show only when the machine is slow enough (seen passing once on a quiet run).
+TIMING_DEPENDENT_LIMITS = {("test_600_concurrent_requests_to_a_500_ms_page_all_succeed", "httpx")}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         transport = callspec.params.get("transport") if callspec is not None else None
-        reason = KNOWN_TRANSPORT_LIMITS.get((getattr(item, "originalname", item.name), transport))
+        key = (getattr(item, "originalname", item.name), transport)
+        reason = KNOWN_TRANSPORT_LIMITS.get(key)
         if reason is not None:
-            item.add_marker(pytest.mark.xfail(strict=True, reason=f"{transport}: {reason}"))
+            # Strict (an unexpected pass fails the run, so a fixed limit gets noticed), except where
+            # the limit is a race with the machine's speed: those sometimes pass.
+            item.add_marker(pytest.mark.xfail(strict=key not in TIMING_DEPENDENT_LIMITS, reason=f"{transport}: {reason}"))
 
 
 @pytest.fixture(scope="session")
