@@ -56,6 +56,10 @@ HOP_BY_HOP = frozenset(
 )
 VIA = b"1.1 edge"
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+#: Upstream URLs kept by request target (httpx builds one in ~40 µs, a sizeable share of a full-tier
+#: request): targets up to this long, this many of them (all forgotten when full).
+_URL_MEMO_TARGET_BYTES = 512
+_URL_MEMO_SIZE = 4096
 
 
 def strip_hop_by_hop(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -84,6 +88,7 @@ class ReverseProxy:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.upstream = httpx.URL(settings.upstream)
+        self._urls: dict[bytes, httpx.URL] = {}
         self.client: httpx.AsyncClient | None = None
         self.transport: httpx.AsyncBaseTransport | None = None
         self._timeout: dict[str, float | None] = {}
@@ -257,7 +262,14 @@ class ReverseProxy:
         raw_path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         target = raw_path + (b"?" + query if query else b"")
-        return self.upstream.copy_with(raw_path=target)
+        url = self._urls.get(target)
+        if url is None:
+            url = self.upstream.copy_with(raw_path=target)  # (httpx.URL is immutable: safe to share)
+            if len(target) <= _URL_MEMO_TARGET_BYTES:
+                if len(self._urls) >= _URL_MEMO_SIZE:
+                    self._urls.clear()
+                self._urls[target] = url
+        return url
 
     def _request_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         incoming = scope["headers"]
