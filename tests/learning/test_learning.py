@@ -185,11 +185,18 @@ def _reference_edge_features(x, half_life=60.0):
         if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
             continue
         v = float(value)
-        if name in ("last_kbps", "downlink_kbps", "cell_kbps", "client_kbps_avg", "tcp_delivery_kbps", "tcp_goodput_kbps"):
+        if name == "tcp_rtt_ms":  # the server's TCP figures: bands only, and only these two
+            out[f"tcp_rtt_ms_band={sum(v >= edge for edge in (50, 100, 210, 400, 1170, 1670))}"] = 1.0
+            continue
+        if name == "tcp_goodput_kbps":
+            out[f"tcp_goodput_kbps_band={sum(v >= edge for edge in LAST_KBPS_BANDS)}"] = 1.0
+            continue
+        if name in ("tcp_rttvar_ms", "tcp_min_rtt_ms", "tcp_delivery_kbps", "tcp_app_limited"):
+            continue
+        if name in ("last_kbps", "downlink_kbps", "cell_kbps", "client_kbps_avg"):
             out[name] = math.log10(max(v, 1.0))
         elif name in (
             "last_age_s", "last_ms", "last_bytes", "last_rtt_ms", "rtt_ms", "speed", "cell_samples",
-            "tcp_rtt_ms", "tcp_rttvar_ms", "tcp_min_rtt_ms",
         ):  # fmt: skip
             out[name] = math.log1p(max(v, 0.0))
         else:
@@ -210,7 +217,7 @@ def _reference_edge_features(x, half_life=60.0):
         out["cell_share_conf"] = (out["cell_degraded_share"] - 0.5) * (n / (n + 3.0))
     else:
         out["no_cell"] = 1.0
-    if "tcp_rtt_ms" not in out:
+    if "tcp_rtt_ms" not in x or not math.isfinite(float(x["tcp_rtt_ms"])):
         out["no_tcp"] = 1.0
     p = RuleModel().predict(x)
     if p is not None:

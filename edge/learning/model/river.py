@@ -51,12 +51,20 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
     "radio": RADIO_CLASSES,
 }
 #: Throughputs (kbit/s) are roughly log-normal: the model sees log10 of them.
-_LOG_KBPS = ("last_kbps", "downlink_kbps", "cell_kbps", "client_kbps_avg", "tcp_delivery_kbps", "tcp_goodput_kbps")
+_LOG_KBPS = ("last_kbps", "downlink_kbps", "cell_kbps", "client_kbps_avg")
 #: Heavy-tailed non-negative figures: the model sees log1p of them.
 _LOG1P = (
     "last_age_s", "last_ms", "last_bytes", "last_rtt_ms", "rtt_ms", "speed", "cell_samples",
-    "tcp_rtt_ms", "tcp_rttvar_ms", "tcp_min_rtt_ms",
 )
+#: The server's view of the shopper's TCP connection (edge.pipeline.client_rtt) reaches the model in
+#: bands only: a continuous figure would be scaled by its spread, and on a LAN or loopback the spread
+#: is sub-millisecond jitter, which the scaler would blow up into large swings of p between two
+#: connections of one client. Round trip (ms): Chromium's ECT edges in TCP terms (210 3g, 1170 2g,
+#: 1670 slow-2g, as the rules read them) and round values below; goodput as the last throughput.
+TCP_RTT_BANDS = (50.0, 100.0, 210.0, 400.0, 1170.0, 1670.0)
+_TCP_BANDED = {"tcp_rtt_ms": TCP_RTT_BANDS, "tcp_goodput_kbps": (150.0, 350.0, 700.0, 1500.0, 3000.0, 8000.0)}
+#: Left to the rules or unused by the model: one-sample or per-connection figures that are mostly noise.
+_TCP_UNUSED = frozenset({"tcp_rttvar_ms", "tcp_min_rtt_ms", "tcp_delivery_kbps", "tcp_app_limited"})
 #: A last-request measurement loses half its relevance every this many seconds (think time is tens of seconds).
 FRESHNESS_HALF_LIFE_S = 60.0
 #: Centre for log10 throughput in the interaction terms (1 Mbit/s).
@@ -88,7 +96,9 @@ class EdgeFeatures(base.Transformer):
       freshness (a minute-old measurement says less than a second-old one); the cell's
       degraded share weighted by how many recent samples back it; one-hot bands of the radio
       figures and of the last throughput (:data:`RADIO_BANDS`, :data:`LAST_KBPS_BANDS`: a
-      linear model gets their non-linear effect); and the rule baseline's log-odds
+      linear model gets their non-linear effect); the server's TCP round trip and goodput in bands
+      only (:data:`TCP_RTT_BANDS`: never a continuous figure the scaler would stretch from
+      loopback jitter); and the rule baseline's log-odds
       (``rules``), so the model starts from the published thresholds and learns how far to
       trust them;
     - other numbers pass through as floats (so River's estimator checks, which use their
@@ -110,6 +120,7 @@ class EdgeFeatures(base.Transformer):
         # is what the plain rules in the class docstring give.
         out: dict[str, float] = {}
         one_hot, scale_of, bands_of, isfinite = _ONE_HOT_KEYS, _NUMERIC_SCALE, _BAND_KEYS, math.isfinite
+        tcp_banded = _TCP_BAND_KEYS
         for name, value in x.items():
             if type(value) is float:  # the common case (edge.pipeline.features gives floats)
                 v = value
@@ -125,6 +136,12 @@ class EdgeFeatures(base.Transformer):
             else:
                 continue
             if not isfinite(v):
+                continue
+            if name in tcp_banded:
+                tcp_edges, tcp_keys = tcp_banded[name]
+                out[tcp_keys[bisect_right(tcp_edges, v)]] = 1.0
+                continue
+            if name in _TCP_UNUSED:
                 continue
             scale = scale_of.get(name)
             if scale is None:
@@ -151,7 +168,7 @@ class EdgeFeatures(base.Transformer):
             out["cell_share_conf"] = (out["cell_degraded_share"] - 0.5) * confidence
         else:
             out["no_cell"] = 1.0
-        if "tcp_rtt_ms" not in out:
+        if not any(key in out for key in _TCP_RTT_KEYS):
             out["no_tcp"] = 1.0  # no server-side round trip (replayed traces, in-process, a failed read)
         if self.rules:
             p = self._rule_model.predict(x)
@@ -178,6 +195,11 @@ _BAND_KEYS: dict[str, tuple[tuple[float, ...], tuple[str, ...]]] = {
     name: (_ascending(edges, name), tuple(f"{name}_band={i}" for i in range(len(edges) + 1)))
     for name, edges in RADIO_BANDS.items()
 }
+_TCP_BAND_KEYS: dict[str, tuple[tuple[float, ...], tuple[str, ...]]] = {
+    name: (_ascending(edges, name), tuple(f"{name}_band={i}" for i in range(len(edges) + 1)))
+    for name, edges in _TCP_BANDED.items()
+}
+_TCP_RTT_KEYS = _TCP_BAND_KEYS["tcp_rtt_ms"][1]
 _LAST_BAND_KEYS = tuple(f"last_band={i}" for i in range(len(_ascending(LAST_KBPS_BANDS, "last_kbps")) + 1))
 
 
