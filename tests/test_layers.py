@@ -1,7 +1,7 @@
 """The package's shape: each layer imports only the layers below it, and no module imports itself in a circle.
 
 Layers, lowest first (README, "Layout"): ``core`` < ``pipeline`` < ``learning`` and ``transport``
-(independent of each other) < ``adapt`` < ``offline``, ``demo`` and ``preview`` (independent of each other) < ``runtime``. ``edge/__init__.py``
+(independent of each other) < ``adapt`` and ``state`` (independent of each other) < ``offline``, ``demo`` and ``preview`` (independent of each other) < ``runtime``. ``edge/__init__.py``
 is the public facade (names resolved lazily) and may name any layer. Imports inside
 ``if TYPE_CHECKING:`` are annotations, not dependencies, and are skipped.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edge"
-RANK = {"core": 0, "pipeline": 1, "learning": 2, "transport": 2, "adapt": 3, "offline": 4, "demo": 4, "preview": 4, "runtime": 5}
-INDEPENDENT = {frozenset({"learning", "transport"}), frozenset({"offline", "demo"}), frozenset({"offline", "preview"}), frozenset({"demo", "preview"})}
+RANK = {"core": 0, "pipeline": 1, "learning": 2, "transport": 2, "adapt": 3, "state": 3, "offline": 4, "demo": 4, "preview": 4, "runtime": 5}
+INDEPENDENT = {frozenset({"learning", "transport"}), frozenset({"adapt", "state"}), frozenset({"offline", "demo"}), frozenset({"offline", "preview"}), frozenset({"demo", "preview"})}
 
 
 def _module_name(path: Path) -> str:

@@ -124,6 +124,15 @@ class Settings:
     log_level: LogLevel = "info"
     # Worker processes sharing the ports (edge.runtime.workers); 1 per sidecar is the default: scale by pods.
     workers: int = 1
+    # A fleet of sidecars learning as one (edge.state, docs/operations.md "A fleet on Redis"): a redis:// or
+    # rediss:// URL (password and db in the URL). Empty: this process learns alone, nothing to install.
+    state: str = ""
+    # Prefix of every key edge writes, so several shops can share one Redis.
+    state_prefix: str = "edge:"
+    # Labels waiting for Redis (kept while it is slow or down); past it the oldest are dropped and counted.
+    state_outbox_max: int = 10_000
+    # Entries kept in the fleet's label stream (XADD MAXLEN ~): what a learner that was away can catch up on.
+    state_stream_max: int = 100_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -141,6 +150,12 @@ class Settings:
         if unknown:
             raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
         settings = cls(**values)
+        if settings.state:
+            scheme = settings.state.split("://", 1)[0].lower() if "://" in settings.state else ""
+            if scheme not in ("redis", "rediss", "unix"):
+                raise SettingsError(f"EDGE_STATE: {settings.state!r} is not a redis://, rediss:// or unix:// URL")
+            if not settings.feedback_key:
+                raise SettingsError("EDGE_STATE: a fleet needs EDGE_FEEDBACK_KEY (the same on every sidecar and the learner)")
         for name in ("feedback_key", "feedback_key_previous"):
             key = getattr(settings, name)
             if key and len(key.encode()) < 16:

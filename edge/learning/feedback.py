@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from edge.core import metrics
 from edge.learning.model import NetworkModel
+from edge.learning.shared_label import SharedLabel
 from edge.learning.tokens import MAX_TOKEN_BYTES as MAX_TOKEN_BYTES
 from edge.learning.tokens import REJECT_STATUS, FeedbackRejected, ReplayGuard, SharedReplayGuard, TokenSigner, shared_guard_for_workers
 from edge.learning.tokens import SHARED_GUARD_FILE as SHARED_GUARD_FILE
@@ -63,6 +64,7 @@ __all__ = [
     "MEASUREMENT_MAX_AGE_S",
     "MAX_BEACON_BYTES",
     "REJECT_STATUS",
+    "LabelSink",
 ]
 
 BEACON_PATH = "/__edge/beacon"
@@ -202,8 +204,25 @@ def _union_length(intervals: list[tuple[float, float]]) -> float:
     return float(total)
 
 
+class LabelSink(Protocol):
+    """Where a fleet's sidecar sends the labels it accepts (edge.state.fleet.FleetSync)."""
+
+    def submit(self, label: SharedLabel) -> bool:
+        """Queue ``label`` for the fleet, never waiting. True: the fleet will learn it (the learner, and
+        every sidecar's cell table); False: the fleet is unreachable, learn it here as well."""
+        ...
+
+
 class Feedback:
-    """Issues tokens and turns returned feedback into labels for ``model`` and ``towers``."""
+    """Issues tokens and turns returned feedback into labels for ``model`` and ``towers``.
+
+    With a ``fleet`` (:class:`LabelSink`), an accepted label goes to the fleet instead of being learned
+    here: the fleet's replay guard decides whether it is new, the learner learns it, every sidecar's
+    cell table takes its observation (docs/operations.md, "A fleet on Redis").
+    """
+
+    #: Set by the runtime when a fleet is configured (EDGE_STATE).
+    fleet: LabelSink | None = None
 
     def __init__(
         self,
@@ -329,6 +348,26 @@ class Feedback:
         if untrusted is not None:
             metrics.UNTRUSTED_LABELS.labels(untrusted).inc()
         x = payload.get("x")
+        cell = payload.get("c")
+        if self.fleet is not None:
+            label = SharedLabel(
+                nonce=int(payload.get("n", 0)),
+                expires=float(payload["t"]) + self.signer.ttl_s,
+                x=x if isinstance(x, dict) else None,
+                degraded=degraded,
+                client=group,
+                trusted=untrusted is None,
+                cell=cell if isinstance(cell, str) else None,
+                kbps=m.kbps,
+                at=now,
+            )
+            metrics.LABELS.labels(source, "degraded" if degraded else "ok").inc()
+            if payload.get("s") == "holdback":
+                metrics.HOLDBACK_LABELS.labels("degraded" if degraded else "ok").inc()
+            if self.fleet.submit(label):
+                return degraded
+            self.learn_shared(label)  # the fleet is unreachable: learn here too (the outbox keeps it for later)
+            return degraded
         if isinstance(x, dict):
             learn_from = getattr(self.model, "learn_from", None)
             if learn_from is not None:
@@ -338,11 +377,26 @@ class Feedback:
             metrics.LABELS.labels(source, "degraded" if degraded else "ok").inc()
             if payload.get("s") == "holdback":
                 metrics.HOLDBACK_LABELS.labels("degraded" if degraded else "ok").inc()
-        cell = payload.get("c")
         if isinstance(cell, str):
             self.towers.observe(cell, m.kbps, degraded, now, client=group, shared=untrusted is None)
             metrics.TABLE_SIZE.labels("cells").set(len(self.towers))
         return degraded
+
+    def learn_shared(self, label: SharedLabel) -> None:
+        """Learn a fleet label in this process: the model (when it has the features) and the cell table."""
+        if label.x is not None:
+            learn_from = getattr(self.model, "learn_from", None)
+            if learn_from is not None:
+                learn_from(label.x, label.degraded, label.client, label.trusted)
+            else:
+                self.model.learn(label.x, label.degraded)
+        self.observe_cell(label)
+
+    def observe_cell(self, label: SharedLabel) -> None:
+        """A fleet label's cell observation, in this process's cell table."""
+        if label.cell is not None:
+            self.towers.observe(label.cell, label.kbps, label.degraded, label.at, client=label.client, shared=label.trusted)
+            metrics.TABLE_SIZE.labels("cells").set(len(self.towers))
 
     # The browser's last measurement, kept in a signed cookie so the next page view can use it.
 

@@ -22,9 +22,11 @@ import contextlib
 import hmac
 import logging
 import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -41,6 +43,10 @@ from edge.core.settings import Settings
 from edge.learning.model import MODELS, Checkpointed, NetworkModel, Restorable, Snapshotting
 from edge.pipeline.policy import Policy, load_policy
 from edge.runtime.workers import SHARED_KEY_ENV, WORKER_INDEX_ENV
+
+if TYPE_CHECKING:
+    from edge.state.fleet import FleetSync
+    from edge.state.snapshot import FleetSnapshot
 from edge.transport.proxy import ReverseProxy
 
 __all__ = ["Edge", "build_edge", "make_model"]
@@ -107,9 +113,21 @@ class Edge:
             ]
         )
 
+        #: The fleet (``--state``): None for a sidecar that learns alone.
+        self.fleet: FleetSync | None = _fleet(settings, self.middleware, self.swap_model) if settings.state else None
+
     @property
     def model(self) -> NetworkModel:
         return self.middleware.model
+
+    def swap_model(self, snapshot: FleetSnapshot) -> None:
+        """Serve the fleet's model from now on (requests in flight keep the model they started with)."""
+        model = snapshot.model
+        extra = getattr(model, "extra", None)
+        if isinstance(extra, dict):
+            extra.clear()  # this sidecar's cell table and replay guard are its own (checkpoint() puts them back)
+        self.middleware.model = model
+        self.middleware.feedback.model = model
 
     # Policy hot reload: an invalid new file keeps the old policy in force and says so.
 
@@ -165,6 +183,8 @@ class Edge:
         tasks = [asyncio.create_task(self._watch_policy())]
         if self.settings.checkpoint:
             tasks.append(asyncio.create_task(self._checkpoint_periodically()))
+        if self.fleet is not None:
+            tasks.append(asyncio.create_task(self.fleet.run()))
         self.ready = True
         try:
             yield
@@ -174,6 +194,8 @@ class Edge:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.fleet is not None:
+                await self.fleet.close()
             self.checkpoint()
             await self.proxy.aclose()
 
@@ -195,6 +217,8 @@ class Edge:
         snapshot = model.snapshot() if isinstance(model, Snapshotting) else {"champion": model.source}
         # The opt-out as feedback: per policy, route and tier, pages served and switch-link refusals.
         snapshot = {**snapshot, "tier_refusals": self.middleware.refusals.snapshot()}
+        if self.fleet is not None:
+            snapshot = {**snapshot, "fleet": self.fleet.state()}
         # With --workers N each worker has its own model: say which one answered.
         index = os.environ.get(WORKER_INDEX_ENV)
         headers = {"Edge-Worker": f"index={index}, pid={os.getpid()}"} if index is not None else None
@@ -253,6 +277,31 @@ def _with_shared_key(settings: Settings) -> Settings:
         return settings
     log.warning("EDGE_FEEDBACK_KEY is not set: the workers share a random key; feedback tokens die with the sidecar")
     return settings.replace(feedback_key=shared)
+
+
+def _fleet(settings: Settings, middleware: AdaptiveMiddleware, swap: Callable[[FleetSnapshot], None]) -> FleetSync:
+    """This sidecar's link to its fleet (edge.state): labels go out, other sidecars' cells and the learner's model come in.
+
+    Imported here, not at the top: a sidecar without a fleet loads no Redis client and exports no ``edge_state_*``.
+    """
+    from edge.state.fleet import FleetSync
+    from edge.state.keys import FleetKeys
+    from edge.state.link import RedisLink
+
+    key = _key_bytes(settings.feedback_key)
+    fleet = FleetSync(
+        RedisLink(settings.state),
+        FleetKeys(settings.state_prefix),
+        key,
+        middleware.feedback,
+        swap,
+        origin=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}",
+        outbox_max=settings.state_outbox_max,
+        stream_max=settings.state_stream_max,
+        cell_memory_s=4 * settings.cell_half_life_s,
+    )
+    middleware.feedback.fleet = fleet
+    return fleet
 
 
 def _mtime(path: Path) -> float | None:

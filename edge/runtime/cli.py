@@ -5,6 +5,7 @@
     edge storefront --port 8081     # the demo storefront alone
     edge policy check FILE...       # validate policy files (exit 1 with file, key and problem)
     edge preview URL                # each tier of a page in headless Chromium on 2G, 3G and 4G: preview.png, report.html
+    edge learner --state redis://…   # a fleet's learner: one model from every sidecar's labels (docs/operations.md)
     edge replay TRACES...           # replay cellular traces (G-NetTrack, Norway, Mahimahi, per-second logs) through the model; prequential evaluation
 """
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_BAD_CONFIG = 2
+#: The learner's admin port unless told otherwise (a sidecar's is 9090).
+LEARNER_ADMIN_PORT = 9102
 
 
 def _settings(**flags: Any) -> Settings:
@@ -74,6 +77,13 @@ def main() -> None:
     """edge: adaptive mobile page serving in front of a storefront."""
 
 
+_state_options = [
+    click.option("--state", help="A fleet's Redis: redis://[:password@]host:port/db or rediss://…; unset = learn alone.  [env EDGE_STATE]"),
+    click.option("--state-prefix", help="Prefix of every Redis key (one Redis, several shops).  [env EDGE_STATE_PREFIX; default edge:]"),
+    click.option("--state-outbox-max", type=int, help="Labels kept while Redis is slow or down.  [env EDGE_STATE_OUTBOX_MAX; default 10000]"),
+    click.option("--state-stream-max", type=int, help="Entries kept in the fleet's label stream.  [env EDGE_STATE_STREAM_MAX; default 100000]"),
+]
+
 _serve_options = [
     click.option("--upstream", help="Storefront base URL.  [env EDGE_UPSTREAM; default http://127.0.0.1:8081]"),
     click.option("--host", help="Public listen address.  [env EDGE_HOST; default 127.0.0.1]"),
@@ -113,6 +123,7 @@ _serve_options = [
     click.option("--fail-mode", type=click.Choice(get_args(FailMode)), help="open: serve the original on errors.  [env EDGE_FAIL_MODE]"),
     click.option("--log-level", type=click.Choice(get_args(LogLevel)), help="How much edge logs.  [env EDGE_LOG_LEVEL; default info]"),
     click.option("--workers", type=int, help="Worker processes sharing the ports (1: one per sidecar, scale by pods).  [env EDGE_WORKERS; default 1]"),
+    *_state_options,
 ]
 
 
@@ -133,10 +144,17 @@ def _without_option(argv: list[str], name: str) -> list[str]:
     return out
 
 
+def _with_options(options: list[Callable[..., Any]]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
 def _with_serve_options(func: Callable[..., None]) -> Callable[..., None]:
-    for option in reversed(_serve_options):
-        func = option(func)
-    return func
+    return _with_options(_serve_options)(func)
 
 
 @main.command()
@@ -178,6 +196,32 @@ def serve(**flags: Any) -> None:
         log_level=settings.log_level,
         graceful_timeout=settings.graceful_timeout,
     )
+
+
+@main.command()
+@click.option("--admin-host", help="Admin listen address.  [env EDGE_ADMIN_HOST; default 127.0.0.1]")
+@click.option("--admin-port", type=int, help="/metrics /healthz /readyz /admin/learner.  [env EDGE_ADMIN_PORT; default 9102]")
+@click.option("--model", type=click.Choice(get_args(ModelName)), help="The model it starts from when Redis holds none.  [env EDGE_MODEL; default auto]")
+@click.option("--checkpoint", help="Also checkpoint the fleet's model here; restored when Redis holds no model.  [env EDGE_CHECKPOINT]")
+@click.option("--publish-interval", type=float, default=1.0, show_default=True, help="Seconds between published model versions (when it learned something).")
+@click.option("--log-level", type=click.Choice(get_args(LogLevel)), help="How much it logs.  [env EDGE_LOG_LEVEL; default info]")
+@_with_options(_state_options)
+def learner(publish_interval: float, **flags: Any) -> None:
+    """The fleet's learner: one model from every sidecar's labels, published to Redis (needs --state and EDGE_FEEDBACK_KEY)."""
+    import os
+
+    from edge.runtime.learner import build_learner_app
+    from edge.runtime.server import Listener, run
+
+    if flags.get("admin_port") is None and "EDGE_ADMIN_PORT" not in os.environ:
+        flags["admin_port"] = LEARNER_ADMIN_PORT
+    settings = _settings(**flags)
+    if not settings.state:
+        raise click.UsageError("edge learner needs --state (or EDGE_STATE): the fleet's Redis")
+    _logging(settings.log_level)
+    app, learner = build_learner_app(settings, publish_s=publish_interval)
+    click.echo(f"edge learner {learner.identity}: admin http://{settings.admin_host}:{settings.admin_port}/admin/learner", err=True)
+    run([Listener(app, settings.admin_host, settings.admin_port, "learner")], log_level=settings.log_level)
 
 
 @main.command()

@@ -32,7 +32,7 @@ import river
 
 from edge.core.errors import EdgeError
 
-__all__ = ["CheckpointError", "CHECKPOINT_FORMAT", "write_checkpoint", "read_checkpoint"]
+__all__ = ["CheckpointError", "CHECKPOINT_FORMAT", "write_checkpoint", "read_checkpoint", "checkpoint_bytes", "from_checkpoint_bytes"]
 
 T = TypeVar("T")
 
@@ -51,9 +51,15 @@ def _river_series() -> str:
     return ".".join(river.__version__.split(".")[:2])
 
 
-def write_checkpoint(obj: object, path: str | os.PathLike[str], *, kind: str, key: bytes | None = None) -> None:
-    """Write ``obj`` as a checkpoint of ``kind`` atomically (temp file in the same directory, fsync, rename)."""
-    path = Path(path)
+def checkpoint_bytes(obj: object, *, kind: str, key: bytes | None = None) -> bytes:
+    """``obj`` as the bytes of a checkpoint of ``kind`` (what :func:`write_checkpoint` writes to its file).
+
+    A fleet's model snapshots travel through Redis in this form (edge.state).
+
+        >>> data = checkpoint_bytes([1, 2], kind="example", key=b"k")
+        >>> from_checkpoint_bytes(data, list, kind="example", key=b"k", name="redis key edge:model")
+        [1, 2]
+    """
     payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     header = {
         "format": CHECKPOINT_FORMAT,
@@ -63,10 +69,32 @@ def write_checkpoint(obj: object, path: str | os.PathLike[str], *, kind: str, ke
         "mac": _digest(payload, key),
         "length": len(payload),
     }
+    return _MAGIC + orjson.dumps(header) + b"\n" + payload
+
+
+def from_checkpoint_bytes(data: bytes, expected: type[T], *, kind: str, key: bytes | None = None, name: str = "<bytes>") -> T:
+    """The ``expected`` object in checkpoint bytes, verified before anything is unpickled (as :func:`read_checkpoint`).
+
+    ``name`` says where the bytes came from in a :class:`CheckpointError`.
+    """
+    payload = _verified_payload(name, data, kind, key)
+    try:
+        obj = pickle.loads(payload)  # noqa: S301 - verified digest above
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {name}: incompatible contents ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(obj, expected):
+        raise CheckpointError(f"checkpoint {name}: holds a {type(obj).__name__}, not a {expected.__name__}")
+    return obj
+
+
+def write_checkpoint(obj: object, path: str | os.PathLike[str], *, kind: str, key: bytes | None = None) -> None:
+    """Write ``obj`` as a checkpoint of ``kind`` atomically (temp file in the same directory, fsync, rename)."""
+    path = Path(path)
+    data = checkpoint_bytes(obj, kind=kind, key=key)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + orjson.dumps(header) + b"\n" + payload)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -93,17 +121,10 @@ def read_checkpoint(path: str | os.PathLike[str], expected: type[T], *, kind: st
         data = path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"checkpoint {path}: cannot read ({exc.strerror or exc})") from exc
-    payload = _verified_payload(path, data, kind, key)
-    try:
-        obj = pickle.loads(payload)  # noqa: S301 - verified digest above
-    except Exception as exc:  # a verified but unreadable payload: an incompatible class layout
-        raise CheckpointError(f"checkpoint {path}: incompatible contents ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(obj, expected):
-        raise CheckpointError(f"checkpoint {path}: holds a {type(obj).__name__}, not a {expected.__name__}")
-    return obj
+    return from_checkpoint_bytes(data, expected, kind=kind, key=key, name=str(path))
 
 
-def _verified_payload(path: Path, data: bytes, kind: str, key: bytes | None) -> bytes:
+def _verified_payload(path: Path | str, data: bytes, kind: str, key: bytes | None) -> bytes:
     """The pickle in ``data`` once its header and digest check out."""
     if not data.startswith(_MAGIC):
         raise CheckpointError(f"checkpoint {path}: not an edge checkpoint (bad magic)")

@@ -1,0 +1,287 @@
+"""A sidecar's side of the fleet: labels out, other sidecars' labels in, the fleet's model swapped in.
+
+:class:`FleetSync` runs three background tasks next to the server; the request path never waits on
+any of them (it reads this process's own cell table, replay guard and model, as a single sidecar does):
+
+- **outbox** → Redis. :meth:`FleetSync.submit` (called by :class:`edge.learning.feedback.Feedback`
+  for each accepted label) only appends to a bounded deque. The flush task sends each label with one
+  Lua script: ``SET <prefix>nonce:<n> NX PX <token's remaining life>`` and, only if that set it, ``XADD``
+  to the label stream, so a token is learned once across the fleet even when two sidecars accept it
+  within the same instant. A batch is one round trip. A label that lost the ``SET NX`` was accepted by
+  another sidecar first: counted as ``edge_feedback_rejected_total{reason="replayed"}``.
+- **follow**: a blocking ``XREAD`` of the label stream (from ``cell_memory_s`` ago at start, so a new
+  sidecar starts with the fleet's recent cell statistics). Each other sidecar's label goes into this
+  process's cell table (with its client and trust, so the per-client limits of
+  :mod:`edge.pipeline.towers` hold fleet-wide) and its nonce into the local replay guard, so a token
+  another sidecar accepted is refused here at once, synchronously.
+- **model**: every ``poll_s`` a ``GET`` of the model's version; a new one is fetched, its HMAC
+  verified before anything is unpickled (a forged snapshot is refused and counted), and swapped in.
+
+While Redis is unreachable, :meth:`submit` returns False: the label is accepted on the local replay
+guard alone (``edge_state_guard_fallbacks_total``) and learned here, and it stays in the outbox; once
+Redis is back it goes through ``SET NX`` like any other, so the fleet learns nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from edge.core import metrics as edge_metrics
+from edge.learning.feedback import Feedback
+from edge.learning.model.checkpoints import CheckpointError
+from edge.learning.shared_label import SharedLabel
+from edge.state import metrics
+from edge.state.keys import FleetKeys
+from edge.state.link import REDIS_ERRORS, Backoff, RedisLink, describe
+from edge.state.snapshot import FleetSnapshot
+
+__all__ = ["FleetSync", "ACCEPT_ONCE", "stream_entries", "as_bytes"]
+
+log = logging.getLogger("edge.state")
+
+#: KEYS[1] the token's nonce key, KEYS[2] the label stream; ARGV: expiry (ms), stream bound, origin, label, signature.
+ACCEPT_ONCE = """
+if redis.call('SET', KEYS[1], ARGV[3], 'NX', 'PX', ARGV[1]) then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'o', ARGV[3], 'l', ARGV[4], 's', ARGV[5])
+  return 1
+end
+return 0
+"""
+
+#: Labels sent in one round trip.
+FLUSH_BATCH = 256
+#: Entries read from the stream in one round trip; and how long one blocking read waits (ms).
+FOLLOW_BATCH = 1000
+FOLLOW_BLOCK_MS = 1000
+#: How often old entries are trimmed from the stream by age (s).
+TRIM_EVERY_S = 10.0
+
+
+def stream_entries(response: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """The (id, fields) entries of an ``XREAD``/``XREADGROUP`` reply, in RESP2 (a list) or RESP3 (a dict) form."""
+    if not response:
+        return []
+    streams = response.items() if isinstance(response, dict) else response
+    out: list[tuple[bytes, dict[bytes, bytes]]] = []
+    for item in streams:
+        entries = item[1]
+        if entries and isinstance(entries[0], list) and len(entries) == 1 and isinstance(entries[0][0], list):
+            entries = entries[0]  # RESP3 nests one level deeper
+        for entry_id, fields in entries:
+            if fields is not None:  # a claimed entry that was trimmed meanwhile
+                out.append((entry_id, fields))
+    return out
+
+
+class FleetSync:
+    """Keeps one sidecar in step with its fleet (see the module docstring)."""
+
+    def __init__(
+        self,
+        link: RedisLink,
+        keys: FleetKeys,
+        key: bytes,
+        feedback: Feedback,
+        swap_model: Callable[[FleetSnapshot], None],
+        *,
+        origin: str,
+        outbox_max: int = 10_000,
+        stream_max: int = 100_000,
+        cell_memory_s: float = 1200.0,
+        poll_s: float = 1.0,
+    ) -> None:
+        self.link = link
+        self.redis = link.redis
+        self.keys = keys
+        self.key = key
+        self.feedback = feedback
+        self.swap_model = swap_model
+        self.origin = origin.encode()
+        self.outbox: deque[SharedLabel] = deque()
+        self.outbox_max = max(1, outbox_max)
+        self.stream_max = stream_max
+        self.cell_memory_s = cell_memory_s
+        self.poll_s = poll_s
+        #: The version of the fleet model this process serves (0: none yet, its own model).
+        self.model_version = 0
+        self._version_seen: bytes | None = None
+        self._last_read = time.monotonic()
+        self._wake = asyncio.Event()
+        self._accept_once = self.redis.register_script(ACCEPT_ONCE)
+        metrics.MODEL_VERSION.set(0)
+        metrics.OUTBOX.set(0)
+
+    # The request path: never waits.
+
+    def submit(self, label: SharedLabel) -> bool:
+        """Queue an accepted label (see :class:`edge.learning.feedback.LabelSink`)."""
+        connected = self.link.connected
+        label.learned_locally = not connected
+        if len(self.outbox) >= self.outbox_max:
+            self.outbox.popleft()
+            metrics.DROPPED.labels("outbox_full").inc()
+        self.outbox.append(label)
+        metrics.OUTBOX.set(len(self.outbox))
+        self._wake.set()
+        if not connected:
+            metrics.GUARD_FALLBACKS.inc()
+        return connected
+
+    def state(self) -> dict[str, Any]:
+        """What ``/admin/model`` shows of the fleet."""
+        return {
+            "state": describe(self.link.url),
+            "connected": self.link.connected,
+            "model_version": self.model_version,
+            "outbox": len(self.outbox),
+            "origin": self.origin.decode(),
+        }
+
+    # Background tasks.
+
+    async def run(self) -> None:
+        """Run every background task until cancelled."""
+        tasks = [asyncio.create_task(t) for t in (self._flush_forever(), self._follow_forever(), self._watch_model_forever())]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """At shutdown: one last try to send the outbox (a second at most), then close the connections."""
+        with contextlib.suppress(*REDIS_ERRORS):
+            async with asyncio.timeout(1.0):
+                while await self.flush():
+                    pass
+        await self.link.aclose()
+
+    async def flush(self) -> int:
+        """Send what the outbox holds (up to one batch); returns how many were sent. Raises Redis errors."""
+        batch = [self.outbox[i] for i in range(min(FLUSH_BATCH, len(self.outbox)))]
+        if not batch:
+            return 0
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        for label in batch:
+            fields = label.encode(self.key)
+            expiry_ms = max(1000, int((label.expires - now) * 1000))
+            await self._accept_once(
+                keys=[self.keys.nonce(label.nonce), self.keys.labels],
+                args=[expiry_ms, self.stream_max, self.origin, fields[b"l"], fields[b"s"]],
+                client=pipe,
+            )
+        results = await pipe.execute()
+        sent = {id(label) for label in batch}
+        while self.outbox and id(self.outbox[0]) in sent:  # the oldest may have been dropped meanwhile
+            self.outbox.popleft()
+        metrics.OUTBOX.set(len(self.outbox))
+        for label, accepted in zip(batch, results):
+            if not accepted:
+                edge_metrics.FEEDBACK_REJECTED.labels("replayed").inc()  # another sidecar accepted it first
+            elif not label.learned_locally:
+                self.feedback.observe_cell(label)
+        return len(batch)
+
+    async def _flush_forever(self) -> None:
+        backoff, last_trim = Backoff(), 0.0
+        while True:
+            if not self.outbox:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=TRIM_EVERY_S)
+            try:
+                await self.flush()
+                if time.monotonic() - last_trim >= TRIM_EVERY_S:
+                    last_trim = time.monotonic()
+                    oldest_ms = int((time.time() - self.cell_memory_s) * 1000)
+                    await self.redis.xtrim(self.keys.labels, minid=f"{oldest_ms}-0", approximate=True)
+            except REDIS_ERRORS as exc:
+                self.link.failed("flush", exc)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self.link.ok()
+            backoff.reset()
+
+    async def follow(self, last_id: bytes | str) -> bytes | str:
+        """Read and apply the next entries after ``last_id`` (blocking up to a second); returns the new last id."""
+        response = await self.redis.xread({self.keys.labels: last_id}, count=FOLLOW_BATCH, block=FOLLOW_BLOCK_MS)
+        self._last_read = time.monotonic()
+        guard = self.feedback.guard
+        now = time.time()
+        for entry_id, fields in stream_entries(response):
+            last_id = entry_id
+            if fields.get(b"o") == self.origin:
+                continue  # this sidecar's own: applied when it was sent
+            label = SharedLabel.decode(fields, self.key)
+            if label is None:
+                metrics.DROPPED.labels("forged_entry").inc()
+                continue
+            self.feedback.observe_cell(label)
+            guard.admit(label.nonce, label.expires - guard.window_s, now)  # refuse its token here too
+        return last_id
+
+    async def _follow_forever(self) -> None:
+        backoff = Backoff()
+        last_id: bytes | str = f"{int((time.time() - self.cell_memory_s) * 1000)}-0"
+        while True:
+            try:
+                last_id = await self.follow(last_id)
+            except REDIS_ERRORS as exc:
+                self.link.failed("follow", exc)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self.link.ok()
+            backoff.reset()
+
+    async def poll_model(self) -> bool:
+        """Fetch and swap in the fleet model if its version changed; True if swapped. Raises Redis errors."""
+        version = as_bytes(await self.redis.get(self.keys.model_version))
+        if version is None or version == self._version_seen:
+            return False
+        data = as_bytes(await self.redis.get(self.keys.model))
+        self._version_seen = version
+        if data is None:
+            return False
+        try:
+            snapshot = await asyncio.to_thread(FleetSnapshot.from_bytes, data, self.key)
+        except CheckpointError as exc:
+            metrics.SNAPSHOTS.labels("refused").inc()
+            log.error("fleet model snapshot refused (version %r): %s", version, exc)
+            return False
+        except Exception as exc:  # an unreadable snapshot must never stop the sidecar
+            metrics.SNAPSHOTS.labels("failed").inc()
+            log.error("fleet model snapshot unusable (version %r): %s", version, exc)
+            return False
+        self.swap_model(snapshot)
+        self.model_version = snapshot.version
+        metrics.SNAPSHOTS.labels("loaded").inc()
+        metrics.MODEL_VERSION.set(snapshot.version)
+        return True
+
+    async def _watch_model_forever(self) -> None:
+        backoff = Backoff()
+        while True:
+            await asyncio.sleep(self.poll_s)
+            metrics.SYNC_LAG.set(max(0.0, time.monotonic() - self._last_read))
+            try:
+                await self.poll_model()
+            except REDIS_ERRORS as exc:
+                self.link.failed("model", exc)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self.link.ok()
+            backoff.reset()
+
+
+def as_bytes(value: bytes | str | None) -> bytes | None:
+    """A reply as bytes (the client is built without ``decode_responses``; a str would be a test's client)."""
+    return value.encode() if isinstance(value, str) else value
