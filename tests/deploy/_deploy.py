@@ -22,6 +22,9 @@ RULE_FILES = [RULES_DIR / "recording.yml", RULES_DIR / "alerts.yml"]
 RULE_TESTS = sorted((RULES_DIR / "tests").glob("*.yml"))
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "edge.json"
 MANIFEST = DEPLOY / "kubernetes" / "edge-sidecar.yaml"
+#: A fleet on Redis: the learner (with the Secret "edge-state") and a Redis to try it with.
+LEARNER_MANIFEST = DEPLOY / "kubernetes" / "edge-learner.yaml"
+REDIS_MANIFEST = DEPLOY / "kubernetes" / "redis.yaml"
 OPERATIONS = ROOT / "docs" / "operations.md"
 MISSING_HINT = "install Debian's prometheus package: bash scripts/system-deps.sh"
 
@@ -44,10 +47,18 @@ def load_yaml(path: Path) -> dict:
         return yaml.safe_load(f)
 
 
-def rules(kind: str) -> list[dict]:
-    """Every rule of ``kind`` ("alert" or "record") in the rule files, in file order."""
+#: Rule groups about a fleet on Redis (edge_state_*, edge_learner_*): a sidecar without --state has no series for them.
+FLEET_GROUPS = {"edge.fleet", "edge.fleet.alerts"}
+
+
+def rules(kind: str, fleet: bool | None = None) -> list[dict]:
+    """Every rule of ``kind`` ("alert" or "record") in the rule files, in file order.
+
+    ``fleet``: None, every rule; True, only the fleet's groups (FLEET_GROUPS); False, all but those.
+    """
     found = []
     for path in RULE_FILES:
         for group in load_yaml(path)["groups"]:
-            found.extend(rule for rule in group["rules"] if kind in rule)
+            if fleet is None or (group["name"] in FLEET_GROUPS) == fleet:
+                found.extend(rule for rule in group["rules"] if kind in rule)
     return found

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 from _deploy import DASHBOARD, DEPLOY, load_yaml
 
-REQUIRED_ROWS = ["Traffic and tiers", "Latency per tier", "Bytes saved", "Model health", "Feedback and labels", "Reliability", "Resources"]
+REQUIRED_ROWS = ["Traffic and tiers", "Latency per tier", "Bytes saved", "Model health", "Feedback and labels", "Reliability", "Resources", "Fleet state"]
+#: The row that shows a fleet on Redis (docs/operations.md, "A fleet on Redis"); its queries run against a fleet.
+FLEET_ROW = "Fleet state"
 
 
 def _dashboard() -> dict:
@@ -41,6 +44,11 @@ def test_rows_cover_what_sres_watch() -> None:
         "Feedback and labels": ["edge_labels_total", "edge_feedback_rejected_total", "by (source, label)", "by (reason)"],
         "Reliability": ["edge_fail_open_total", "by (stage)", "edge_upstream_errors_total", "by (kind)", "edge_policy_reloads_total"],
         "Resources": ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "edge_table_entries"],
+        "Fleet state": [
+            "edge_state_connected", "edge_learner_leader", "edge_state_stream_lag", "edge_learner_pending", "edge_state_model_version",
+            "edge_state_errors", "by (op)", "edge_state_outbox", "edge_state_dropped_total", "edge_state_guard_fallbacks_total",
+            "edge_state_sync_lag_seconds", "edge_state_snapshots_total", "edge_learner_labels_total",
+        ],
     }
     for row, needles in expected.items():
         for needle in needles:
@@ -60,6 +68,13 @@ def test_panels_have_unique_ids_titles_and_fit_the_grid() -> None:
         occupied |= cells
 
 
+def _learner_query(expr: str) -> bool:
+    """A query about the fleet's learners: every selector in it is job "edge-learner" (how both Prometheus configs scrape
+    `edge learner`). `$instance`/`$pod` list sidecars, so it is not filtered by them."""
+    selectors = re.findall(r"[a-z_:]+\{([^}]*)\}", expr)
+    return bool(selectors) and all('job="edge-learner"' in labels for labels in selectors)
+
+
 def test_every_query_uses_the_datasource_variable_and_the_instance_and_pod_filters() -> None:
     for panel in _dashboard()["panels"]:
         if panel["type"] == "row":
@@ -70,6 +85,8 @@ def test_every_query_uses_the_datasource_variable_and_the_instance_and_pod_filte
         for target in panel["targets"]:
             expr = target["expr"]
             if expr.startswith("tier:"):  # the constant latency targets
+                continue
+            if 'instance=~"$instance"' not in expr and _learner_query(expr):
                 continue
             assert 'instance=~"$instance"' in expr and 'pod=~"$pod"' in expr, f"{panel['title']}: {expr}"
 
@@ -89,3 +106,29 @@ def test_provisioning_loads_the_dashboard_and_the_datasource() -> None:
     providers = load_yaml(DEPLOY / "grafana" / "provisioning" / "dashboards" / "edge.yml")["providers"]
     assert providers[0]["type"] == "file" and providers[0]["options"]["path"].endswith("/edge")
     assert _dashboard()["uid"] == "edge-sidecar"
+
+
+def test_fleet_row_tells_serving_pods_from_learners() -> None:
+    """Sidecars and learners both export edge_state_* (and sidecars edge_learner_* as 0): every fleet query selects one
+    side by job, the sidecars with the dashboard's filters, the learners alone."""
+    for panel in _rows()[FLEET_ROW]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            sidecar = 'job!="edge-learner", instance=~"$instance", pod=~"$pod"'
+            selectors = re.findall(r"[a-z_:]+\{([^}]*)\}", expr)
+            assert selectors and (_learner_query(expr) or all(sidecar in labels for labels in selectors)), f"{panel['title']}: {expr}"
+
+
+def test_sidecar_variables_leave_the_learners_out() -> None:
+    variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
+    for name in ("pod", "instance"):
+        assert 'job!="edge-learner"' in variables[name]["query"]["query"], name
+
+
+def test_learner_panels_exist_and_skew_is_max_minus_min() -> None:
+    fleet = {panel["title"]: panel for panel in _rows()[FLEET_ROW]}
+    (skew,) = [p for title, p in fleet.items() if "skew" in title.lower()]
+    assert skew["targets"][0]["expr"].startswith("max(instance:edge_state_model_version:serving{")
+    assert " - min(instance:edge_state_model_version:serving{" in skew["targets"][0]["expr"]
+    (leaders,) = [p for title, p in fleet.items() if "leader" in title.lower()]
+    assert leaders["targets"][0]["expr"] == 'sum(edge_learner_leader{job="edge-learner"})'

@@ -1,26 +1,31 @@
 """deploy/kubernetes/edge-sidecar.yaml against Kubernetes's own JSON schemas (no cluster here),
-its sidecar semantics, and the Kubernetes scrape config's relabelling run on the manifest's pod."""
+its sidecar semantics, and the Kubernetes scrape config's relabelling run on the manifest's pod.
+
+A fleet on Redis: edge-learner.yaml (the learner, two replicas) and redis.yaml (a Redis to try it with),
+validated the same way, and how a sidecar and the learner reach Redis."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
 import yaml
-from _deploy import MANIFEST, PROMETHEUS_DIR, ROOT, load_yaml
+from _deploy import LEARNER_MANIFEST, MANIFEST, PROMETHEUS_DIR, REDIS_MANIFEST, ROOT, load_yaml
 
 #: The oldest and newest Kubernetes minor versions the manifest is checked against.
 KUBERNETES_VERSIONS = ["1.29.0", "1.33.0"]
 
 
-def _docs() -> list[dict]:
-    with open(MANIFEST, encoding="utf-8") as f:
+def _docs(path: Path = MANIFEST) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
         return [doc for doc in yaml.safe_load_all(f) if doc]
 
 
-def _kind(kind: str) -> dict:
-    (doc,) = [d for d in _docs() if d["kind"] == kind]
+def _kind(kind: str, path: Path = MANIFEST) -> dict:
+    (doc,) = [d for d in _docs(path) if d["kind"] == kind]
     return doc
 
 
@@ -33,7 +38,9 @@ def _env(container: dict) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize("doc", _docs(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+@pytest.mark.parametrize(
+    "doc", [d for path in (MANIFEST, LEARNER_MANIFEST, REDIS_MANIFEST) for d in _docs(path)], ids=lambda d: f"{d['kind']}/{d['metadata']['name']}"
+)
 def test_manifest_validates_against_the_kubernetes_schema(doc: dict, version: str) -> None:
     # strict: unknown fields (a typo such as "readinesProbe") are errors too.
     kubernetes_validate.validate(doc, version, strict=True)
@@ -180,8 +187,8 @@ def _pod_targets(annotations: dict[str, str], labels: dict[str, str], ports: lis
     return [{**meta, "__address__": f"pod.invalid:{port}", "__metrics_path__": "/metrics", "job": "edge"} for port in ports]
 
 
-def _scrape_targets(targets: list[dict[str, str]]) -> list[dict[str, str]]:
-    (job,) = load_yaml(PROMETHEUS_DIR / "prometheus-kubernetes.yml")["scrape_configs"]
+def _scrape_targets(targets: list[dict[str, str]], job_name: str = "edge") -> list[dict[str, str]]:
+    (job,) = [j for j in load_yaml(PROMETHEUS_DIR / "prometheus-kubernetes.yml")["scrape_configs"] if j["job_name"] == job_name]
     kept = [_relabel(t, job["relabel_configs"]) for t in targets]
     unique = {tuple(sorted((k, v) for k, v in t.items() if not k.startswith("__meta_"))) for t in kept if t is not None}
     return [dict(t) for t in unique]  # Prometheus merges targets left identical by relabelling
@@ -209,3 +216,132 @@ def test_dockerfile_and_manifest_agree_on_ports() -> None:
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text(encoding="utf-8")
     ports = _ports(_containers()["edge"])
     assert f"EXPOSE {ports['edge-http']} {ports['edge-admin']}" in dockerfile
+
+
+
+# ---- A fleet on Redis: the learner, the Secret "edge-state", a Redis to try it with -------------------------
+
+
+def _learner() -> dict:
+    (container,) = _kind("Deployment", LEARNER_MANIFEST)["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _secret_ref(container: dict, name: str) -> dict:
+    return _env(container)[name]["valueFrom"]["secretKeyRef"]
+
+
+def test_learner_manifest_holds_deployment_pdb_network_policy_and_the_state_secret() -> None:
+    assert sorted(d["kind"] for d in _docs(LEARNER_MANIFEST)) == ["Deployment", "NetworkPolicy", "PodDisruptionBudget", "Secret"]
+    assert sorted(d["kind"] for d in _docs(REDIS_MANIFEST)) == ["Deployment", "NetworkPolicy", "Service"]
+
+
+def test_sidecar_reaches_redis_from_the_state_secret_and_still_runs_without_it() -> None:
+    ref = _secret_ref(_containers()["edge"], "EDGE_STATE")
+    secret = _kind("Secret", LEARNER_MANIFEST)
+    assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+    # optional: a cluster without the fleet's Secret starts sidecars that learn alone, instead of pods stuck in
+    # CreateContainerConfigError.
+    assert ref["optional"] is True
+
+
+def test_learner_runs_edge_learner_with_the_sidecars_state_prefix_and_feedback_key() -> None:
+    learner, edge = _learner(), _containers()["edge"]
+    assert learner["command"] == ["edge", "learner"]
+    assert learner["image"] == edge["image"]  # one image, another command
+    state = _secret_ref(learner, "EDGE_STATE")
+    assert (state["name"], state["key"]) == (_secret_ref(edge, "EDGE_STATE")["name"], _secret_ref(edge, "EDGE_STATE")["key"])
+    assert not state.get("optional")  # a learner without Redis has nothing to do
+    assert _env(learner)["EDGE_STATE_PREFIX"]["value"] == _env(edge)["EDGE_STATE_PREFIX"]["value"]
+    # Snapshots are signed with the feedback key: the learner's must be the sidecars' own.
+    assert _secret_ref(learner, "EDGE_FEEDBACK_KEY") == _secret_ref(edge, "EDGE_FEEDBACK_KEY")
+
+
+def test_learner_runs_two_replicas_spread_and_kept_through_drains() -> None:
+    deployment = _kind("Deployment", LEARNER_MANIFEST)
+    assert deployment["spec"]["replicas"] >= 2  # a standby takes the lock within ~5 s of the leader's death
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    pdb = _kind("PodDisruptionBudget", LEARNER_MANIFEST)
+    assert pdb["spec"]["minAvailable"] == 1 and pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (term,) = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= labels.items()
+
+
+def test_learner_admin_port_is_probed_annotated_and_open_to_prometheus_only() -> None:
+    learner = _learner()
+    env, ports = _env(learner), _ports(learner)
+    template = _kind("Deployment", LEARNER_MANIFEST)["spec"]["template"]
+    # The image sets EDGE_ADMIN_PORT=9090 (a sidecar's): the learner's must be set explicitly.
+    assert ports["learner-admin"] == int(env["EDGE_ADMIN_PORT"]["value"]) == int(template["metadata"]["annotations"]["prometheus.io/port"])
+    assert env["EDGE_ADMIN_HOST"]["value"] == "0.0.0.0"
+    assert learner["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "learner-admin"}
+    assert learner["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "learner-admin"}
+    (rule,) = _kind("NetworkPolicy", LEARNER_MANIFEST)["spec"]["ingress"]
+    assert [p["port"] for p in rule["ports"]] == ["learner-admin"] and rule["from"]
+    context = learner["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False and context["readOnlyRootFilesystem"] is True
+    assert {"cpu", "memory"} <= learner["resources"]["requests"].keys() and "memory" in learner["resources"]["limits"]
+    checkpoint = env["EDGE_CHECKPOINT"]["value"]
+    assert any(checkpoint.startswith(m["mountPath"] + "/") and not m.get("readOnly") for m in learner["volumeMounts"])
+
+
+def test_learner_pods_are_not_storefront_pods() -> None:
+    """The storefront's Service, Deployment and NetworkPolicy select by name=storefront: never a learner."""
+    labels = _kind("Deployment", LEARNER_MANIFEST)["spec"]["template"]["metadata"]["labels"]
+    for selector in (
+        _kind("Service")["spec"]["selector"],
+        _kind("Deployment")["spec"]["selector"]["matchLabels"],
+        _kind("NetworkPolicy")["spec"]["podSelector"]["matchLabels"],
+    ):
+        assert not selector.items() <= labels.items(), selector
+
+
+def test_kubernetes_discovery_scrapes_learners_as_their_own_job() -> None:
+    learner_template = _kind("Deployment", LEARNER_MANIFEST)["spec"]["template"]
+    annotations, labels = learner_template["metadata"]["annotations"], learner_template["metadata"]["labels"]
+    (target,) = _scrape_targets(_pod_targets(annotations, labels, [9102]), "edge-learner")
+    assert target["__address__"] == f"pod.invalid:{_ports(_learner())['learner-admin']}"
+    assert target["namespace"] == "shop"
+    assert _scrape_targets(_pod_targets(annotations, labels, [9102]), "edge") == []  # not a sidecar
+    sidecar = _kind("Deployment")["spec"]["template"]["metadata"]
+    assert _scrape_targets(_pod_targets(sidecar["annotations"], sidecar["labels"], [9090]), "edge-learner") == []
+
+
+def test_state_secret_points_at_the_trial_redis_with_its_password() -> None:
+    secret = _kind("Secret", LEARNER_MANIFEST)["stringData"]
+    url = urlsplit(secret["url"])
+    assert url.scheme in ("redis", "rediss")
+    assert url.password == secret["password"]
+    service = _kind("Service", REDIS_MANIFEST)
+    assert (url.hostname, url.port) == (service["metadata"]["name"], service["spec"]["ports"][0]["port"])
+    assert re.fullmatch(r"/\d+", url.path)  # a db number
+
+
+def test_trial_redis_takes_the_password_refuses_to_evict_and_stays_below_its_limit() -> None:
+    deployment = _kind("Deployment", REDIS_MANIFEST)
+    (redis,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = redis["args"]
+    option = {args[i]: args[i + 1] for i in range(0, len(args), 2)}
+    assert option["--requirepass"] == "$(REDIS_PASSWORD)"
+    ref = _secret_ref(redis, "REDIS_PASSWORD")
+    assert (ref["name"], ref["key"]) == (_kind("Secret", LEARNER_MANIFEST)["metadata"]["name"], "password")
+    # Evicting would drop replay-guard nonces, the stream or the model without a word: refuse writes instead.
+    assert option["--maxmemory-policy"] == "noeviction"
+    maxmemory = int(option["--maxmemory"].removesuffix("mb")) * 2**20
+    limit = redis["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi") and maxmemory < int(limit.removesuffix("Mi")) * 2**20
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    service = _kind("Service", REDIS_MANIFEST)
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_only_sidecars_and_learners_reach_redis() -> None:
+    (rule,) = _kind("NetworkPolicy", REDIS_MANIFEST)["spec"]["ingress"]
+    (peer,) = rule["from"]
+    (expression,) = peer["podSelector"]["matchExpressions"]
+    sidecar = _kind("Deployment")["spec"]["template"]["metadata"]["labels"]
+    learner = _kind("Deployment", LEARNER_MANIFEST)["spec"]["template"]["metadata"]["labels"]
+    assert expression["operator"] == "In" and expression["key"] == "app.kubernetes.io/component"
+    assert set(expression["values"]) == {sidecar[expression["key"]], learner[expression["key"]]}

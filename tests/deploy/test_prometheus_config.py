@@ -36,7 +36,8 @@ def test_promtool_check_kubernetes_config(promtool: str, tmp_path: Path) -> None
 def test_both_configs_scrape_job_edge_and_load_the_rules() -> None:
     for name in ("prometheus.yml", "prometheus-kubernetes.yml"):
         config = load_yaml(PROMETHEUS_DIR / name)
-        assert [job["job_name"] for job in config["scrape_configs"]] == ["edge"], name  # EdgeDown selects job="edge"
+        # EdgeDown selects job="edge"; the fleet's rules and panels tell learners apart by job="edge-learner".
+        assert [job["job_name"] for job in config["scrape_configs"]] == ["edge", "edge-learner"], name
         assert config["rule_files"] == ["rules/recording.yml", "rules/alerts.yml"], name
 
 
@@ -94,6 +95,15 @@ def test_the_required_alerts_exist() -> None:
         "EdgeFeedbackRejectionsSpike",
     }
     assert required <= names, required - names
+
+
+def test_the_fleet_alerts_exist_and_read_learners_by_job() -> None:
+    alerts = {r["alert"]: r for r in rules("alert")}
+    for name in ("EdgeStateDisconnected", "EdgeModelVersionSkew", "EdgeLearnerStreamLag", "EdgeNoLearner", "EdgeStateErrors"):
+        assert name in alerts, name
+    # Sidecars export edge_learner_leader 0 too: only job "edge-learner" says whether a learner leads or is there at all.
+    assert 'absent(edge_learner_leader{job="edge-learner"})' in alerts["EdgeNoLearner"]["expr"]
+    assert 'edge_state_model_version{job!="edge-learner"}' in alerts["EdgeModelVersionSkew"]["expr"]
 
 
 def test_recording_rule_names_follow_level_metric_operations() -> None:

@@ -8,6 +8,11 @@ A query that returns nothing fails with the panel's title.
 Grafana's variables are substituted the way Grafana would for this setup: ``$instance`` is the
 scraped sidecar, ``$pod`` matches anything (a static scrape has no pod label), and the intervals
 are four scrape intervals (``$__rate_interval`` is never shorter than that).
+
+The "Fleet state" row and the fleet's rules (A fleet on Redis) run against a fleet instead: a real
+``redis-server`` with a password, two ``edge serve --state`` sidecars and two ``edge learner`` replicas,
+scraped as jobs ``edge`` and ``edge-learner`` like deploy/prometheus/*.yml do. The single sidecar above
+has no --state, and every fleet alert must stay silent for it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,7 +35,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from _deploy import DASHBOARD, ROOT, RULE_FILES, rules, tool
+from _deploy import DASHBOARD, MISSING_HINT, ROOT, RULE_FILES, rules, tool
 
 from tests.readiness import poll_ready
 
@@ -67,9 +73,10 @@ class Proc:
                 self.popen.wait(5)
 
 
-def _spawn(name: str, argv: list[str], logs: Path) -> Proc:
+def _spawn(name: str, argv: list[str], logs: Path, extra_env: dict[str, str] | None = None) -> Proc:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}  # flags are the only configuration
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra_env or {})  # except what has no flag (EDGE_FEEDBACK_KEY)
     log = logs / f"{name}.log"
     with open(log, "wb") as out:
         popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
@@ -233,7 +240,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             f"Prometheus to see all {expected:.0f} decided pages",
             lambda: any(float(s["value"][1]) >= expected for s in stack.query(f'sum(edge_requests_total{{instance="{instance}"}})')),
         )
-        for rule in rules("record"):
+        for rule in rules("record", fleet=False):
             stack.wait_for(f"recorded series {rule['record']}", lambda name=rule["record"]: bool(stack.query(name)))
         yield stack
     finally:
@@ -242,18 +249,26 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         client.close()
 
 
-def _substitute(expr: str, instance: str) -> str:
+def _substitute(expr: str, instance: str | list[str]) -> str:
+    """Grafana's variables; ``$instance`` as Grafana's "All" expands it: an alternation of every listed instance."""
     for variable, value in SUBSTITUTIONS.items():
         expr = expr.replace(variable, value)
-    return expr.replace("$instance", re.escape(instance).replace("\\", "\\\\"))
+    instances = [instance] if isinstance(instance, str) else instance
+    return expr.replace("$instance", "|".join(re.escape(i) for i in instances).replace("\\", "\\\\"))
 
 
-def _panel_queries() -> list[pytest.param]:
+FLEET_ROW = "Fleet state"
+
+
+def _panel_queries(fleet: bool = False) -> list[pytest.param]:
+    """Every panel's queries, outside the Fleet state row (fleet=False) or in it (fleet=True)."""
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     params, row = [], ""
     for panel in dashboard["panels"]:
         if panel["type"] == "row":
             row = panel["title"]
+            continue
+        if (row == FLEET_ROW) != fleet:
             continue
         for target in panel.get("targets", []):
             title = f"{row} / {panel['title']} [{target['refId']}]"
@@ -261,9 +276,18 @@ def _panel_queries() -> list[pytest.param]:
     return params
 
 
-def _exposed_samples(stack: Stack) -> set[str]:
-    text = stack.client.get(f"{stack.admin_url}/metrics").text
-    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+def _dashboard_metric_names(fleet: bool) -> set[str]:
+    """Raw metric names the panels of the Fleet state row (or of every other row) name."""
+    exprs = " ".join(param.values[1] for param in _panel_queries(fleet)) + " "
+    return set(re.findall(r"(?<![:\w])((?:edge|process)_[a-z0-9_]+)(?=[{\[\s)])", exprs))
+
+
+def _missing_metrics(named: set[str], exposition: str) -> set[str]:
+    declared = set(re.findall(r"^# TYPE (\S+) ", exposition, flags=re.M))
+    samples = {line.split("{")[0].split(" ")[0] for line in exposition.splitlines() if line and not line.startswith("#")}
+    exposed = declared | samples
+    base = {re.sub(r"_(bucket|count|sum|total)$", "", n) for n in exposed} | exposed
+    return {n for n in named if n not in exposed and re.sub(r"_(bucket|count|sum|total)$", "", n) not in base}
 
 
 @pytest.mark.parametrize(("title", "expr"), _panel_queries())
@@ -274,7 +298,7 @@ def test_every_dashboard_query_returns_series(stack: Stack, title: str, expr: st
         pytest.fail(f"panel {title!r} returned no series\n  query: {query}", pytrace=False)
 
 
-@pytest.mark.parametrize("rule", rules("record"), ids=lambda r: r["record"] + ("{" + ",".join(f"{k}={v}" for k, v in r["labels"].items()) + "}" if r.get("labels") else ""))
+@pytest.mark.parametrize("rule", rules("record", fleet=False), ids=lambda r: r["record"] + ("{" + ",".join(f"{k}={v}" for k, v in r["labels"].items()) + "}" if r.get("labels") else ""))
 def test_every_recording_rule_returns_series(stack: Stack, rule: dict) -> None:
     assert stack.query(rule["expr"]), f"recording rule {rule['record']}: expression returned no series"
     assert stack.query(rule["record"]), f"recording rule {rule['record']}: Prometheus recorded nothing"
@@ -331,15 +355,18 @@ def test_forged_feedback_makes_its_alert_pending(stack: Stack) -> None:
 
 
 def test_dashboard_metrics_are_exported_by_edge(stack: Stack) -> None:
-    """Every raw metric a panel names is on edge's /metrics (catches typos even for empty gauges)."""
+    """Every raw metric a panel names is on edge's /metrics (catches typos even for empty gauges).
+
+    The Fleet state row's metrics exist only with --state: test_fleet_dashboard_metrics_are_exported checks them."""
     text = stack.client.get(f"{stack.admin_url}/metrics").text
-    declared = set(re.findall(r"^# TYPE (\S+) ", text, flags=re.M))
-    exposed = declared | _exposed_samples(stack)
-    dashboard = DASHBOARD.read_text(encoding="utf-8")
-    named = set(re.findall(r"(?<![:\w])((?:edge|process)_[a-z0-9_]+)(?=[{\[\s)])", dashboard))
-    base = {re.sub(r"_(bucket|count|sum|total)$", "", n) for n in exposed} | exposed
-    missing = {n for n in named if n not in exposed and re.sub(r"_(bucket|count|sum|total)$", "", n) not in base}
+    missing = _missing_metrics(_dashboard_metric_names(fleet=False), text)
     assert not missing, f"dashboard names metrics edge does not export: {sorted(missing)}"
+
+
+def test_a_sidecar_without_state_exports_no_fleet_metrics(stack: Stack) -> None:
+    """No edge_state_* / edge_learner_* without --state: nothing for the fleet's alerts to misread."""
+    text = stack.client.get(f"{stack.admin_url}/metrics").text
+    assert not re.findall(r"^(edge_state_\w+|edge_learner_\w+)", text, flags=re.M)
 
 
 def test_the_traffic_reached_every_row(stack: Stack) -> None:
@@ -354,3 +381,194 @@ def test_the_traffic_reached_every_row(stack: Stack) -> None:
         "cells in the tower table": f'edge_table_entries{{table="cells", {instance}}} > 0',
     }.items():
         assert stack.query(expr), f"no {what}: {expr}"
+
+
+# ---------------------------------------------------------------------------------------------- a fleet on Redis
+
+FEEDBACK_KEY = "deploy-test-fleet-key-0123456789abcdef"  # the same on every sidecar and learner, as the Secret gives it
+REDIS_PASSWORD = "deploy-test-redis-password"
+
+
+@dataclass
+class Fleet:
+    """Two sidecars and two learners on one Redis, scraped as jobs edge and edge-learner."""
+
+    stack: Stack  # prometheus_url, client, procs, query(), wait_for(); edge_url/admin_url are the first sidecar's
+    edge_urls: list[str]
+    pod_instances: list[str]
+    learner_instances: list[str]
+    redis: Proc
+
+
+def _start_redis(tmp: Path, port: int) -> Proc:
+    redis = shutil.which("redis-server")
+    if redis is None:
+        pytest.skip(f"redis-server not found on PATH; {MISSING_HINT} (it installs redis-server too)")
+    return _spawn(
+        "redis",
+        [redis, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no", "--requirepass", REDIS_PASSWORD],
+        tmp,
+    )
+
+
+def _wait_redis(port: int, procs: list[Proc]) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline and all(p.popen.poll() is None for p in procs):
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5) as sock:
+                sock.sendall(f"AUTH {REDIS_PASSWORD}\r\nPING\r\n".encode())
+                time.sleep(0.05)
+                if b"+PONG" in sock.recv(64):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    pytest.fail("redis-server did not answer\n" + "\n".join(p.tail() for p in procs), pytrace=False)
+
+
+def _fleet_traffic(edge_urls: list[str]) -> None:
+    """Browsers and apps on both sidecars, and each beacon posted twice: on another sidecar and on its own."""
+    jobs = [(_browser_visit, i) for i in range(30)] + [(_app_session, i) for i in range(10)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for statuses in pool.map(lambda job: job[0](edge_urls[job[1] % 2], job[1]), jobs):
+            assert all(status < 500 for status in statuses), statuses
+    # A replay: the token accepted by one sidecar is refused by the other (fleet guard) and by itself (local guard).
+    with httpx.Client(timeout=10.0, trust_env=False, headers={"User-Agent": MOBILE_UA, **BROWSERS["3g"]}) as client:
+        page = client.get(f"{edge_urls[0]}/")
+        token = page.headers.get("edge-token")
+        assert token, "no feedback token on a page"
+        body = json.dumps({"t": token, "nav": [5, 1560, 6200, 60000], "res": [], "c": ["3g", 400, 0.4]})
+        headers = {"Content-Type": "text/plain;charset=UTF-8"}
+        for url in (edge_urls[0], edge_urls[1], edge_urls[0]):
+            assert client.post(f"{url}/__edge/beacon", content=body, headers=headers).status_code < 500
+            time.sleep(1.0)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    prometheus = tool("prometheus")
+    if subprocess.run([EDGE_BIN, "learner", "--help"], capture_output=True, cwd=ROOT).returncode != 0:
+        pytest.skip("this checkout has no `edge learner` (the fleet on Redis, issue 17)")
+    tmp = tmp_path_factory.mktemp("prometheus-fleet")
+    procs: list[Proc] = []
+    client = httpx.Client(timeout=5.0, trust_env=False)
+    env = {"EDGE_FEEDBACK_KEY": FEEDBACK_KEY}
+    try:
+        redis_port, sf_port, prom_port = (_free_port() for _ in range(3))
+        redis = _start_redis(tmp, redis_port)
+        procs.append(redis)
+        _wait_redis(redis_port, procs)
+        state = f"redis://:{REDIS_PASSWORD}@{HOST}:{redis_port}/0"
+        procs.append(_spawn("storefront", [EDGE_BIN, "storefront", "--host", HOST, "--port", str(sf_port), "--log-level", "warning"], tmp))
+        _wait_ok(f"http://{HOST}:{sf_port}/", procs)
+        edge_urls, pod_instances, learner_instances = [], [], []
+        for n in range(2):
+            port, admin_port = _free_port(), _free_port()
+            procs.append(_spawn(
+                f"edge-{n}",
+                [EDGE_BIN, "serve", "--upstream", f"http://{HOST}:{sf_port}", "--host", HOST, "--port", str(port),
+                 "--admin-host", HOST, "--admin-port", str(admin_port), "--log-level", "warning", "--state", state],
+                tmp, env,
+            ))
+            _wait_ok(f"http://{HOST}:{admin_port}/readyz", procs)
+            edge_urls.append(f"http://{HOST}:{port}")
+            pod_instances.append(f"{HOST}:{admin_port}")
+        for n in range(2):
+            admin_port = _free_port()
+            procs.append(_spawn(
+                f"learner-{n}",
+                [EDGE_BIN, "learner", "--state", state, "--admin-host", HOST, "--admin-port", str(admin_port), "--log-level", "warning"],
+                tmp, env,
+            ))
+            _wait_ok(f"http://{HOST}:{admin_port}/healthz", procs)
+            learner_instances.append(f"{HOST}:{admin_port}")
+
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(path) for path in RULE_FILES],
+            "scrape_configs": [
+                {"job_name": "edge", "static_configs": [{"targets": pod_instances}]},
+                {"job_name": "edge-learner", "static_configs": [{"targets": learner_instances}]},
+            ],
+        }
+        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        procs.append(_spawn(
+            "prometheus",
+            [prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
+             f"--web.listen-address={HOST}:{prom_port}", "--log.level=warn"],
+            tmp,
+        ))
+        prometheus_url = f"http://{HOST}:{prom_port}"
+        _wait_ok(f"{prometheus_url}/-/ready", procs)
+        stack = Stack(prometheus_url, edge_urls[0], f"http://{pod_instances[0]}", pod_instances[0], procs, client)
+        stack.wait_for("the first scrape of all four", lambda: len(stack.query("up == 1")) == 4)
+
+        _fleet_traffic(edge_urls)
+
+        for what, expr in {
+            "one leader": 'sum(edge_learner_leader{job="edge-learner"}) == 1',
+            "labels learned": 'sum(edge_learner_labels_total{job="edge-learner"}) > 0',
+            "a fleet model on both sidecars": 'count(edge_state_model_version{job="edge"} > 0) == 2',
+            "both sidecars connected": 'count(edge_state_connected{job="edge"} == 1) == 2',
+        }.items():
+            stack.wait_for(what, lambda expr=expr: bool(stack.query(expr)))
+        for rule in rules("record", fleet=True):
+            stack.wait_for(f"recorded series {rule['record']}", lambda name=rule["record"]: bool(stack.query(name)))
+        yield Fleet(stack, edge_urls, pod_instances, learner_instances, redis)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        client.close()
+
+
+@pytest.mark.parametrize(("title", "expr"), _panel_queries(fleet=True))
+def test_every_fleet_dashboard_query_returns_series(fleet: Fleet, title: str, expr: str) -> None:
+    query = _substitute(expr, fleet.pod_instances)
+    assert "$" not in query, f"panel {title!r}: unsubstituted variable in {query}"
+    if not fleet.stack.query(query):
+        pytest.fail(f"panel {title!r} returned no series\n  query: {query}", pytrace=False)
+
+
+@pytest.mark.parametrize("rule", rules("record", fleet=True), ids=lambda r: r["record"])
+def test_every_fleet_recording_rule_returns_series(fleet: Fleet, rule: dict) -> None:
+    assert fleet.stack.query(rule["expr"]), f"recording rule {rule['record']}: expression returned no series"
+
+
+def test_fleet_panels_see_learners_apart_from_sidecars(fleet: Fleet) -> None:
+    """The serving pods' versions are the two sidecars' (not the learners'), and the learners are one leader, one standby."""
+    serving = fleet.stack.query("instance:edge_state_model_version:serving")
+    assert sorted(s["metric"]["instance"] for s in serving) == sorted(fleet.pod_instances)
+    leaders = fleet.stack.query('edge_learner_leader{job="edge-learner"}')
+    assert sorted(float(s["value"][1]) for s in leaders) == [0.0, 1.0]
+
+
+def test_fleet_dashboard_metrics_are_exported(fleet: Fleet) -> None:
+    """Every metric the Fleet state row names is on a sidecar's or a learner's /metrics."""
+    text = "\n".join(fleet.stack.client.get(f"http://{i}/metrics").text for i in fleet.pod_instances + fleet.learner_instances)
+    missing = _missing_metrics(_dashboard_metric_names(fleet=True), text)
+    assert not missing, f"the Fleet state row names metrics no fleet process exports: {sorted(missing)}"
+
+
+def test_no_fleet_alert_holds_on_a_healthy_fleet(fleet: Fleet) -> None:
+    for rule in rules("alert", fleet=True):
+        holds = fleet.stack.query(rule["expr"])
+        assert holds == [], f"{rule['alert']} (for: {rule.get('for', '0s')}) would fire on a healthy fleet: {holds}"
+
+
+def test_redis_killed_shows_as_disconnected_and_sidecars_serve_on(fleet: Fleet) -> None:
+    """Last (it breaks the fleet): kill -9 of Redis. Pages still come; EdgeStateDisconnected's expression names every
+    process; EdgeNoLearner and EdgeStateErrors stay silent (Redis down is not a learner or a command problem)."""
+    fleet.redis.popen.kill()
+    fleet.redis.popen.wait(5)
+    stack = fleet.stack
+    stack.wait_for("every process to report Redis lost", lambda: len(stack.query("edge_state_connected == 0")) == 4)
+    for url in fleet.edge_urls:
+        with httpx.Client(timeout=10.0, trust_env=False, headers={"User-Agent": MOBILE_UA, **BROWSERS["2g"]}) as client:
+            assert client.get(f"{url}/").status_code == 200
+    alerts = {r["alert"]: r["expr"] for r in rules("alert", fleet=True)}
+    stack.wait_for(
+        "EdgeStateDisconnected's expression to hold for all four",
+        lambda: len(stack.query(alerts["EdgeStateDisconnected"])) == 4,
+    )
+    for name in ("EdgeNoLearner", "EdgeStateErrors"):
+        assert stack.query(alerts[name]) == [], name
