@@ -32,6 +32,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from edge.core import metrics as edge_metrics
 from edge.learning.feedback import Feedback
 from edge.learning.model.checkpoints import CheckpointError
@@ -174,12 +176,16 @@ class FleetSync:
         for label in batch:
             fields = label.encode(self.key)
             expiry_ms = max(1000, int((label.expires - now) * 1000))
-            await self._accept_once(
-                keys=[self.keys.nonce(label.nonce), self.keys.labels],
-                args=[expiry_ms, self.stream_max, self.origin, fields[b"l"], fields[b"s"]],
-                client=pipe,
-            )
-        results = await pipe.execute()
+            # EVALSHA straight away: redis-py's Script in a pipeline asks SCRIPT EXISTS first, a second round trip.
+            pipe.evalsha(
+                self._accept_once.sha, 2, self.keys.nonce(label.nonce), self.keys.labels,
+                expiry_ms, self.stream_max, self.origin, fields[b"l"], fields[b"s"],
+            )  # fmt: skip
+        try:
+            results = await pipe.execute()
+        except NoScriptError:  # a Redis that restarted (or failed over) has forgotten the script
+            await self.redis.script_load(ACCEPT_ONCE)
+            return await self.flush()
         sent = {id(label) for label in batch}
         while self.outbox and id(self.outbox[0]) in sent:  # the oldest may have been dropped meanwhile
             self.outbox.popleft()
