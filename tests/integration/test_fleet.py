@@ -6,6 +6,8 @@
 - labels posted to all three reach the learner, and every sidecar serves the published version within 5 s;
 - ``kill -9`` of Redis under load: no non-2xx response; after a restart (empty) the fleet converges on a
   new version again; a forged snapshot written to Redis is refused by every sidecar;
+- Redis hung (SIGSTOP, longer than the client's timeout): pages served, beacons kept in the outboxes,
+  every one of them learned once when it answers again;
 - the leading learner killed: the standby takes over and the fleet keeps learning.
 """
 
@@ -234,6 +236,38 @@ def test_kill_9_of_redis_under_load_costs_no_request_and_the_fleet_converges_aga
         leader.proc.popen.send_signal(signal.SIGCONT)
     # The learner notices the published model is not its own and publishes again.
     wait_for(lambda: all(fleet.fleet_state(s)["model_version"] > version for s in fleet.sidecars), 10, message="the learner republishes")
+
+
+def test_a_redis_that_stops_answering_costs_no_request_and_loses_no_label(fleet: Fleet, client):
+    """SIGSTOP: Redis keeps its sockets open and answers nothing (a slow or hung node), for longer
+    than the client's socket timeout. Pages are served, beacons accepted and kept in the outboxes;
+    when Redis answers again every one of them reaches the learner, once."""
+    leader = fleet.leader()
+    wait_for(lambda: all(fleet.fleet_state(s)["outbox"] == 0 for s in fleet.sidecars), 5, message="outboxes empty")
+    learned = leader.state()["learned"]
+    accepted = 0
+    fleet.redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 5.0
+        i = 0
+        while time.monotonic() < deadline:
+            sidecar = fleet.sidecars[i % 3]
+            page, token = get_page(client, sidecar.url, "/", **{"User-Agent": shopper(f"hung-{i}")})
+            assert page.status_code == 200
+            status = client.post(sidecar.url + "/__edge/beacon", content=fast_beacon(token)).status_code
+            assert status in (204, 429), status
+            accepted += status == 204
+            i += 1
+            time.sleep(0.05)
+        waiting = sum(fleet.fleet_state(s)["outbox"] for s in fleet.sidecars)
+        assert waiting == accepted, (waiting, accepted)  # nothing sent, nothing dropped
+    finally:
+        fleet.redis.proc.send_signal(signal.SIGCONT)
+    assert accepted > 0
+    wait_for(lambda: all(fleet.fleet_state(s)["outbox"] == 0 for s in fleet.sidecars), 15, message="outboxes drain")
+    wait_for(lambda: leader.state()["learned"] == learned + accepted, 10, message=f"{accepted} labels learned")
+    time.sleep(1.0)
+    assert leader.state()["learned"] == learned + accepted  # and none twice
 
 
 def test_the_leading_learner_killed_the_standby_takes_over_and_the_fleet_keeps_learning(fleet: Fleet, client):
