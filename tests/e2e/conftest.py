@@ -19,10 +19,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -34,7 +31,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.preview.browser import CDP, CHROMIUM_CANDIDATES, CHROMIUM_FLAGS, CDPError
+from edge.preview.browser import CDP, CHROMIUM_CANDIDATES, CDPError, Chromium
 
 # The integration suite's process helpers (spawning `edge`, waiting for readiness, free ports), reused as a module.
 _spec = importlib.util.spec_from_file_location("edge_integration_helpers", Path(__file__).resolve().parents[1] / "integration" / "conftest.py")
@@ -113,10 +110,10 @@ class Load:
 class Page:
     """A tab in its own browser context, with the Network and Page domains on."""
 
-    def __init__(self, browser: Browser, context_id: str, target_id: str) -> None:
+    def __init__(self, browser: Browser, context_id: str, cdp: CDP) -> None:
         self.browser = browser
         self.context_id = context_id
-        self.cdp = CDP(f"ws://127.0.0.1:{browser.port}/devtools/page/{target_id}")
+        self.cdp = cdp
         self.cdp.send("Page.enable")
         self.cdp.send("Network.enable")
         self.cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})  # each load measures the network
@@ -194,50 +191,19 @@ class Page:
         self.cdp.close()
 
 
-class Browser:
-    """A headless Chromium process and its browser-level DevTools session."""
+class Browser(Chromium):
+    """A headless Chromium (the launcher ``edge preview`` uses: :class:`edge.preview.browser.Chromium`)
+    whose tabs are :class:`Page` objects, each in its own browser context."""
 
     def __init__(self, executable: str, profile: Path, log_path: Path) -> None:
-        self.log_path = log_path
-        log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
-        try:
-            self.proc = subprocess.Popen(
-                [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-                 "--window-size=412,915", "about:blank"],  # fmt: skip
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")},
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        active = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        lines: list[str] = []
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if active.exists():
-                lines = active.read_text().split()
-                if len(lines) >= 2:
-                    break
-            time.sleep(0.05)
-        if len(lines) < 2:
-            self.stop()
-            raise RuntimeError(f"chromium did not open its DevTools port\n{self.logs()}")
-        self.port = int(lines[0])
-        self.cdp = CDP(f"ws://127.0.0.1:{self.port}{lines[1]}")
+        super().__init__(executable, profile, log_path)
         self.pages: list[Page] = []
 
     def new_page(self) -> Page:
-        context = self.cdp.send("Target.createBrowserContext", {"disposeOnDetach": True})["browserContextId"]
-        target = self.cdp.send("Target.createTarget", {"url": "about:blank", "browserContextId": context})["targetId"]
-        page = Page(self, context, target)
+        tab, context = self.new_tab()
+        page = Page(self, context, tab)
         self.pages.append(page)
         return page
-
-    def logs(self, limit: int = 6000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return "(no log)"
 
     def stop(self) -> None:
         for page in self.pages:
@@ -245,17 +211,7 @@ class Browser:
                 page.close()
             except Exception:  # noqa: BLE001 - closing anyway
                 pass
-        if getattr(self, "cdp", None) is not None:
-            try:
-                self.cdp.send("Browser.close", timeout=5)
-            except Exception:  # noqa: BLE001 - killed below if still running
-                pass
-            self.cdp.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: the renderer and GPU helpers too
-            self.proc.wait(5)
+        super().stop()
 
 
 @pytest.fixture
