@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from _deploy import DASHBOARD, MISSING_HINT, ROOT, RULE_FILES, rules, tool
+from _deploy import DASHBOARD, MISSING_HINT, OPERATIONS, ROOT, RULE_FILES, rules, tool
 
 from tests.readiness import poll_ready
 
@@ -548,6 +548,17 @@ def test_fleet_dashboard_metrics_are_exported(fleet: Fleet) -> None:
     text = "\n".join(fleet.stack.client.get(f"http://{i}/metrics").text for i in fleet.pod_instances + fleet.learner_instances)
     missing = _missing_metrics(_dashboard_metric_names(fleet=True), text)
     assert not missing, f"the Fleet state row names metrics no fleet process exports: {sorted(missing)}"
+
+
+def test_every_fleet_metric_is_documented(fleet: Fleet) -> None:
+    """docs/operations.md ("A fleet on Redis", Metrics) names every edge_state_* / edge_learner_* metric a fleet exports."""
+    text = "\n".join(fleet.stack.client.get(f"http://{i}/metrics").text for i in fleet.pod_instances + fleet.learner_instances)
+    declared = re.findall(r"^# TYPE ((?:edge_state|edge_learner)_\w+) (\w+)", text, flags=re.M)
+    exported = {(name, kind) for name, kind in declared if not name.endswith("_created")}  # prometheus-client's own
+    assert exported, "a fleet exports no edge_state_* metric"
+    docs = OPERATIONS.read_text(encoding="utf-8")
+    missing = sorted(name + ("_total" if kind == "counter" else "") for name, kind in exported if f"`{name}" not in docs)
+    assert not missing, f"docs/operations.md does not describe: {missing}"
 
 
 def test_no_fleet_alert_holds_on_a_healthy_fleet(fleet: Fleet) -> None:
