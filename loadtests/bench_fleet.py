@@ -6,7 +6,8 @@ Everything runs here on loopback: a ``redis-server`` (Debian's), the demo storef
 sidecars with ``--state`` (A and C) and one sidecar without a fleet. No learner runs: it is not
 on any request's path, and its own commands (its stream reads, lock renewals) would blur the
 sidecars' counts. The
-cases alternate (off, on, off, on) so that drift in this shared machine's speed hits both alike:
+cases alternate (direct, off, on, ×``--rounds``; medians reported) so that drift in this shared
+machine's speed hits both alike:
 
 - **added p50 at c=1 and req/s at c=16** (``wrk``, the full tier with 4G hints) with the fleet on
   and off, and their difference (the issue's target: within 0.05 ms and 5 %);
@@ -74,6 +75,7 @@ def beacon(port: int, token: str, slow: bool) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of direct, off, on (medians are reported)")
     parser.add_argument("--trials", type=int, default=20, help="beacon → decision trials")
     parser.add_argument("--beacons", type=int, default=50, help="beacons for the per-beacon command count")
     parser.add_argument("--json", type=Path, help="write the figures here too")
@@ -99,14 +101,14 @@ def main() -> None:
         # 1. Added latency and throughput, fleet off and on, alternating.
         rows: dict[str, list] = {"direct": [], "off": [], "on": []}
         commands_per_request = None
-        for round_ in range(2):
+        for round_ in range(args.rounds):
             for name, port in (("direct", sf), ("off", off), ("on", a)):
                 headers = {**HINTS_4G, "User-Agent": UA}
                 wrk(port, headers, 1, 1)  # warm-up
                 c1 = wrk(port, headers, 1, args.duration)
                 before = commandstats(client)
                 c16 = wrk(port, headers, 16, args.duration)
-                if name == "on" and round_ == 1:
+                if name == "on" and round_ == args.rounds - 1:
                     calls = delta(before, commandstats(client))
                     commands_per_request = {"commands": sum(calls.values()) / max(1, c16.requests), "by_command": calls, "requests": c16.requests}
                 rows[name].append((c1.p50_ms, c16.rps, c1.non_2xx + c16.non_2xx))
