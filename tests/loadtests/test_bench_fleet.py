@@ -30,7 +30,7 @@ def test_bench_fleet_measures_both_sides_and_pages_never_write_to_redis(tmp_path
             pytest.fail(f"{tool} is missing: scripts/system-deps.sh installs it (make test runs it)")
     out = tmp_path / "fleet.json"
     run = subprocess.run(
-        [sys.executable, str(ROOT / "loadtests" / "bench_fleet.py"), "--duration", "1", "--trials", "3", "--beacons", "10", "--json", str(out)],
+        [sys.executable, str(ROOT / "loadtests" / "bench_fleet.py"), "--duration", "1", "--rounds", "1", "--trials", "3", "--beacons", "10", "--json", str(out)],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
