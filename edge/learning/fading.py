@@ -145,6 +145,19 @@ class FadingEvaluation:
             self._neg[m] = [v * factor for v in self._neg[m]]
             self._loss[m] *= factor
 
+    def forget(self) -> None:
+        """Start a new memory: every label seen so far weighs nothing from here on (``labels`` and
+        ``positives`` still count the whole stream). The champion/challenger does this when a frozen
+        deployment begins (:meth:`edge.learning.model.ChampionChallenger.observe`)."""
+        self._weight = 1.0
+        self._w_pos = self._w_neg = 0.0
+        for m in self.models:
+            self._pos[m] = [0.0] * LOGIT_BINS
+            self._neg[m] = [0.0] * LOGIT_BINS
+            self._loss[m] = 0.0
+            self._auc[m] = None
+        self._since_refresh = 0
+
     def refresh(self) -> None:
         """Recompute the AUCs now."""
         self._since_refresh = 0

@@ -65,3 +65,15 @@ def test_state_is_bounded_and_pickles():
 def test_binned_auc_needs_both_classes():
     assert binned_roc_auc([0.0] * 3, [1.0, 0.0, 0.0]) is None
     assert binned_roc_auc([0.0, 2.0], [2.0, 0.0]) == 1.0 and binned_roc_auc([2.0, 0.0], [0.0, 2.0]) == 0.0
+
+
+def test_forget_starts_a_new_memory_and_keeps_the_stream_counts():
+    ev = FadingEvaluation(("a",), half_life=1000, every=1)
+    for i in range(200):  # a ranks these perfectly …
+        ev.update(i % 2 == 0, {"a": 0.9 if i % 2 == 0 else 0.1})
+    ev.forget()
+    assert ev.roc_auc("a") is None and ev.in_window == 0.0 and ev.log_loss("a") is None
+    for i in range(20):  # … and these exactly wrong: only they count now
+        ev.update(i % 2 == 0, {"a": 0.1 if i % 2 == 0 else 0.9})
+    assert ev.roc_auc("a") == 0.0 and ev.in_window == pytest.approx(20.0, rel=1e-2)
+    assert ev.labels == 220 and ev.positives == 110

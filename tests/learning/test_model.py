@@ -329,3 +329,53 @@ def test_a_checkpoint_of_the_previous_layout_still_loads(tmp_path):
         old.learn({"last_kbps": rng.uniform(100, 3000)}, rng.random() < 0.4)
     assert old.evaluation.window_positives == sum(old.evaluation._y)
     assert set(old.snapshot()["roc_auc"]) == {"model", "rules"}
+
+
+def test_a_frozen_deployment_judges_its_candidates_on_its_own_labels():
+    import random
+
+    # Trained where the model ranks perfectly and the rules know nothing: the model is elected,
+    # and a long memory of it (3000 labels, half-life 2000) would take long to overturn.
+    cc = _cc(min_labels=100, min_class_labels=20, window=1000, every=25, candidates=("model", "rules", "last_request"))
+    rng = random.Random(7)
+    for _ in range(3000):
+        y = rng.random() < 0.4
+        cc.learn({"last_kbps": 1000.0, "p_model": 0.8 if y else 0.2}, y)
+    assert cc.source == "model" and cc.evaluation.in_window > 1500
+    # Deployed frozen on a network where the model is a coin toss and the last request ranks well:
+    # the first observe starts a new memory, and the new labels elect last_request within a few hundred.
+    sources = []
+    for _ in range(400):
+        y = rng.random() < 0.4
+        kbps = rng.uniform(100, 600) if y else rng.uniform(800, 5000)
+        cc.observe({"last_kbps": kbps, "p_model": rng.choice((0.2, 0.8))}, y)
+        sources.append(cc.source)
+    assert cc.evaluation.in_window < 400 and cc.evaluation.labels == 3400
+    assert sources[-1] != "model" and "model" not in sources[200:]
+    assert cc.switches == 2  # rules → model in training, model → one of the throughput candidates here
+
+
+def test_the_memory_starts_afresh_once_per_frozen_deployment_only():
+    import random
+
+    cc = _cc(min_labels=100, min_class_labels=20, window=1000, every=25)
+    rng = random.Random(8)
+    for _ in range(500):
+        y = rng.random() < 0.4
+        cc.learn({"last_kbps": 1000.0, "p_model": 0.8 if y else 0.2}, y)
+    cc.observe({"last_kbps": 1000.0, "p_model": 0.8}, True)
+    assert cc.evaluation.in_window == pytest.approx(1.0)  # forgotten: only the observed label
+    for _ in range(50):  # observing goes on: the memory grows again
+        cc.observe({"last_kbps": 1000.0, "p_model": 0.2}, False)
+    assert cc.evaluation.in_window > 50
+    # Labels learned and observed in turn (fewer than min_labels learned in between) never wipe the memory.
+    before = cc.evaluation.in_window
+    for i in range(40):
+        (cc.learn if i % 2 else cc.observe)({"last_kbps": 1000.0, "p_model": 0.2}, False)
+    assert cc.evaluation.in_window > before
+    # A checkpoint from before this attribute existed restores with the defaults.
+    import pickle
+
+    state = pickle.loads(pickle.dumps(cc))
+    del state.__dict__["_observing"], state.__dict__["_learned_since_forget"]
+    assert state._observing is False and state._learned_since_forget == 0
