@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httptools
+from uvicorn.protocols.http.httptools_impl import HEADER_RE as _HEADER_NAME
+from uvicorn.protocols.http.httptools_impl import HEADER_VALUE_RE as _HEADER_VALUE
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from edge.core import metrics
@@ -77,14 +79,118 @@ class _Refused(Exception):
 
 
 class _Cycle(RequestResponseCycle):
-    """uvicorn's request/response cycle, but a 204/304 with ``Content-Length`` ends without a body."""
+    """uvicorn's request/response cycle (its ``send``, for uvicorn's httptools protocol), with three changes:
+
+    - a 204/304 with ``Content-Length`` ends without a body;
+    - the response head is held until the first body message and goes out with it in one write
+      (``writelines``): one system call, and one wake-up of the client, fewer per response. A head
+      whose body does not follow within the same loop step goes out on the next step by itself, so
+      a streamed response (a storefront that sends its head and then thinks) is not held back;
+    - header names and values are checked with one regex search over all of them (uvicorn's same
+      patterns, which match one byte: the joined bytes have a match exactly when one field does),
+      not two searches per field.
+
+    An access log (edge runs without one) takes uvicorn's own path for the head.
+    """
+
+    _held: bytes | None = None  # the response head, not yet written
 
     async def send(self, message: Any) -> None:
-        starting = not self.response_started
-        await super().send(message)
-        if starting and message.get("status") in (204, 304):
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
+        if not self.response_started:
+            if self.access_log or message["type"] != "http.response.start":
+                await super().send(message)  # logs, or raises for a body before the start
+                self._no_body_for(message.get("status"))
+                return
+            self._hold_head(message)
+            return
+        if self.response_complete or message["type"] != "http.response.body":
+            self._flush_head()
+            await super().send(message)  # raises: a message after the end, or of the wrong type
+            return
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if self.scope["method"] == "HEAD":
+            self.expected_content_length = 0
+            data = b""
+        elif self.chunked_encoding:
+            data = b"".join([b"%x\r\n" % len(body), body, b"\r\n"]) if body else b""
+            if not more_body:
+                data += b"0\r\n\r\n"
+        else:
+            if len(body) > self.expected_content_length:
+                raise RuntimeError("Response content longer than Content-Length")
+            self.expected_content_length -= len(body)
+            data = body
+        held = self._held
+        if held is not None:
+            self._held = None
+            if data:
+                self.transport.writelines([held, data])
+            else:
+                self.transport.write(held)
+        elif data:
+            self.transport.write(data)
+        if not more_body:
+            if self.expected_content_length != 0:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.response_complete = True
+            self.message_event.set()
+            if not self.keep_alive:
+                self.transport.close()
+            self.on_response()
+
+    def _hold_head(self, message: Any) -> None:
+        """uvicorn's status line and header fields for ``message``, held for the first body message."""
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        status_code = message["status"]
+        headers = self.default_headers + list(message.get("headers", []))
+        if _HEADER_NAME.search(b"".join([n for n, _ in headers])):
+            raise RuntimeError("Invalid HTTP header name.")
+        if _HEADER_VALUE.search(b"".join([v for _, v in headers])):
+            raise RuntimeError("Invalid HTTP header value.")
+        content = [STATUS_LINE[status_code]]
+        has_connection_close = False
+        for name, value in headers:
+            name = name.lower()
+            if name == b"content-length" and self.chunked_encoding is None:
+                self.expected_content_length = int(value.decode())
+                self.chunked_encoding = False
+            elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                self.expected_content_length = 0
+                self.chunked_encoding = True
+            elif name == b"connection":
+                connection = [token.lower().strip() for token in value.split(b",")]
+                if b"close" in connection:
+                    self.keep_alive = False
+                    has_connection_close = True
+            content.extend([name, b": ", value, b"\r\n"])
+        if not self.keep_alive and not has_connection_close:
+            content.append(b"connection: close\r\n")
+        if self.chunked_encoding is None and self.scope["method"] != "HEAD" and status_code not in (204, 304):
+            self.chunked_encoding = True
+            content.append(b"transfer-encoding: chunked\r\n")
+        content.append(b"\r\n")
+        self._no_body_for(status_code)
+        self._held = b"".join(content)
+        asyncio.get_running_loop().call_soon(self._flush_head)
+
+    def _no_body_for(self, status: int | None) -> None:
+        if status in (204, 304):
             self.expected_content_length = 0
             self.chunked_encoding = False
+
+    def _flush_head(self) -> None:
+        """The head alone (no body message came in the loop step that started the response)."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self.disconnected and not self.transport.is_closing():
+                self.transport.write(held)
 
 
 class EdgeHttpProtocol(HttpToolsProtocol):

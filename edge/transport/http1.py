@@ -47,14 +47,14 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 
 from edge.transport.http1_connection import _Connection, _StaleConnection
 
-__all__ = ["Http1Transport"]
+__all__ = ["Http1Transport", "RawResponse"]
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -91,6 +91,51 @@ class _Body(httpx.AsyncByteStream):
         connection = self._connection
         if connection is not None:
             # Read to its end (nothing more to wait for) or cut short: only a finished one is reused.
+            self._release(reuse=True)
+
+
+class RawResponse:
+    """A response from :meth:`Http1Transport.exchange`: status, header list and body, no httpx objects.
+
+    :meth:`next_chunk` says which chunk is the body's last, so the proxy can relay it as the last
+    ASGI message (one write to the client instead of the chunk and then an empty end).
+    """
+
+    __slots__ = ("status", "headers", "_connection", "_timeout")
+
+    def __init__(self, connection: _Connection, read_timeout: float | None) -> None:
+        self.status = connection.status
+        self.headers = connection.headers
+        self._connection: _Connection | None = connection
+        self._timeout = read_timeout
+
+    async def next_chunk(self) -> tuple[bytes, bool]:
+        """The body bytes that have arrived, and whether the body ends with them (``b"", True`` at its end).
+
+        Raises httpx's errors as :class:`httpx.Response`'s stream would; the connection goes back to its
+        pool (reusable or not) as soon as the body has ended or failed.
+        """
+        connection = self._connection
+        if connection is None:
+            return b"", True
+        try:
+            chunk = await connection.read(self._timeout)
+        except BaseException:
+            self._release(reuse=False)
+            raise
+        if not chunk or (connection.complete and not connection.chunks):
+            self._release(reuse=True)
+            return chunk, True
+        return chunk, False
+
+    def _release(self, reuse: bool) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.pool.release(connection, reuse=reuse and connection.reusable())
+
+    def close(self) -> None:
+        """Done with it: a connection whose body was read to its end is reused, any other is closed."""
+        if self._connection is not None:
             self._release(reuse=True)
 
 
@@ -231,21 +276,69 @@ class Http1Transport(httpx.AsyncBaseTransport):
         self._pools: dict[tuple[str, str, int], _Pool] = {}
         self._closed = False
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def _pool(self, scheme: str, host: str, port: int | None) -> _Pool:
         if self._closed:
             raise RuntimeError("the transport is closed")
-        url = request.url
-        scheme = url.scheme
         if scheme not in _DEFAULT_PORTS:
             raise httpx.UnsupportedProtocol(f"edge's upstream transport speaks http and https, not {scheme!r}")
-        key = (scheme, url.host, url.port or _DEFAULT_PORTS[scheme])
+        key = (scheme, host, port or _DEFAULT_PORTS[scheme])
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = _Pool(key, self.max_connections, self.keepalive_expiry, self.ssl_context)
+        return pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        pool = self._pool(url.scheme, url.host, url.port)
         timeouts = request.extensions.get("timeout") or {}
         read_timeout = timeouts.get("read")
         head, body, chunked = _serialize(request)
-        method = request.method
+
+        async def stream(connection: _Connection) -> None:
+            await _write_stream(connection, request, chunked, timeouts.get("write"))
+
+        connection = await self._send(pool, request.method, head, body, stream, timeouts, request)
+        extensions = {"http_version": b"HTTP/1.1", "reason_phrase": connection.reason}
+        return httpx.Response(
+            status_code=connection.status,
+            headers=connection.headers,
+            stream=_Body(connection, read_timeout),
+            request=request,
+            extensions=extensions,
+        )
+
+    async def exchange(
+        self,
+        method: str,
+        origin: tuple[str, str, int | None],
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeouts: dict[str, Any],
+    ) -> RawResponse:
+        """One request whose body is held whole, without httpx's objects: the reverse proxy's hot path.
+
+        ``origin`` is (scheme, host, port); ``headers`` go out as given, so the caller adds what
+        ``httpx.Request`` would (``Host``, ``Content-Length``: the proxy's ``upstream_request_headers``).
+        Same pool, retries, limits and errors as :meth:`handle_async_request`.
+        """
+        pool = self._pool(*origin)
+        head = _head(method.encode("ascii"), target, headers)
+        connection = await self._send(pool, method, head, body, None, timeouts, None)
+        return RawResponse(connection, timeouts.get("read"))
+
+    async def _send(
+        self,
+        pool: _Pool,
+        method: str,
+        head: bytes,
+        body: bytes | None,
+        stream: Callable[[_Connection], Awaitable[None]] | None,
+        timeouts: dict[str, Any],
+        request: httpx.Request | None,
+    ) -> _Connection:
+        """Write the request (``body`` whole, or ``stream`` it) and wait for its response head."""
+        read_timeout = timeouts.get("read")
         retry_allowed = method in _IDEMPOTENT and body is not None
         for attempt in (0, 1):
             # A retry takes a new connection: the idle ones may have died with the one that failed.
@@ -259,7 +352,8 @@ class Http1Transport(httpx.AsyncBaseTransport):
                             await connection.write(body, timeouts.get("write"))
                     else:
                         await connection.write(head, timeouts.get("write"))
-                        await _write_stream(connection, request, chunked, timeouts.get("write"))
+                        assert stream is not None
+                        await stream(connection)
                 except (_StaleConnection, httpx.WriteError):
                     if not connection.headers_done:
                         raise
@@ -278,15 +372,8 @@ class Http1Transport(httpx.AsyncBaseTransport):
             except BaseException:
                 pool.release(connection, reuse=False)
                 raise
-            break
-        extensions = {"http_version": b"HTTP/1.1", "reason_phrase": connection.reason}
-        return httpx.Response(
-            status_code=connection.status,
-            headers=connection.headers,
-            stream=_Body(connection, read_timeout),
-            request=request,
-            extensions=extensions,
-        )
+            return connection
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
         self._closed = True
@@ -298,16 +385,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
 def _serialize(request: httpx.Request) -> tuple[bytes, bytes | None, bool]:
     """(request head, whole body or None when it streams, body is chunked)."""
     raw = request.headers.raw
-    target = request.url.raw_path
-    head = b"".join(
-        [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
-        + [b"%s: %s\r\n" % pair for pair in raw]
-        + [b"\r\n"]
-    )
-    # Header names and values came through parsers that refuse CR and LF, but this is the last
-    # place a stray one could split the request in two: one count over the whole head checks it.
-    if head.count(b"\n") != len(raw) + 2 or head.count(b"\r") != len(raw) + 2:
-        raise httpx.LocalProtocolError("a request header or the target contains CR or LF", request=request)
+    head = _head(request.method.encode("ascii"), request.url.raw_path, raw, request)
     chunked = any(n.lower() == b"transfer-encoding" and v.lower() == b"chunked" for n, v in raw)
     try:
         content = request.content
@@ -316,6 +394,16 @@ def _serialize(request: httpx.Request) -> tuple[bytes, bytes | None, bool]:
     if chunked:
         content = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(content), content)) if content else b"0\r\n\r\n"
     return head, content, chunked
+
+
+def _head(method: bytes, target: bytes, raw: list[tuple[bytes, bytes]], request: httpx.Request | None = None) -> bytes:
+    """A request head: the request line and the header fields, as given."""
+    head = b"".join([method, b" ", target, b" HTTP/1.1\r\n", *[b"%s: %s\r\n" % pair for pair in raw], b"\r\n"])
+    # Header names and values came through parsers that refuse CR and LF, but this is the last
+    # place a stray one could split the request in two: one count over the whole head checks it.
+    if head.count(b"\n") != len(raw) + 2 or head.count(b"\r") != len(raw) + 2:
+        raise httpx.LocalProtocolError("a request header or the target contains CR or LF", request=request)
+    return head
 
 
 async def _write_stream(connection: _Connection, request: httpx.Request, chunked: bool, timeout: float | None) -> None:

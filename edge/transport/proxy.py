@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 
@@ -35,6 +35,7 @@ from starlette.types import Message, Receive, Scope, Send
 from edge.core import metrics
 from edge.core.errors import UpstreamStreamBroken
 from edge.core.settings import Settings
+from edge.transport.http1 import Http1Transport, RawResponse
 from edge.transport.upstream import make_transport, upstream_error_kind
 
 __all__ = ["ReverseProxy", "HOP_BY_HOP"]
@@ -68,15 +69,17 @@ def strip_hop_by_hop(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, by
     >>> strip_hop_by_hop([(b"Connection", b"close, X-Trace"), (b"X-Trace", b"1"), (b"Accept", b"*/*")])
     [(b'accept', b'*/*')]
     """
-    named: set[bytes] = set()
+    out: list[tuple[bytes, bytes]] = []
+    named: set[bytes] | None = None
     for name, value in headers:
-        if name.lower() == b"connection":
-            named.update(token.strip().lower() for token in value.split(b","))
-    return [
-        (name.lower(), value)
-        for name, value in headers
-        if name.lower() not in HOP_BY_HOP and name.lower() not in named
-    ]
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
+            if lower == b"connection":
+                named = named or set()
+                named.update(token.strip().lower() for token in value.split(b","))
+            continue
+        out.append((lower, value))
+    return [pair for pair in out if pair[0] not in named] if named else out
 
 
 class ReverseProxy:
@@ -88,7 +91,10 @@ class ReverseProxy:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.upstream = httpx.URL(settings.upstream)
-        self._urls: dict[bytes, httpx.URL] = {}
+        self._urls: dict[bytes, tuple[httpx.URL, bytes]] = {}
+        # What Http1Transport.exchange needs of the upstream (only the target changes per request).
+        self._origin = (self.upstream.scheme, self.upstream.host, self.upstream.port)
+        self._netloc = self.upstream.netloc
         self.client: httpx.AsyncClient | None = None
         self.transport: httpx.AsyncBaseTransport | None = None
         self._timeout: dict[str, float | None] = {}
@@ -161,18 +167,24 @@ class ReverseProxy:
     ) -> None:
         transport = self.transport
         assert transport is not None
-        # httpx.Request directly, not client.build_request: the client would merge its default
-        # headers (User-Agent, Accept, Accept-Encoding) and cookies into what the shopper sent.
-        # A transport reports a broken request as httpx.HTTPError, like the client would.
-        request = httpx.Request(
-            scope["method"],
-            self._url(scope),
-            headers=self._request_headers(scope),
-            content=content,
-            extensions={"timeout": self._timeout},
-        )
+        url, target = self._upstream_target(scope)
+        headers = self._request_headers(scope)
+        response: httpx.Response | RawResponse
         try:
-            response = await transport.handle_async_request(request)
+            if isinstance(transport, Http1Transport) and not isinstance(content, AsyncIterator):
+                # edge's own transport, body held whole (every GET): no httpx.Request or Response is built,
+                # and the body's last chunk is known as it arrives.
+                method = scope["method"].upper()
+                body = content or b""
+                response = await transport.exchange(
+                    method, self._origin, target, upstream_request_headers(method, headers, body, self._netloc), body, self._timeout
+                )
+            else:
+                # httpx.Request directly, not client.build_request: the client would merge its default
+                # headers (User-Agent, Accept, Accept-Encoding) and cookies into what the shopper sent.
+                # A transport reports a broken request as httpx.HTTPError, like the client would.
+                request = httpx.Request(scope["method"], url, headers=headers, content=content, extensions={"timeout": self._timeout})
+                response = await transport.handle_async_request(request)
         except Exception as exc:
             # A streamed upload that broke off (the client left or paused too long) aborts the upstream
             # request, whatever error the transport made of it: the storefront never gets it whole.
@@ -185,31 +197,54 @@ class ReverseProxy:
                 exc = httpx.TransportError(str(exc))
             await self._upstream_failed(send, exc)
             return
-        try:
-            status = response.status_code
-            if not 200 <= status < 600:
-                # 101 to a request that asked no upgrade, or a status HTTP does not have: not relayable.
-                metrics.UPSTREAM_ERRORS.labels("protocol").inc()
-                _PROXIED_5XX.inc()
-                log.warning("upstream answered with status %d: not relayed", status)
-                await _plain(send, 502, b"upstream unavailable\n")
-                return
-            _PROXIED[status // 100].inc()
-            headers = strip_hop_by_hop(response.headers.raw)
-            headers.append((b"via", VIA))
-            await send({"type": "http.response.start", "status": status, "headers": headers})
+        if isinstance(response, RawResponse):
             try:
-                async for chunk in response.aiter_raw():
-                    if chunk:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except httpx.HTTPError as exc:
-                # Headers are out: the only honest signal left is to abort the connection.
-                kind, timed_out = upstream_error_kind(exc)
-                metrics.UPSTREAM_ERRORS.labels(kind).inc()
-                raise UpstreamStreamBroken(f"upstream body broke off: {exc.__class__.__name__}", timed_out) from None
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await self._relay(response.status, response.headers, response.next_chunk, send)
+            finally:
+                response.close()
+            return
+        chunks = response.aiter_raw().__aiter__()
+
+        async def next_chunk() -> tuple[bytes, bool]:
+            try:
+                return await chunks.__anext__(), False
+            except StopAsyncIteration:
+                return b"", True
+
+        try:
+            await self._relay(response.status_code, response.headers.raw, next_chunk, send)
         finally:
             await response.aclose()
+
+    async def _relay(
+        self, status: int, raw_headers: list[tuple[bytes, bytes]], next_chunk: Callable[[], Awaitable[tuple[bytes, bool]]], send: Send
+    ) -> None:
+        """The storefront's answer to the client: its head, then its body as it arrives (the last chunk
+        in the message that ends the response, when the transport knows it is the last)."""
+        if not 200 <= status < 600:
+            # 101 to a request that asked no upgrade, or a status HTTP does not have: not relayable.
+            metrics.UPSTREAM_ERRORS.labels("protocol").inc()
+            _PROXIED_5XX.inc()
+            log.warning("upstream answered with status %d: not relayed", status)
+            await _plain(send, 502, b"upstream unavailable\n")
+            return
+        _PROXIED[status // 100].inc()
+        headers = strip_hop_by_hop(raw_headers)
+        headers.append((b"via", VIA))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        try:
+            while True:
+                chunk, last = await next_chunk()
+                if last:
+                    break
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except httpx.HTTPError as exc:
+            # Headers are out: the only honest signal left is to abort the connection.
+            kind, timed_out = upstream_error_kind(exc)
+            metrics.UPSTREAM_ERRORS.labels(kind).inc()
+            raise UpstreamStreamBroken(f"upstream body broke off: {exc.__class__.__name__}", timed_out) from None
+        await send({"type": "http.response.body", "body": chunk, "more_body": False})
 
     async def _upstream_failed(self, send: Send, exc: httpx.HTTPError) -> None:
         kind, timed_out = upstream_error_kind(exc)
@@ -259,33 +294,60 @@ class ReverseProxy:
         return _Upload(self._uploads, self.settings.body_timeout)
 
     def _url(self, scope: Scope) -> httpx.URL:
+        """The upstream URL for this request's target."""
+        return self._upstream_target(scope)[0]
+
+    def _upstream_target(self, scope: Scope) -> tuple[httpx.URL, bytes]:
+        """The upstream URL for this request's target, and the target as it goes upstream (httpx's quoting)."""
         raw_path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         target = raw_path + (b"?" + query if query else b"")
-        url = self._urls.get(target)
-        if url is None:
+        known = self._urls.get(target)
+        if known is None:
             url = self.upstream.copy_with(raw_path=target)  # (httpx.URL is immutable: safe to share)
+            known = (url, url.raw_path)
             if len(target) <= _URL_MEMO_TARGET_BYTES:
                 if len(self._urls) >= _URL_MEMO_SIZE:
                     self._urls.clear()
-                self._urls[target] = url
-        return url
+                self._urls[target] = known
+        return known
 
     def _request_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
-        incoming = scope["headers"]
-        headers = [(n, v) for n, v in strip_hop_by_hop(incoming) if n not in _REPLACED_REQUEST_HEADERS]
-        original_host = next((v for n, v in incoming if n == b"host"), None)
+        """The client's headers for the storefront: hop-by-hop fields out (:func:`strip_hop_by_hop`), then
+        ``Host`` (when preserved), ``X-Forwarded-For`` (appended), ``-Proto``, ``-Host`` and ``Via``. One pass."""
+        headers: list[tuple[bytes, bytes]] = []
+        named: set[bytes] | None = None
+        original_host: bytes | None = None
+        prior_xff: list[bytes] = []
+        prior_via: list[bytes] = []
+        for name, value in scope["headers"]:
+            if name == b"host":
+                if original_host is None:
+                    original_host = value
+            elif name == b"x-forwarded-for":
+                prior_xff.append(value)
+            elif name == b"via":
+                prior_via.append(value)
+            lower = name.lower()
+            if lower in HOP_BY_HOP:
+                if lower == b"connection":
+                    named = named or set()
+                    named.update(token.strip().lower() for token in value.split(b","))
+            elif lower not in _REPLACED_REQUEST_HEADERS:
+                headers.append((lower, value))
+        if named:
+            headers = [pair for pair in headers if pair[0] not in named]
         if self.settings.preserve_host and original_host is not None:
             headers.append((b"host", original_host))
-        prior_xff = b", ".join(v for n, v in incoming if n == b"x-forwarded-for")
         client = scope.get("client")
         client_ip = client[0].encode() if client else b"unknown"
-        headers.append((b"x-forwarded-for", prior_xff + b", " + client_ip if prior_xff else client_ip))
+        xff = b", ".join(prior_xff)
+        headers.append((b"x-forwarded-for", xff + b", " + client_ip if xff else client_ip))
         headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
         if original_host is not None:
             headers.append((b"x-forwarded-host", original_host))
-        prior_via = b", ".join(v for n, v in incoming if n == b"via")
-        headers.append((b"via", prior_via + b", " + VIA if prior_via else VIA))
+        via = b", ".join(prior_via)
+        headers.append((b"via", via + b", " + VIA if via else VIA))
         return headers
 
 
@@ -294,6 +356,42 @@ _PROXIED = {i: metrics.PROXIED.labels(f"{i}xx") for i in range(1, 6)}
 _PROXIED_5XX = _PROXIED[5]
 
 _REPLACED_REQUEST_HEADERS = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"via"})
+_LENGTH_REQUIRED = frozenset({"POST", "PUT", "PATCH"})
+
+
+def upstream_request_headers(
+    method: str, headers: list[tuple[bytes, bytes]], body: bytes, netloc: bytes
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` (lower-case names) as ``httpx.Request`` would send them with ``body`` to ``netloc``: a
+    ``Content-Length`` appended for a body that has none, then a ``Host`` (when missing) and, for a body-less
+    POST, PUT or PATCH, ``Content-Length: 0`` in front — byte for byte what the httpx path sends.
+
+    >>> upstream_request_headers("POST", [(b"accept", b"*/*")], b"", b"shop:8000")
+    [(b'Host', b'shop:8000'), (b'Content-Length', b'0'), (b'accept', b'*/*')]
+    >>> upstream_request_headers("GET", [(b"host", b"a"), (b"via", b"1.1 edge")], b"", b"shop")
+    [(b'host', b'a'), (b'via', b'1.1 edge')]
+    >>> upstream_request_headers("PUT", [(b"host", b"a")], b"xy", b"shop")
+    [(b'host', b'a'), (b'Content-Length', b'2')]
+    """
+    has_host = has_length = has_coding = False
+    for name, _ in headers:
+        if name == b"host":
+            has_host = True
+        elif name == b"content-length":
+            has_length = True
+        elif name == b"transfer-encoding":
+            has_coding = True
+    if body and not has_length:
+        headers = [*headers, (b"Content-Length", str(len(body)).encode())]
+    has_length = has_length or has_coding or bool(body)
+    if has_host and (has_length or method not in _LENGTH_REQUIRED):
+        return headers
+    auto: list[tuple[bytes, bytes]] = []
+    if not has_host and netloc:
+        auto.append((b"Host", netloc))
+    if not has_length and method in _LENGTH_REQUIRED:
+        auto.append((b"Content-Length", b"0"))
+    return auto + headers
 
 
 class _BodyIncomplete(Exception):
