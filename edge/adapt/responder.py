@@ -16,6 +16,7 @@ Every decided response carries its own token (``Edge-Token``), and its tier's co
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -196,8 +197,8 @@ class Responder:
         """The switch link to the other layout (back to this very URL) and the beacon carrying ``token``."""
         query = self.scope.get("query_string", b"")
         back = self.scope["path"] + ("?" + query.decode("latin-1") if query else "")
-        leaving = "minimal" if tier == "minimal" else None  # full and lite are implied by the link's target
-        return switch_link("lite" if tier == "full" else "full", back, _SWITCH_TEXT[tier], leaving) + beacon_script(token)
+        link = _switch_link(tier, back) if len(back) <= _LINK_MEMO_PATH_CHARS else _make_switch_link(tier, back)
+        return link + beacon_script(token)
 
     def _count(self, tier: str, source: str, upstream_bytes: int, served_bytes: int) -> None:
         """The tier's counters for one answered page: requests, bytes in and out, duration."""
@@ -392,6 +393,17 @@ class Responder:
         except Exception as exc:
             self.mw.fail_open("rewrite", exc)
             return "full", None, "", None
+
+
+def _make_switch_link(tier: str, back: str) -> bytes:
+    """The link from a ``tier`` page at ``back`` to the other layout."""
+    leaving = "minimal" if tier == "minimal" else None  # full and lite are implied by the link's target
+    return switch_link("lite" if tier == "full" else "full", back, _SWITCH_TEXT[tier], leaving)
+
+
+#: Switch links are kept for this many (tier, URL) pairs of URLs up to this long (~1 MB at most).
+_LINK_MEMO_PATH_CHARS = 256
+_switch_link = functools.lru_cache(maxsize=1024)(_make_switch_link)
 
 
 async def _plain(send: Send, status: int, body: bytes) -> None:

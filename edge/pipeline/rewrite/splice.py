@@ -27,7 +27,12 @@ def beacon_script(token: str) -> bytes:
     >>> script.startswith(b"<script>") and b'"abc.def"' in script and len(script) < 1024
     True
     """
-    return b"<script>" + _BEACON_JS.replace("__EDGE_TOKEN__", token).encode() + b"</script>"
+    return b"".join((_BEACON_HEAD, token.encode(), _BEACON_TAIL))
+
+
+# The script around the token's one place, encoded once (a page's token is its only part that changes).
+_head_js, _tail_js = _BEACON_JS.split("__EDGE_TOKEN__")
+_BEACON_HEAD, _BEACON_TAIL = b"<script>" + _head_js.encode(), _tail_js.encode() + b"</script>"
 
 
 _BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
@@ -112,7 +117,19 @@ class StreamSplicer:
         return chunk[:cut]
 
     def finish(self, chunk: bytes) -> bytes:
-        """The last chunk (possibly empty): the held window and it, with the snippet in place."""
+        """The last chunk (possibly empty): the held window and it, with the snippet in place.
+
+        A body whose window comes in this one chunk (the proxy's usual case: the page arrives whole) is
+        searched in place and copied once, not cut into pieces first.
+        """
+        if not self.held:
+            cut = max(0, self.window_start - self.seen)
+            self.seen += len(chunk)
+            k = _last_end_tag(chunk, cut)
+            if k >= 0 and _BODY_END.match(chunk, k):
+                view = memoryview(chunk)
+                return b"".join((view[:k], self.snippet, view[k:]))
+            return b"".join((chunk, self.snippet))
         out = self.feed(chunk)
         held = self.held
         self.held = []
