@@ -39,7 +39,7 @@ from edge.learning.feedback import Feedback
 from edge.learning.model.checkpoints import CheckpointError
 from edge.learning.shared_label import SharedLabel
 from edge.state import metrics
-from edge.state.keys import FleetKeys
+from edge.state.keys import LEARNER_GROUP, FleetKeys
 from edge.state.link import REDIS_ERRORS, Backoff, RedisLink, describe
 from edge.state.snapshot import FleetSnapshot
 
@@ -197,6 +197,18 @@ class FleetSync:
                 self.feedback.observe_cell(label)
         return len(batch)
 
+    async def trim(self) -> None:
+        """Drop stream entries older than the cells' memory, but none the learner has not read yet: a
+        learner that was away catches up on everything the length bound (``stream_max``) kept."""
+        oldest = (int((time.time() - self.cell_memory_s) * 1000), 0)
+        for group in await self.redis.xinfo_groups(self.keys.labels):
+            fields = {k.decode() if isinstance(k, bytes) else k: v for k, v in dict(group).items()}
+            if fields.get("name") in (LEARNER_GROUP, LEARNER_GROUP.encode()):
+                delivered = as_bytes(fields.get("last-delivered-id")) or b"0-0"
+                ms, _, seq = delivered.partition(b"-")
+                oldest = min(oldest, (int(ms), int(seq or 0)))
+        await self.redis.xtrim(self.keys.labels, minid=f"{oldest[0]}-{oldest[1]}", approximate=True)
+
     async def _flush_forever(self) -> None:
         backoff, last_trim = Backoff(), 0.0
         while True:
@@ -208,8 +220,7 @@ class FleetSync:
                 await self.flush()
                 if time.monotonic() - last_trim >= TRIM_EVERY_S:
                     last_trim = time.monotonic()
-                    oldest_ms = int((time.time() - self.cell_memory_s) * 1000)
-                    await self.redis.xtrim(self.keys.labels, minid=f"{oldest_ms}-0", approximate=True)
+                    await self.trim()
             except REDIS_ERRORS as exc:
                 self.link.failed("flush", exc)
                 await asyncio.sleep(backoff.next_delay())

@@ -92,8 +92,10 @@ class Learner:
         self._unacked: list[bytes] = []
         self._last_publish = 0.0
         self._held_at = 0.0  # when the lock was last taken or renewed (monotonic)
+        self._op = "lead"  # what it is asking Redis now (edge_state_errors_total's op when that fails)
         self._renew = self.redis.register_script(RENEW_LOCK)
-        metrics.LEARNER_LEADER.set(0)
+        self.m = metrics.learner_metrics()
+        self.m.leader.set(0)
         metrics.MODEL_VERSION.set(0)
 
     def state(self) -> dict[str, Any]:
@@ -106,7 +108,7 @@ class Learner:
             try:
                 await self.step()
             except REDIS_ERRORS as exc:
-                self.link.failed("learn" if self.leader else "lead", exc)
+                self.link.failed(self._op, exc)
                 if self.leader and (time.monotonic() - self._held_at) * 1000 >= self.lock_ms:
                     log.warning("learner %s could not renew its lock in time; standing by", self.identity)
                     self._stand_down()  # another learner may lead by now: never two publishing
@@ -133,6 +135,7 @@ class Learner:
         await self._export_lag()
 
     async def _hold_lock(self) -> bool:
+        self._op = "lead"
         if self.leader:
             renewed = await self._renew(keys=[self.keys.learner_lock], args=[self.identity, self.lock_ms])
             if renewed:
@@ -154,7 +157,7 @@ class Learner:
         if await self.redis.set(self.keys.learner_lock, self.identity, nx=True, px=self.lock_ms):
             self.leader = True
             self._held_at = time.monotonic()
-            metrics.LEARNER_LEADER.set(1)
+            self.m.leader.set(1)
             log.info("learner %s leads", self.identity)
             return True
         return False
@@ -163,8 +166,8 @@ class Learner:
         self.leader = False
         self.model = None  # the next time it leads, it starts from what was published
         self._unacked.clear()
-        metrics.LEARNER_LEADER.set(0)
-        metrics.LEARNER_PENDING.set(0)
+        self.m.leader.set(0)
+        self.m.pending.set(0)
 
     async def _take_over(self) -> None:
         """Start from the last published snapshot (or a new model), and learn what a dead leader had not acknowledged."""
@@ -206,6 +209,7 @@ class Learner:
                 raise
 
     async def _learn_batch(self, start: str) -> None:
+        self._op = "learn"
         try:
             response = await self.redis.xreadgroup(
                 LEARNER_GROUP, self.identity, {self.keys.labels: start}, count=LEARN_BATCH, block=LEARN_BLOCK_MS
@@ -236,12 +240,13 @@ class Learner:
             else:
                 model.learn(label.x, label.degraded)
             self.learned += 1
-            metrics.LEARNER_LABELS.inc()
-        metrics.LEARNER_PENDING.set(len(self._unacked))
+            self.m.labels.inc()
+        self.m.pending.set(len(self._unacked))
 
     async def publish(self) -> None:
         """Publish the model as the next version, then acknowledge what it holds."""
         assert self.model is not None
+        self._op = "publish"
         self.version += 1
         data = await asyncio.to_thread(FleetSnapshot(self.version, time.time(), self.model).to_bytes, self.key)
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -254,7 +259,7 @@ class Learner:
             self._unacked.clear()
         self._last_publish = time.monotonic()
         metrics.MODEL_VERSION.set(self.version)
-        metrics.LEARNER_PENDING.set(0)
+        self.m.pending.set(0)
         if self.on_publish is not None:
             self.on_publish(self.model)
 
@@ -276,4 +281,4 @@ class Learner:
             if name in (LEARNER_GROUP, LEARNER_GROUP.encode()):
                 lag = fields.get("lag")
                 if isinstance(lag, int):
-                    metrics.STREAM_LAG.set(lag)
+                    self.m.stream_lag.set(lag)

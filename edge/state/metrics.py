@@ -1,8 +1,9 @@
-"""The fleet's metrics: ``edge_state_*`` (every sidecar and the learner) and ``edge_learner_*``.
+"""The fleet's metrics: ``edge_state_*`` (every sidecar and the learner) and ``edge_learner_*`` (the learner).
 
 They are declared here, not in :mod:`edge.core.metrics`, and this module is imported only when a
 fleet is configured: a single sidecar exports no ``edge_state_connected 0`` that an alert would
-read as a lost Redis.
+read as a lost Redis. The learner's own (:func:`learner_metrics`) are registered only by
+``edge learner``, so a sidecar exports no ``edge_learner_leader 0``.
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ __all__ = [
     "MODEL_VERSION",
     "SNAPSHOTS",
     "GUARD_FALLBACKS",
-    "LEARNER_LEADER",
-    "LEARNER_LABELS",
-    "STREAM_LAG",
-    "LEARNER_PENDING",
+    "LearnerMetrics",
+    "learner_metrics",
     "OPS",
 ]
 
-#: What a sidecar or the learner asks of Redis (the ``op`` label of :data:`ERRORS`).
-OPS = ("connect", "flush", "follow", "model", "lead", "learn", "publish")
+#: What a sidecar (``flush`` the outbox, ``follow`` the stream, poll the ``model``) or the learner (``lead``:
+#: the lock, ``learn``: read and acknowledge the stream, ``publish`` a snapshot) asks of Redis: :data:`ERRORS`'s ``op``.
+OPS = ("flush", "follow", "model", "lead", "learn", "publish")
 
 CONNECTED = Gauge(
     "edge_state_connected",
@@ -55,10 +55,29 @@ GUARD_FALLBACKS = Counter(
     "edge_state_guard_fallbacks_total",
     "Feedback accepted on this sidecar's own replay guard alone because Redis was unreachable.",
 )
-LEARNER_LEADER = Gauge("edge_learner_leader", "1 on the learner that holds the lock and learns, 0 on a standby.")
-LEARNER_LABELS = Counter("edge_learner_labels_total", "Labels the fleet's learner learned from.")
-STREAM_LAG = Gauge("edge_state_stream_lag", "Entries of the label stream not yet delivered to the learner.")
-LEARNER_PENDING = Gauge("edge_learner_pending", "Labels delivered to the learner and not yet acknowledged (not yet in a published model).")
+
+
+class LearnerMetrics:
+    """``edge learner``'s own metrics (registered once, on first use)."""
+
+    def __init__(self) -> None:
+        self.leader = Gauge("edge_learner_leader", "1 on the learner that holds the lock and learns, 0 on a standby.")
+        self.labels = Counter("edge_learner_labels_total", "Labels the fleet's learner learned from.")
+        self.stream_lag = Gauge("edge_state_stream_lag", "Entries of the label stream not yet delivered to the learner.")
+        self.pending = Gauge(
+            "edge_learner_pending", "Labels delivered to the learner and not yet acknowledged (not yet in a published model)."
+        )
+
+
+_learner: LearnerMetrics | None = None
+
+
+def learner_metrics() -> LearnerMetrics:
+    global _learner
+    if _learner is None:
+        _learner = LearnerMetrics()
+    return _learner
+
 
 for _op in OPS:
     ERRORS.labels(_op)

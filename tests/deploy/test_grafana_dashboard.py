@@ -109,7 +109,7 @@ def test_provisioning_loads_the_dashboard_and_the_datasource() -> None:
 
 
 def test_fleet_row_tells_serving_pods_from_learners() -> None:
-    """Sidecars and learners both export edge_state_* (and sidecars edge_learner_* as 0): every fleet query selects one
+    """Sidecars and learners both export edge_state_* (only learners edge_learner_*): every fleet query selects one
     side by job, the sidecars with the dashboard's filters, the learners alone."""
     for panel in _rows()[FLEET_ROW]:
         for target in panel["targets"]:

@@ -185,3 +185,26 @@ def metrics_value(name: str, **labels: str) -> float:
     value = REGISTRY.get_sample_value(name, labels)
     return 0.0 if value is None else value
 
+
+
+def test_old_entries_are_trimmed_by_age_but_never_before_the_learner_read_them(redis_url):
+    async def scenario():
+        side = Sidecar(redis_url, "a", cell_memory_s=0.0)  # every entry is "old"
+        with redis.Redis.from_url(redis_url) as client:
+            for i in range(300):
+                client.xadd("t:labels", {"o": "x", **label(i).encode(KEY)})
+            await side.sync.trim()  # no learner group: trimmed by age
+            assert client.xlen("t:labels") < 300
+            for i in range(300, 600):
+                client.xadd("t:labels", {"o": "x", **label(i).encode(KEY)})
+            client.xgroup_create("t:labels", "learner", id="$")  # a learner that has read nothing after this
+            before = client.xlen("t:labels")
+            for i in range(600, 900):
+                client.xadd("t:labels", {"o": "x", **label(i).encode(KEY)})
+            await side.sync.trim()
+            unread = client.xrange("t:labels", min="(" + client.xinfo_groups("t:labels")[0]["last-delivered-id"].decode())
+            assert len(unread) == 300 and client.xlen("t:labels") >= 300  # everything the learner has not read is kept
+            assert client.xlen("t:labels") < before + 300  # what it had read may go
+        await side.sync.link.aclose()
+
+    run(scenario())
