@@ -205,6 +205,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True  # parsing a request head (from the connection's start or the last message's end)
+        self._head_begun = False  # a request head has begun (its first byte parsed) and is not complete
         self._head_bytes = 0  # bytes of the current head (or, in a body, of framing since the last body piece)
         self._body_in_feed = 0
         self._fields = 0
@@ -292,6 +293,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         except httptools.HttpParserError:
             self._refuse(*(self._refusal or (400, b"malformed request\n", "malformed")))
             return
+        if self._head_begun and self._in_head and self._head_timer is None:
+            self._start_head_timer()  # a head begun in this read and not yet complete
         if not self._in_head:
             # In a body: chunk-size lines, extensions and trailers are joined like header pieces; bound them.
             framing = len(data) - self._body_in_feed
@@ -333,7 +336,10 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._fields = 0
-        self._start_head_timer()
+        # The head deadline starts now; its timer only if the head is still incomplete once this
+        # read is parsed (data_received): a head that comes whole in one read (nearly every one)
+        # costs no timer made and cancelled.
+        self._head_begun = True
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -351,6 +357,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        self._head_begun = False
         self._stop_head_timer()
         hosts = [value for name, value in self.headers if name == b"host"]
         if len(hosts) > 1 or (not hosts and self.parser.get_http_version() == "1.1"):

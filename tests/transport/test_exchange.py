@@ -118,3 +118,33 @@ def test_exchange_body_cut_short_raises_and_frees_the_slot():
             await transport.aclose()
 
     asyncio.run(go())
+
+
+def test_a_shorter_read_timeout_on_a_reused_connection_is_kept():
+    """One timer serves a connection's waits (edge.transport.http1_connection): a later, shorter timeout still counts."""
+
+    async def handler(reader, writer, server):
+        await server.read_request(reader)
+        writer.write(ok(b"x"))
+        await writer.drain()
+        await server.read_request(reader)
+        await asyncio.sleep(5)  # never answers the second request in time
+
+    async def go():
+        async with Server(handler) as server:
+            transport = Http1Transport()
+            _, _, chunks = await exchange_body(transport, server)
+            assert chunks[-1] == (b"x", True)
+            headers = upstream_request_headers("GET", [], b"", httpx.URL(server.url).netloc)
+            started = asyncio.get_running_loop().time()
+            try:
+                await transport.exchange("GET", origin(server), b"/", headers, b"", {**TIMEOUTS, "read": 0.3})
+            except httpx.ReadTimeout:
+                pass
+            else:
+                raise AssertionError("the second request must time out")
+            assert asyncio.get_running_loop().time() - started < 1.5  # its own 0.3 s, not the first request's 2 s
+            assert server.connections == 1  # it was the reused connection that timed out
+            await transport.aclose()
+
+    asyncio.run(go())
