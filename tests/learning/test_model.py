@@ -343,16 +343,35 @@ def test_a_frozen_deployment_judges_its_candidates_on_its_own_labels():
         cc.learn({"last_kbps": 1000.0, "p_model": 0.8 if y else 0.2}, y)
     assert cc.source == "model" and cc.evaluation.in_window > 1500
     # Deployed frozen on a network where the model is a coin toss and the last request ranks well:
-    # the first observe starts a new memory, and the new labels elect last_request within a few hundred.
+    # the first observe starts a new memory and the rules decide (no evidence left for anyone); the
+    # rules read the last throughput as last_request does, so neither beats the other by a margin.
     sources = []
     for _ in range(400):
         y = rng.random() < 0.4
         kbps = rng.uniform(100, 600) if y else rng.uniform(800, 5000)
         cc.observe({"last_kbps": kbps, "p_model": rng.choice((0.2, 0.8))}, y)
         sources.append(cc.source)
+    assert sources[0] == "rules" and "model" not in sources
     assert cc.evaluation.in_window < 400 and cc.evaluation.labels == 3400
-    assert sources[-1] != "model" and "model" not in sources[200:]
-    assert cc.switches == 2  # rules → model in training, model → one of the throughput candidates here
+    assert cc.switches == 2 and sources[-1] == "rules"  # rules → model in training, → rules at the frozen start
+
+
+def test_a_frozen_model_that_ranks_the_new_network_better_is_elected_on_its_labels():
+    import random
+
+    # Trained where the rules (the last request) rank perfectly and the model is a coin toss …
+    cc = _cc(min_labels=100, min_class_labels=20, window=1000, every=25, candidates=("model", "rules", "last_request"))
+    rng = random.Random(9)
+    for _ in range(3000):
+        y = rng.random() < 0.4
+        kbps = rng.uniform(100, 600) if y else rng.uniform(800, 5000)
+        cc.learn({"last_kbps": kbps, "p_model": rng.choice((0.2, 0.8))}, y)
+    assert cc.source in ("rules", "last_request")
+    # … deployed frozen where only the model can tell: elected on the new labels alone.
+    for _ in range(400):
+        y = rng.random() < 0.4
+        cc.observe({"last_kbps": 1000.0, "p_model": 0.8 if y else 0.2}, y)
+    assert cc.source == "model"
 
 
 def test_the_memory_starts_afresh_once_per_frozen_deployment_only():

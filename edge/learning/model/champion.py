@@ -305,17 +305,23 @@ class ChampionChallenger:
         **A frozen deployment judges on its own labels.** The first ``observe`` after at least
         ``min_labels`` learned labels starts the guard's memory afresh
         (:meth:`~edge.learning.fading.FadingEvaluation.forget`): the frozen candidates were trained
-        where they learned, and what the guard must tell is how they rank *here*. The champion stays
-        until the new labels elect another by the usual switching rule (``min_labels``, the margin or
-        the noise of two AUCs, the demotion margin). Measured (docs/learning.md, both directions):
-        trained on the video set and frozen on the Norway set, the deployed decision (page views,
-        seeds 0–3) went from 0.793–0.823 to 0.818–0.826, at or above last_request on every seed (seed
-        3: 0.823 → 0.818, last_request 0.816); Norway → video from 0.647–0.663 to 0.674–0.700."""
+        where they learned, and what the guard must tell is how they rank *here*. With no evidence
+        left, the rules decide (as at a cold start) until the new labels elect a candidate by the
+        usual switching rule (``min_labels``, the margin or the noise of two AUCs). Measured
+        (docs/learning.md, both directions, page views seeds 0–3 and stream): trained on the video
+        set and frozen on the Norway set, the deployed decision went from 0.793–0.823 to
+        0.818–0.826 (last_request 0.816–0.824), the stream from 0.960 to 0.9775 (last_request 0.9781: the
+        requests before the first label are still the trained champion's); Norway → video from
+        0.647–0.663 to 0.674–0.700 (the frozen River model elected)."""
         if not self._observing:
             self._observing = True
             if self._learned_since_forget >= self.min_labels:
                 self.evaluation.forget()
                 self._learned_since_forget = 0
+                if self._champion != "rules":
+                    self._champion = "rules"
+                    self.switches += 1
+                    self._export()
         self._judge(x, degraded, None, True, learn=False)
 
     def _judge(self, x: Features, degraded: bool, client: str | None, trusted: bool, *, learn: bool) -> None:
