@@ -92,6 +92,7 @@ class Learner:
         self._unacked: list[bytes] = []
         self._last_publish = 0.0
         self._held_at = 0.0  # when the lock was last taken or renewed (monotonic)
+        self._seen_free = False  # a standby saw the lock free on its last look
         self._op = "lead"  # what it is asking Redis now (edge_state_errors_total's op when that fails)
         self._renew = self.redis.register_script(RENEW_LOCK)
         self.m = metrics.learner_metrics()
@@ -146,7 +147,7 @@ class Learner:
             if await self.redis.set(self.keys.learner_lock, self.identity, nx=True, px=self.lock_ms):
                 self._held_at = time.monotonic()
                 raw = await self.redis.get(self.keys.model_version)
-                if raw is not None and raw != str(self.version).encode():
+                if raw is not None and raw != self._version_tag():
                     log.warning("learner %s: another learner published version %r meanwhile; starting from it", self.identity, raw)
                     self.model = None
                     self._unacked.clear()
@@ -154,7 +155,17 @@ class Learner:
             log.warning("learner %s lost the lock to another learner; standing by", self.identity)
             self._stand_down()
             return False
+        # A standby takes a lock only once it has seen it free twice in a row (a second apart): when Redis
+        # restarts empty the lock vanishes, and the leader (renewing every quarter second, model in hand)
+        # takes it back first instead of a standby starting over from nothing.
+        if await self.redis.exists(self.keys.learner_lock):
+            self._seen_free = False
+            return False
+        if not self._seen_free:
+            self._seen_free = True
+            return False
         if await self.redis.set(self.keys.learner_lock, self.identity, nx=True, px=self.lock_ms):
+            self._seen_free = False
             self.leader = True
             self._held_at = time.monotonic()
             self.m.leader.set(1)
@@ -184,8 +195,9 @@ class Learner:
                 metrics.SNAPSHOTS.labels("loaded").inc()
         if model is None:
             model = self.new_model()
-            raw = await self.redis.get(self.keys.model_version)
-            self.version = max(self.version, int(raw) if raw is not None and raw.isdigit() else 0)
+            raw = as_bytes(await self.redis.get(self.keys.model_version))
+            number = raw.split(b" ", 1)[0] if raw is not None else b""
+            self.version = max(self.version, int(number) if number.isdigit() else 0)
         extra = getattr(model, "extra", None)
         if isinstance(extra, dict):
             extra.clear()  # a restored checkpoint's cell table and replay guard are the sidecars' business
@@ -251,7 +263,7 @@ class Learner:
         data = await asyncio.to_thread(FleetSnapshot(self.version, time.time(), self.model).to_bytes, self.key)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.keys.model, data)
-            pipe.set(self.keys.model_version, str(self.version))
+            pipe.set(self.keys.model_version, self._version_tag())
             await pipe.execute()
         if self._unacked:
             for i in range(0, len(self._unacked), 1000):
@@ -266,9 +278,14 @@ class Learner:
     async def _watch_published(self) -> None:
         """Publish again if the published version is not this learner's (Redis restarted empty, or overwritten)."""
         raw = await self.redis.get(self.keys.model_version)
-        if raw is None or raw != str(self.version).encode():
+        if raw is None or raw != self._version_tag():
             log.warning("the published model is not this learner's (version %r, ours %d): publishing again", raw, self.version)
             await self.publish()
+
+    def _version_tag(self) -> bytes:
+        """What the version key holds: the version and who published it. Sidecars fetch whenever it changes, so
+        two learners that both publish a "version 1" (one started over after Redis lost everything) differ."""
+        return f"{self.version} {self.identity}".encode()
 
     async def _export_lag(self) -> None:
         try:

@@ -31,6 +31,26 @@ def send_labels(url: str, n: int, start: int = 0) -> None:
             client.xadd(KEYS.labels, {"o": "sidecar", **entry.encode(KEY)})
 
 
+def test_after_redis_lost_everything_the_leader_takes_its_lock_back_before_a_standby(redis_url):
+    async def scenario():
+        leader, standby = new_learner(redis_url, "leader"), new_learner(redis_url, "standby")
+        send_labels(redis_url, 12)
+        for _ in range(3):
+            await leader.step()
+        await standby.step()
+        with redis.Redis.from_url(redis_url) as client:
+            client.flushall()
+        await standby.step()  # the lock is free: seen once
+        await leader.step()  # renewing fails, the leader takes the lock straight back
+        await standby.step()
+        assert leader.leader and not standby.leader
+        assert published(redis_url).model.snapshot()["labels"] == 12  # republished, nothing lost
+        await leader.link.aclose()
+        await standby.link.aclose()
+
+    asyncio.run(scenario())
+
+
 def published(url: str) -> FleetSnapshot | None:
     with redis.Redis.from_url(url) as client:
         data = client.get(KEYS.model)
@@ -45,7 +65,8 @@ def test_the_learner_learns_every_label_and_publishes_a_version_holding_them(red
     async def scenario():
         send_labels(redis_url, 40)
         learner = new_learner(redis_url, "l1")
-        await learner.step()  # takes the lock, starts a model, publishes version 1, learns the batch
+        await learner.step()  # sees the lock free
+        await learner.step()  # sees it free again: takes it, starts a model, publishes version 1, learns the batch
         await learner.step()  # publishes what it learned
         snapshot = published(redis_url)
         assert learner.leader and learner.learned == 40
@@ -62,7 +83,9 @@ def test_a_standby_waits_then_takes_over_and_relearns_what_the_dead_leader_had_n
     async def scenario():
         leader = new_learner(redis_url, "leader", lock_ms=400)
         standby = new_learner(redis_url, "standby", lock_ms=400)
-        await leader.step()  # leads, publishes version 1 (nothing learned)
+        await leader.step()
+        await leader.step()  # leads (the lock seen free twice), publishes version 1 (nothing learned)
+        await standby.step()
         await standby.step()
         assert leader.leader and not standby.leader
         send_labels(redis_url, 30)
@@ -73,6 +96,8 @@ def test_a_standby_waits_then_takes_over_and_relearns_what_the_dead_leader_had_n
             assert client.xpending(KEYS.labels, LEARNER_GROUP)["pending"] == 30
         # The leader is gone (no more renewals); the standby gets the lock once it expires.
         await asyncio.sleep(0.5)
+        await standby.step()
+        assert not standby.leader  # seen free once: not yet
         await standby.step()
         assert standby.leader
         await standby.step()
@@ -93,8 +118,8 @@ def test_after_redis_lost_everything_the_learner_recreates_its_group_and_republi
     async def scenario():
         learner = new_learner(redis_url, "l1")
         send_labels(redis_url, 10)
-        await learner.step()
-        await learner.step()
+        for _ in range(3):
+            await learner.step()
         version = learner.version
         with redis.Redis.from_url(redis_url) as client:
             client.flushall()  # what a restart without persistence looks like
