@@ -68,7 +68,8 @@ log = logging.getLogger("edge.adapt")
 
 #: Edge's own endpoints on the public port; never adapted, never proxied.
 EDGE_PATH_PREFIX = "/__edge/"
-_SIGNAL_HEADER_BYTES = frozenset(h.encode() for h in SIGNAL_HEADERS) | {b"cookie"}
+#: The request headers decide() reads, by their lower-case bytes (as the scope has them) → their name as text.
+_SIGNAL_HEADER_NAMES = {name.encode(): name for name in (*SIGNAL_HEADERS, "cookie")}
 _CACHE_HIT = metrics.REWRITE_CACHE.labels("hit")
 _CACHE_MISS = metrics.REWRITE_CACHE.labels("miss")
 
@@ -171,8 +172,9 @@ class AdaptiveMiddleware:
         headers: dict[str, str] = {}
         rtt_header: bytes | None = None
         for name, value in scope["headers"]:
-            if name in _SIGNAL_HEADER_BYTES and name.decode() not in headers:
-                headers[name.decode()] = value.decode("latin-1")
+            key = _SIGNAL_HEADER_NAMES.get(name)
+            if key is not None and key not in headers:
+                headers[key] = value.decode("latin-1")
             elif name == self.rtt_header and rtt_header is None:
                 rtt_header = value
         stage = "signals"
