@@ -1,8 +1,9 @@
 """What carries the proxy's httpx requests to the storefront.
 
-The proxy speaks httpx's API everywhere; underneath, the transport is a
-setting (``EDGE_UPSTREAM_TRANSPORT``), chosen by measurement
-(``loadtests/bench.py``; figures in the README):
+The proxy speaks httpx's API to every transport (edge's own also takes a leaner
+call for a request held whole, :meth:`~edge.transport.http1.Http1Transport.exchange`);
+underneath, the transport is a setting (``EDGE_UPSTREAM_TRANSPORT``), chosen by
+measurement (``loadtests/bench.py``; figures in the README):
 
 - ``http1`` (default): :class:`edge.transport.http1.Http1Transport`, edge's own
   HTTP/1.1 keep-alive pool parsed by httptools — the cheapest per request;
