@@ -15,7 +15,7 @@ machine's speed hits both alike:
   A, divided by its requests (what remains is the background: a version poll a second, a blocking
   stream read a second, a trim every 10 s);
 - **Redis round trips and commands per beacon**: N fresh beacons posted to A, the same counters;
-- **beacon on A → changed decision on C**: ``--trials`` times, four slow beacons for a new cell on A,
+- **beacon on A → changed decision on C**: ``--trials`` times, five shoppers' slow beacons for a new cell on A,
   then C is asked (every 5 ms) for a newcomer on that cell until it serves lite; the time from the
   last beacon's 204 to that page (median and max).
 """
@@ -42,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import EDGE, HINTS_4G, free_port, wait_ready, wrk  # noqa: E402
 
 KEY = "bench-fleet-key-0123456789abcdef"
+#: Distinct shoppers whose slow beacons make a cell's state visible to a newcomer (edge.pipeline.towers.MIN_CLIENTS).
+SLOW_SHOPPERS = 5
 UA = "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36"
 
 
@@ -65,9 +67,17 @@ def get(port: int, headers: dict[str, str]) -> tuple[str, str]:
         return response.headers["edge-tier"], response.headers["edge-token"]
 
 
-def beacon(port: int, token: str, slow: bool) -> int:
-    nav = [5, 105, 2605, 100_000] if slow else [5, 35, 75, 100_000]
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/__edge/beacon", data=orjson.dumps({"t": token, "nav": nav, "res": []}), method="POST")
+def beacon(port: int, token: str, slow: bool, client: str) -> int:
+    """POST a beacon as shopper ``client`` (an address edge believes from X-Forwarded-For: each has its own label budget)."""
+    # Slow: 100 KB in 1.2 s (667 kbit/s, degraded). A beacon may not claim a download longer than the time
+    # since its page was served (+1 s), or its label is kept from other shoppers (edge.learning.feedback).
+    nav = [5, 105, 1305, 100_000] if slow else [5, 35, 75, 100_000]
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/__edge/beacon",
+        data=orjson.dumps({"t": token, "nav": nav, "res": []}),
+        headers={"X-Forwarded-For": client},
+        method="POST",
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status
 
@@ -89,7 +99,9 @@ def main() -> None:
         rport, sf, off, a, c = (free_port() for _ in range(5))
         procs.append(subprocess.Popen([redis_bin, "--port", str(rport), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL))
         state = f"redis://127.0.0.1:{rport}/0"
-        env = {"EDGE_FEEDBACK_KEY": KEY, "EDGE_LOG_LEVEL": "warning"}
+        # Shoppers are told apart by X-Forwarded-For (labels are budgeted per client, and a cell's reports
+        # are shown to others once several clients agree: edge.learning.trust, edge.pipeline.towers).
+        env = {"EDGE_FEEDBACK_KEY": KEY, "EDGE_LOG_LEVEL": "warning", "EDGE_FORWARDED_ALLOW_IPS": "127.0.0.1"}
         procs.append(start([*EDGE, "storefront", "--port", str(sf), "--log-level", "warning"], {}, work / "storefront.log"))
         upstream = f"http://127.0.0.1:{sf}"
         for name, port, extra in (("off", off, []), ("a", a, ["--state", state]), ("c", c, ["--state", state])):
@@ -117,7 +129,13 @@ def main() -> None:
         for name in ("direct", "off", "on"):
             p50 = statistics.median(r[0] for r in rows[name])
             rps = statistics.median(r[1] for r in rows[name])
-            figures["cases"][name] = {"p50_ms_c1": p50, "added_p50_ms": p50 - direct_p50, "rps_c16": rps, "non_2xx": sum(r[2] for r in rows[name])}
+            figures["cases"][name] = {
+                "p50_ms_c1": p50,
+                "added_p50_ms": p50 - direct_p50,
+                "rps_c16": rps,
+                "non_2xx": sum(r[2] for r in rows[name]),
+                "rounds": [{"p50_ms_c1": r[0], "rps_c16": r[1]} for r in rows[name]],
+            }
         on, off_ = figures["cases"]["on"], figures["cases"]["off"]
         figures["fleet_added_p50_ms"] = on["added_p50_ms"] - off_["added_p50_ms"]
         figures["fleet_rps_ratio"] = on["rps_c16"] / off_["rps_c16"]
@@ -128,7 +146,7 @@ def main() -> None:
         time.sleep(1.5)
         before = commandstats(client)
         started = time.monotonic()
-        statuses = [beacon(a, token, slow=False) for token in tokens]
+        statuses = [beacon(a, token, slow=False, client=f"198.51.{i // 200}.{i % 200 + 1}") for i, token in enumerate(tokens)]
         time.sleep(1.0)  # the outbox flushes in the background
         elapsed = time.monotonic() - started
         calls = delta(before, commandstats(client))
@@ -145,11 +163,12 @@ def main() -> None:
         took = []
         for trial in range(args.trials):
             cell = {"Edge-Cell": f'id="bench-{uuid.uuid4().hex[:10]}"'}
-            newcomer = {"User-Agent": f"{UA} newcomer/{trial}", **cell}
+            newcomer = {"User-Agent": f"{UA} newcomer/{trial}", "X-Forwarded-For": f"192.0.2.{trial + 1}", **cell}
             assert get(c, newcomer)[0] == "full"
-            page_tokens = [get(a, {"User-Agent": f"{UA} slow/{trial}-{i}", **cell})[1] for i in range(4)]
-            for token in page_tokens:
-                beacon(a, token, slow=True)
+            page_tokens = [get(a, {"User-Agent": f"{UA} slow/{trial}-{i}", **cell})[1] for i in range(SLOW_SHOPPERS)]
+            time.sleep(0.3)  # the pages load (see beacon())
+            for i, token in enumerate(page_tokens):
+                beacon(a, token, slow=True, client=f"203.0.{trial}.{i + 1}")
             sent = time.monotonic()
             while get(c, newcomer)[0] == "full":
                 if time.monotonic() - sent > 10:
@@ -168,7 +187,10 @@ def main() -> None:
     print(f"{'case':<8} {'p50 c=1 ms':>11} {'added ms':>9} {'req/s c=16':>11} {'non-2xx':>8}")
     for name, row in figures["cases"].items():
         print(f"{name:<8} {row['p50_ms_c1']:>11.3f} {row['added_p50_ms']:>9.3f} {row['rps_c16']:>11.0f} {row['non_2xx']:>8}")
-    print(f"fleet on − off: added p50 {figures['fleet_added_p50_ms']:+.3f} ms, req/s ×{figures['fleet_rps_ratio']:.3f}")
+    print(f"fleet on − off: added p50 {figures['fleet_added_p50_ms']:+.3f} ms, req/s ×{figures['fleet_rps_ratio']:.3f} (medians of {args.rounds} rounds)")
+    for name in ("off", "on"):
+        rounds = figures["cases"][name]["rounds"]
+        print(f"  {name} by round: p50 c=1 " + ", ".join(f"{r['p50_ms_c1']:.3f}" for r in rounds) + " ms; req/s c=16 " + ", ".join(f"{r['rps_c16']:.0f}" for r in rounds))
     per_request = figures["redis_per_request"]
     print(f"Redis commands per request (c=16 run, background included): {per_request['commands']:.4f} over {per_request['requests']} requests {per_request['by_command']}")
     per_beacon = figures["redis_per_beacon"]

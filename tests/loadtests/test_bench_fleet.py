@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 #: What a sidecar sends Redis with no feedback arriving: the stream follower's XREAD, the version poll's GET, the
-#: outbox's trim; INFO and HELLO are the benchmark's own counter read and a connection's handshake.
-BACKGROUND = {"xread", "get", "xtrim", "info", "hello", "client|setinfo"}
+#: outbox's trim (XINFO GROUPS, then XTRIM); INFO and HELLO are the benchmark's own counter read and a connection's handshake.
+BACKGROUND = {"xread", "get", "xinfo|groups", "xtrim", "info", "hello", "client|setinfo"}
 
 
 def test_bench_fleet_measures_both_sides_and_pages_never_write_to_redis(tmp_path):
