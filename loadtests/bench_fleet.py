@@ -96,7 +96,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     procs: list[subprocess.Popen] = []
     try:
-        rport, sf, off, a, c = (free_port() for _ in range(5))
+        rport, sf, off, a, c, a_admin = (free_port() for _ in range(6))
         procs.append(subprocess.Popen([redis_bin, "--port", str(rport), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL))
         state = f"redis://127.0.0.1:{rport}/0"
         # Shoppers are told apart by X-Forwarded-For (labels are budgeted per client, and a cell's reports
@@ -104,8 +104,8 @@ def main() -> None:
         env = {"EDGE_FEEDBACK_KEY": KEY, "EDGE_LOG_LEVEL": "warning", "EDGE_FORWARDED_ALLOW_IPS": "127.0.0.1"}
         procs.append(start([*EDGE, "storefront", "--port", str(sf), "--log-level", "warning"], {}, work / "storefront.log"))
         upstream = f"http://127.0.0.1:{sf}"
-        for name, port, extra in (("off", off, []), ("a", a, ["--state", state]), ("c", c, ["--state", state])):
-            procs.append(start([*EDGE, "serve", "--upstream", upstream, "--port", str(port), "--admin-port", str(free_port()), *extra], env, work / f"{name}.log"))
+        for name, port, admin, extra in (("off", off, free_port(), []), ("a", a, a_admin, ["--state", state]), ("c", c, free_port(), ["--state", state])):
+            procs.append(start([*EDGE, "serve", "--upstream", upstream, "--port", str(port), "--admin-port", str(admin), *extra], env, work / f"{name}.log"))
         for port in (sf, off, a, c):
             wait_ready(f"http://127.0.0.1:{port}/")
         client = redis.Redis.from_url(state)
@@ -175,6 +175,13 @@ def main() -> None:
                     raise SystemExit("bench_fleet: C never changed its decision")
                 time.sleep(0.005)
             took.append((time.monotonic() - sent) * 1000)
+        # The link's health over the whole run, on A: a benchmark of a fleet that lost Redis would measure nothing.
+        with urllib.request.urlopen(f"http://127.0.0.1:{a_admin}/metrics", timeout=10) as response:
+            exposition = response.read().decode()
+        figures["sidecar_a"] = {
+            name: sum(float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
+            for name in ("edge_state_errors_total", "edge_state_guard_fallbacks_total", "edge_state_dropped_total")
+        }
         figures["beacon_to_decision_ms"] = {"trials": len(took), "median": statistics.median(took), "max": max(took), "min": min(took)}
     finally:
         for proc in reversed(procs):
@@ -195,6 +202,7 @@ def main() -> None:
     print(f"Redis commands per request (c=16 run, background included): {per_request['commands']:.4f} over {per_request['requests']} requests {per_request['by_command']}")
     per_beacon = figures["redis_per_beacon"]
     print(f"per beacon: {per_beacon['evalsha_per_beacon']:.2f} EVALSHA (SET NX + XADD inside: {per_beacon['writes_per_beacon']:.2f} writes); all commands {per_beacon['by_command']}")
+    print(f"sidecar A over the run: {figures['sidecar_a']}")
     d = figures["beacon_to_decision_ms"]
     print(f"beacon on A → decision on C: median {d['median']:.0f} ms, min {d['min']:.0f}, max {d['max']:.0f} over {d['trials']} trials")
     if args.json:

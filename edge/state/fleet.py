@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from edge.core import metrics as edge_metrics
 from edge.learning.feedback import Feedback
@@ -202,7 +202,13 @@ class FleetSync:
         """Drop stream entries older than the cells' memory, but none the learner has not read yet: a
         learner that was away catches up on everything the length bound (``stream_max``) kept."""
         oldest = (int((time.time() - self.cell_memory_s) * 1000), 0)
-        for group in await self.redis.xinfo_groups(self.keys.labels):
+        try:
+            groups = await self.redis.xinfo_groups(self.keys.labels)
+        except ResponseError as exc:
+            if "no such key" in str(exc).lower():
+                return  # no label yet: nothing to trim
+            raise
+        for group in groups:
             fields = {k.decode() if isinstance(k, bytes) else k: v for k, v in dict(group).items()}
             if fields.get("name") in (LEARNER_GROUP, LEARNER_GROUP.encode()):
                 delivered = as_bytes(fields.get("last-delivered-id")) or b"0-0"

@@ -44,4 +44,6 @@ def test_bench_fleet_measures_both_sides_and_pages_never_write_to_redis(tmp_path
     assert per_beacon["accepted"] == per_beacon["beacons"] == 10
     assert per_beacon["by_command"].get("xadd") == 10 and per_beacon["by_command"].get("set") == 10
     assert figures["beacon_to_decision_ms"]["trials"] == 3
+    # The link stayed up: no failed exchange, no label accepted on the local guard alone, none dropped.
+    assert figures["sidecar_a"] == {"edge_state_errors_total": 0, "edge_state_guard_fallbacks_total": 0, "edge_state_dropped_total": 0}
     assert "beacon on A → decision on C" in run.stdout

@@ -208,3 +208,14 @@ def test_old_entries_are_trimmed_by_age_but_never_before_the_learner_read_them(r
         await side.sync.link.aclose()
 
     run(scenario())
+
+
+def test_trimming_a_stream_that_does_not_exist_yet_is_no_error(redis_url):
+    async def scenario():
+        side = Sidecar(redis_url, "a")
+        await side.sync.trim()  # XINFO GROUPS on a missing key is an error reply, not a lost Redis
+        with redis.Redis.from_url(redis_url) as client:
+            assert client.exists("t:labels") == 0
+        await side.sync.link.aclose()
+
+    run(scenario())
