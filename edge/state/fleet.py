@@ -29,7 +29,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
@@ -115,6 +115,9 @@ class FleetSync:
         self.model_version = 0
         self._version_seen: bytes | None = None
         self._last_read = time.monotonic()
+        self._last_trim = 0.0
+        # The follower starts ``cell_memory_s`` back: a new sidecar begins with the fleet's recent cell statistics.
+        self._follow_from: bytes | str = f"{int((time.time() - cell_memory_s) * 1000)}-0"
         self._wake = asyncio.Event()
         self._accept_once = self.redis.register_script(ACCEPT_ONCE)
         metrics.MODEL_VERSION.set(0)
@@ -150,7 +153,8 @@ class FleetSync:
 
     async def run(self) -> None:
         """Run every background task until cancelled."""
-        tasks = [asyncio.create_task(t) for t in (self._flush_forever(), self._follow_forever(), self._watch_model_forever())]
+        rounds = (("flush", self._flush_round), ("follow", self._follow_round), ("model", self._model_round))
+        tasks = [asyncio.create_task(self._forever(op, step)) for op, step in rounds]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -216,24 +220,29 @@ class FleetSync:
                 oldest = min(oldest, (int(ms), int(seq or 0)))
         await self.redis.xtrim(self.keys.labels, minid=f"{oldest[0]}-{oldest[1]}", approximate=True)
 
-    async def _flush_forever(self) -> None:
-        backoff, last_trim = Backoff(), 0.0
+    async def _forever(self, op: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` again and again; a Redis failure marks the link down (counted under ``op``) and waits a backoff."""
+        backoff = Backoff()
         while True:
-            if not self.outbox:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=TRIM_EVERY_S)
             try:
-                await self.flush()
-                if time.monotonic() - last_trim >= TRIM_EVERY_S:
-                    last_trim = time.monotonic()
-                    await self.trim()
+                await step()
             except REDIS_ERRORS as exc:
-                self.link.failed("flush", exc)
+                self.link.failed(op, exc)
                 await asyncio.sleep(backoff.next_delay())
                 continue
             self.link.ok()
             backoff.reset()
+
+    async def _flush_round(self) -> None:
+        """Wait for labels (or the next trim), send a batch, trim every ``TRIM_EVERY_S``."""
+        if not self.outbox:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=TRIM_EVERY_S)
+        await self.flush()
+        if time.monotonic() - self._last_trim >= TRIM_EVERY_S:
+            self._last_trim = time.monotonic()
+            await self.trim()
 
     async def follow(self, last_id: bytes | str) -> bytes | str:
         """Read and apply the next entries after ``last_id`` (blocking up to a second); returns the new last id."""
@@ -253,18 +262,8 @@ class FleetSync:
             guard.admit(label.nonce, label.expires - guard.window_s, now)  # refuse its token here too
         return last_id
 
-    async def _follow_forever(self) -> None:
-        backoff = Backoff()
-        last_id: bytes | str = f"{int((time.time() - self.cell_memory_s) * 1000)}-0"
-        while True:
-            try:
-                last_id = await self.follow(last_id)
-            except REDIS_ERRORS as exc:
-                self.link.failed("follow", exc)
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            self.link.ok()
-            backoff.reset()
+    async def _follow_round(self) -> None:
+        self._follow_from = await self.follow(self._follow_from)
 
     async def poll_model(self) -> bool:
         """Fetch and swap in the fleet model if its version changed; True if swapped. Raises Redis errors."""
@@ -291,19 +290,10 @@ class FleetSync:
         metrics.MODEL_VERSION.set(snapshot.version)
         return True
 
-    async def _watch_model_forever(self) -> None:
-        backoff = Backoff()
-        while True:
-            await asyncio.sleep(self.poll_s)
-            metrics.SYNC_LAG.set(max(0.0, time.monotonic() - self._last_read))
-            try:
-                await self.poll_model()
-            except REDIS_ERRORS as exc:
-                self.link.failed("model", exc)
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            self.link.ok()
-            backoff.reset()
+    async def _model_round(self) -> None:
+        await asyncio.sleep(self.poll_s)
+        metrics.SYNC_LAG.set(max(0.0, time.monotonic() - self._last_read))
+        await self.poll_model()
 
 
 def as_bytes(value: bytes | str | None) -> bytes | None:
