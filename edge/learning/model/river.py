@@ -115,12 +115,14 @@ class EdgeFeatures(base.Transformer):
         self._rule_model = RuleModel()
 
     def transform_one(self, x: dict) -> dict:
-        # Runs once per prediction and once per label: the lookups are precomputed
-        # (_ONE_HOT_KEYS, _NUMERIC_SCALE, _BAND_KEYS), the output (keys, their order, values)
-        # is what the plain rules in the class docstring give.
+        # Runs once per prediction and once per label, so it is written for CPython: one lookup
+        # per input name in _PLAN says what to do with it (a step code and its table), no helper
+        # calls where an expression does. The output (keys, their order, values, down to the sign
+        # of a zero) is what the plain rules in the class docstring give
+        # (tests/learning/test_learning.py compares the two on random inputs).
         out: dict[str, float] = {}
-        one_hot, scale_of, bands_of, isfinite = _ONE_HOT_KEYS, _NUMERIC_SCALE, _BAND_KEYS, math.isfinite
-        tcp_banded = _TCP_BAND_KEYS
+        plan, one_hot, log10, log1p = _PLAN, _ONE_HOT_KEYS, math.log10, math.log1p
+        has_tcp_rtt = False
         for name, value in x.items():
             if type(value) is float:  # the common case (edge.pipeline.features gives floats)
                 v = value
@@ -135,24 +137,25 @@ class EdgeFeatures(base.Transformer):
                 v = float(value)
             else:
                 continue
-            if not isfinite(v):
+            if v - v != 0.0:  # inf or nan: inf - inf and nan - nan are nan
                 continue
-            if name in tcp_banded:
-                tcp_edges, tcp_keys = tcp_banded[name]
-                out[tcp_keys[bisect_right(tcp_edges, v)]] = 1.0
-                continue
-            if name in _TCP_UNUSED:
-                continue
-            scale = scale_of.get(name)
-            if scale is None:
+            step = plan.get(name)
+            if step is None:
                 out[name] = v
-            elif scale is _LOG10:
-                out[name] = math.log10(max(v, 1.0))
-            else:
-                out[name] = math.log1p(max(v, 0.0))
-            banded = bands_of.get(name)
-            if banded is not None:
-                out[banded[1][bisect_right(banded[0], v)]] = 1.0
+                continue
+            code, edges, keys = step
+            if code is _LOG10:
+                out[name] = log10(v if v >= 1.0 else 1.0)  # max(v, 1.0), as the rules say
+            elif code is _LOG1P_SCALE:
+                out[name] = log1p(v if v >= 0.0 else 0.0)  # max(v, 0.0): keeps -0.0 as max does
+            elif code is _BANDED:
+                out[name] = v
+                out[keys[bisect_right(edges, v)]] = 1.0
+            elif code is _TCP_BAND:
+                out[keys[bisect_right(edges, v)]] = 1.0
+                if name == "tcp_rtt_ms":
+                    has_tcp_rtt = True
+            # _UNUSED: nothing
         if "last_kbps" in out:
             age = x.get("last_age_s")
             fresh = 0.5 ** (float(age) / self.freshness_half_life_s) if isinstance(age, (int, float)) else 0.5
@@ -168,12 +171,12 @@ class EdgeFeatures(base.Transformer):
             out["cell_share_conf"] = (out["cell_degraded_share"] - 0.5) * confidence
         else:
             out["no_cell"] = 1.0
-        if not any(key in out for key in _TCP_RTT_KEYS):
+        if not has_tcp_rtt:
             out["no_tcp"] = 1.0  # no server-side round trip (replayed traces, in-process, a failed read)
         if self.rules:
             p = self._rule_model.predict(x)
             if p is not None:
-                p = min(max(p, 0.01), 0.99)
+                p = 0.01 if p < 0.01 else 0.99 if p > 0.99 else p
                 out["rules"] = math.log(p / (1.0 - p))
         return out
 
@@ -199,7 +202,15 @@ _TCP_BAND_KEYS: dict[str, tuple[tuple[float, ...], tuple[str, ...]]] = {
     name: (_ascending(edges, name), tuple(f"{name}_band={i}" for i in range(len(edges) + 1)))
     for name, edges in _TCP_BANDED.items()
 }
-_TCP_RTT_KEYS = _TCP_BAND_KEYS["tcp_rtt_ms"][1]
+#: What EdgeFeatures.transform_one does with a number under each name: (step, band edges, band keys).
+#: A name not in the plan passes through as a float.
+_BANDED, _TCP_BAND, _UNUSED = "banded", "tcp band", "unused"
+_PLAN: dict[str, tuple[str, tuple[float, ...], tuple[str, ...]]] = {
+    **{name: (scale, (), ()) for name, scale in _NUMERIC_SCALE.items()},
+    **{name: (_BANDED, edges, keys) for name, (edges, keys) in _BAND_KEYS.items()},
+    **{name: (_TCP_BAND, edges, keys) for name, (edges, keys) in _TCP_BAND_KEYS.items()},
+    **{name: (_UNUSED, (), ()) for name in _TCP_UNUSED},
+}
 _LAST_BAND_KEYS = tuple(f"last_band={i}" for i in range(len(_ascending(LAST_KBPS_BANDS, "last_kbps")) + 1))
 
 
@@ -254,7 +265,15 @@ class RiverModel:
     def predict(self, x: Features) -> float | None:
         if not (self.seen[False] and self.seen[True]) and self.prior is None:
             return None
-        proba = self.pipeline.predict_proba_one(x)
+        steps = self._split_pipeline()
+        if steps is None or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
+            proba = self.pipeline.predict_proba_one(x)
+        else:  # River's Pipeline.predict_proba_one, step by step, without its per-call bookkeeping
+            features, transformers, estimator = steps
+            z = features.transform_one(x)
+            for step in transformers:
+                z = step.transform_one(z)
+            proba = estimator.predict_proba_one(z)
         if not proba:
             return None
         p = proba.get(True, 0.0)
@@ -262,7 +281,12 @@ class RiverModel:
 
     def learn(self, x: Features, degraded: bool) -> None:
         y = bool(degraded)
-        self.pipeline.learn_one(x, y)
+        steps = self._split_pipeline()
+        if steps is None or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
+            self.pipeline.learn_one(x, y)
+        else:  # River's Pipeline.learn_one, step by step (see predict_then_learn)
+            features, transformers, estimator = steps
+            estimator.learn_one(_learn_transform(transformers, features.transform_one(x)), y)
         self.seen[y] += 1
 
     def predict_then_learn(self, x: Features, degraded: bool) -> float | None:
@@ -292,10 +316,7 @@ class RiverModel:
             proba = estimator.predict_proba_one(zp)
             if proba:
                 p = min(max(float(proba.get(True, 0.0)), 0.0), 1.0)
-        for step in transformers:  # as Pipeline.learn_one (EdgeFeatures.learn_one is a no-op)
-            step.learn_one(z)
-            z = step.transform_one(z)
-        estimator.learn_one(z, y)
+        estimator.learn_one(_learn_transform(transformers, z), y)
         self.seen[y] += 1
         return p
 
@@ -319,6 +340,46 @@ class RiverModel:
     @property
     def labels(self) -> int:
         return self.seen[False] + self.seen[True]
+
+
+def _learn_transform(transformers: tuple[base.Transformer, ...], z: dict) -> dict:
+    """Each transformer learns ``z`` then transforms it, as River's ``Pipeline.learn_one`` drives them.
+
+    The default pipeline's one transformer, a plain ``StandardScaler``, does both in one pass over
+    ``z`` with River's own arithmetic in River's order (:func:`_scaler_learn_transform`), so the
+    numbers are the same to the bit; any other transformer is called as River calls it.
+    """
+    for step in transformers:
+        if type(step) is preprocessing.StandardScaler and step.with_std and step.window_size is None:
+            z = _scaler_learn_transform(step, z)
+        else:
+            step.learn_one(z)
+            z = step.transform_one(z)
+    return z
+
+
+def _scaler_learn_transform(scaler: preprocessing.StandardScaler, z: dict) -> dict:
+    """``scaler.learn_one(z); return scaler.transform_one(z)`` in one pass (Welford's update, then scale).
+
+    >>> a, b = preprocessing.StandardScaler(), preprocessing.StandardScaler()
+    >>> for z in ({"u": 1.0, "v": 2.0}, {"u": 3.0}, {"u": 4.0, "v": -1.0}):
+    ...     a.learn_one(z)
+    ...     assert _scaler_learn_transform(b, z) == a.transform_one(z)
+    >>> (a.counts, a.means, a.vars) == (b.counts, b.means, b.vars)
+    True
+    """
+    counts, means, vars_ = scaler.counts, scaler.means, scaler.vars
+    out = {}
+    for i, xi in z.items():
+        n = counts[i] + 1
+        counts[i] = n
+        old_mean = means[i]
+        mean = old_mean + (xi - old_mean) / n
+        means[i] = mean
+        var = vars_[i] + ((xi - old_mean) * (xi - mean) - vars_[i]) / n
+        vars_[i] = var
+        out[i] = (xi - mean) / var**0.5 if var else 0.0
+    return out
 
 
 def _split_pipeline(
