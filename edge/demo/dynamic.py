@@ -66,23 +66,70 @@ def _recent(cookie: str | None) -> bytes:
 
 def personalize(page: bytes, cart: str | None, recent: str | None) -> bytes:
     """``page`` with this request's CSRF tokens, script nonce, cart count, recently viewed items and time."""
+    segments, spots = _layout(page)
     nonce = b' nonce="' + secrets.token_urlsafe(16).encode() + b'"'
     count = sum(1 for t in (cart or "").split(".") if t.isdigit())
     cart_link = _CART_LINK.replace(b"Cart<", f"Cart ({count})<".encode())
-
-    def fill(m: re.Match[bytes]) -> bytes:
-        tag = m.group(0)
-        if tag == _CART_LINK:
-            return cart_link
-        if tag[1] in b"sS":
-            return tag + nonce
-        return tag + b'<input type="hidden" name="csrf_token" value="' + secrets.token_urlsafe(24).encode() + b'">'
-
-    page = _SPOTS.sub(fill, page)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
     tail = _recent(recent) + b'<p class="rendered">Rendered at ' + stamp + b"</p>"
+    out = [segments[0]]
+    for spot, segment in zip(spots, segments[1:]):
+        if spot is _CART:
+            out.append(cart_link)
+        elif spot is _SCRIPT:
+            out.append(nonce)
+        elif spot is _FORM:
+            out.append(b'<input type="hidden" name="csrf_token" value="' + secrets.token_urlsafe(24).encode() + b'">')
+        else:  # _TAIL: before the last </main>, or at the end of a page without one
+            out.append(tail)
+        out.append(segment)
+    return b"".join(out)
+
+
+# What goes in each spot of a page's layout (compared by identity).
+_CART, _SCRIPT, _FORM, _TAIL = "cart", "script", "form", "tail"
+#: The layouts of the last pages personalized (the demo serves a few dozen distinct pages): a page is
+#: scanned once, and later requests only join its fixed segments with their values.
+_LAYOUTS: dict[tuple[int, bytes], tuple[bytes, tuple[bytes, ...], tuple[str, ...]]] = {}
+_MAX_LAYOUTS = 64
+
+
+def _layout(page: bytes) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
+    """``page`` cut where each request's values go: ``segments[0] spot[0] segments[1] spot[1] …``.
+
+    >>> _layout(b'<main><form action="/a"><script>x()</script></main>')
+    ((b'<main><form action="/a">', b'<script', b'>x()</script>', b'</main>'), ('form', 'script', 'tail'))
+    """
+    key = (len(page), page[:64] + page[-64:])
+    cached = _LAYOUTS.get(key)
+    if cached is not None and cached[0] == page:  # same length and ends: confirm the whole page
+        return cached[1], cached[2]
+    cuts: list[tuple[int, str]] = []  # (where the value goes, what goes there), in page order
+    for m in _SPOTS.finditer(page):
+        tag = m.group(0)
+        if tag == _CART_LINK:  # replaced: the cut spans the link
+            cuts.append((m.start(), _CART))
+            cuts.append((m.end(), ""))
+        else:  # after the tag's text: a nonce after "<script", a hidden input after "<form …>"
+            cuts.append((m.end(), _SCRIPT if tag[1] in b"sS" else _FORM))
     k = page.rfind(b"</main>")
-    return page[:k] + tail + page[k:] if k >= 0 else page + tail
+    cuts.append((k if k >= 0 else len(page), _TAIL))
+    cuts.sort(key=lambda cut: cut[0])  # stable: the tail after a value cut at the same place
+    segments: list[bytes] = []
+    spots: list[str] = []
+    at = 0
+    for where, spot in cuts:
+        if spot:
+            segments.append(page[at:where])
+            spots.append(spot)
+            at = where
+        else:  # the end of a replaced span: skip the original text
+            at = where
+    segments.append(page[at:])
+    if len(_LAYOUTS) >= _MAX_LAYOUTS:
+        _LAYOUTS.pop(next(iter(_LAYOUTS)))
+    _LAYOUTS[key] = (page, tuple(segments), tuple(spots))
+    return tuple(segments), tuple(spots)
 
 
 def _cookies(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:

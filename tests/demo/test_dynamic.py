@@ -66,3 +66,46 @@ def test_the_static_storefront_is_unchanged():
 
     a, b = asyncio.run(main())
     assert a == b and b"csrf_token" not in a and b"nonce=" not in a
+
+
+def _personalize_by_regex(page: bytes, cart: str | None, recent: str | None) -> bytes:
+    """The plain definition: one regex substitution over the page, then the tail before the last </main>."""
+    from edge.demo import dynamic
+
+    count = sum(1 for t in (cart or "").split(".") if t.isdigit())
+
+    def fill(m: re.Match[bytes]) -> bytes:
+        tag = m.group(0)
+        if tag == dynamic._CART_LINK:
+            return dynamic._CART_LINK.replace(b"Cart<", f"Cart ({count})<".encode())
+        if tag[1] in b"sS":
+            return tag + b' nonce="N"'
+        return tag + b'<input type="hidden" name="csrf_token" value="T">'
+
+    page = dynamic._SPOTS.sub(fill, page)
+    tail = dynamic._recent(recent) + b'<p class="rendered">Rendered at S</p>'
+    k = page.rfind(b"</main>")
+    return page[:k] + tail + page[k:] if k >= 0 else page + tail
+
+
+def _masked(page: bytes) -> bytes:
+    page = re.sub(rb'name="csrf_token" value="[\w-]+"', b'name="csrf_token" value="T"', page)
+    return re.sub(rb"Rendered at [\dT:.Z-]+<", b"Rendered at S<", re.sub(rb' nonce="[\w-]+"', b' nonce="N"', page))
+
+
+def test_a_pages_layout_is_cut_once_and_filled_as_the_regex_would():
+    from edge.demo.dynamic import personalize
+
+    pages = [r.content for r in asyncio.run(_static_pages(("/", "/product/3", "/cart", "/search?q=knife")))]
+    odd = [b"", b"<p>no main</p><form>", b"<main></main><main>x</main>", b"<main><form a></main>",
+           b'<a class="cart-link" href="/cart">Cart</a><SCRIPT>', b'<a class="cart-link" href="/cart">Cart</a></main>']
+    for page in pages + odd:
+        for cart, recent in ((None, None), ("1.2", "3.7.12"), ("x", "99")):
+            for _ in range(2):  # the second from the cached layout
+                assert _masked(personalize(page, cart, recent)) == _personalize_by_regex(page, cart, recent)
+
+
+async def _static_pages(paths: tuple[str, ...]) -> list[httpx.Response]:
+    transport = httpx.ASGITransport(app=build_storefront())
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+        return [await client.get(path) for path in paths]
