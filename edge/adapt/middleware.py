@@ -62,7 +62,7 @@ from edge.pipeline.rewrite import HtmlRewriter, JsonRewriter, RewriteCache
 from edge.pipeline.signals import SIGNAL_HEADERS, Signals, measurement_signals, read_signals, server_rtt_signals
 from edge.pipeline.towers import TowerTable
 
-__all__ = ["AdaptiveMiddleware", "VARY_HEADERS", "EDGE_PATH_PREFIX"]
+__all__ = ["AdaptiveMiddleware", "VARY_HEADERS", "EDGE_PATH_PREFIX", "likely_page"]
 
 log = logging.getLogger("edge.adapt")
 
@@ -152,7 +152,7 @@ class AdaptiveMiddleware:
             responder.verdict = self.decide(own, time.time())
             scope = {**own, "headers": translate_if_none_match(own["headers"], responder.verdict.decision.tier)}
             responder.scope = scope
-        elif not self.strict and _likely_page(own):
+        elif not self.strict and likely_page(own):
             # Decide in the next loop step: after the request has gone upstream, before its answer.
             asyncio.get_running_loop().call_soon(responder.decide_early)
         try:
@@ -304,12 +304,12 @@ _ASSET_DESTINATIONS = frozenset(
 )
 
 
-def _likely_page(scope: Scope) -> bool:
+def likely_page(scope: Scope) -> bool:
     """Whether a GET looks like it asks for a page (worth deciding while the storefront works).
 
-    >>> _likely_page({"path": "/shop/tea", "headers": [(b"sec-fetch-dest", b"document")]})
+    >>> likely_page({"path": "/shop/tea", "headers": [(b"sec-fetch-dest", b"document")]})
     True
-    >>> _likely_page({"path": "/static/hero.PNG", "headers": []}), _likely_page({"path": "/p", "headers": [(b"sec-fetch-dest", b"image")]})
+    >>> likely_page({"path": "/static/hero.PNG", "headers": []}), likely_page({"path": "/p", "headers": [(b"sec-fetch-dest", b"image")]})
     (False, False)
     """
     if scope["path"].lower().endswith(_ASSET_SUFFIXES):

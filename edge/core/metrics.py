@@ -54,7 +54,7 @@ __all__ = [
 
 #: Who decided the tier: the rule baseline, the learned model, a policy override (preference cookie,
 #: Save-Data), the holdback control group (always full), or nobody (unknown → full).
-SOURCES = ("rules", "model", "last_request", "client_average", "cell_share", "override", "holdback", "none")
+SOURCES = ("rules", "model", "last_request", "client_average", "cell_share", "stacker", "override", "holdback", "none")
 STAGES = ("signals", "predict", "decide", "decode", "rewrite", "respond")
 UPSTREAM_ERROR_KINDS = ("connect", "timeout", "pool", "protocol", "read", "other")
 
@@ -145,7 +145,7 @@ REJECT_REASONS = ("malformed", "oversized", "forged", "expired", "replayed", "ov
 #: Why a label's claims contradict what edge observed (edge.learning.feedback): such labels serve their own client only.
 UNTRUSTED_REASONS = ("too-slow-for-the-clock", "estimate")
 #: Every candidate the champion/challenger scores (edge.learning.model.CANDIDATES; a test ties the two).
-MODELS = ("model", "rules", "last_request", "client_average", "cell_share")
+MODELS = ("model", "rules", "last_request", "client_average", "cell_share", "stacker")
 
 LABELS = Counter(
     "edge_labels_total",
@@ -203,6 +203,10 @@ PROXIED = Counter(
     ["code"],
 )
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+FAST_PATH = Counter(
+    "edge_fast_path_pages_total",
+    "Full-tier pages served by the fast path (edge.runtime.fast_path), without the ASGI layers; also in edge_requests_total.",
+)
 
 # Client connections and requests refused by the limits of edge.runtime.protocol and edge.transport.proxy, by reason.
 CLIENT_REJECT_REASONS = (

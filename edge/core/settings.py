@@ -77,6 +77,9 @@ class Settings:
     max_streaming_uploads: int = 0
     # What carries requests to the storefront under httpx's API (edge.transport.upstream): http1 (edge.transport.http1), aiohttp or httpx.
     upstream_transport: UpstreamTransport = "http1"
+    # Serve a GET page at the full tier without the ASGI layers (edge.runtime.fast_path): the same bytes, less
+    # CPU. Only over http1 and with fail_mode open; off: every request takes the ASGI path.
+    fast_path: bool = True
     # Addresses of load balancers whose X-Forwarded-For/-Proto edge trusts (comma-separated, "*" for
     # any). Empty: edge is the first hop and the peer address is the client (the sidecar default).
     forwarded_allow_ips: str = ""

@@ -42,6 +42,7 @@ from edge.core.errors import PolicyError
 from edge.core.settings import Settings
 from edge.learning.model import MODELS, Checkpointed, NetworkModel, Restorable, Snapshotting
 from edge.pipeline.policy import Policy, load_policy
+from edge.runtime.fast_path import FastPath
 from edge.runtime.workers import SHARED_KEY_ENV, WORKER_INDEX_ENV
 
 if TYPE_CHECKING:
@@ -102,6 +103,8 @@ class Edge:
         self.middleware = AdaptiveMiddleware(inner, policy=policy, model=model, settings=_with_shared_key(settings), towers=towers)
         #: The ASGI app for the public port.
         self.public = self.middleware
+        #: What the public port runs instead of the app for a full-tier page request (None: off).
+        self.fast_path = FastPath(self.middleware, self.proxy, self.public) if settings.fast_path else None
         #: The ASGI app for the admin port.
         self.admin = Starlette(
             routes=[

@@ -45,7 +45,7 @@ import re
 import socket
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HEADER_RE as _HEADER_NAME
@@ -54,6 +54,9 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from edge.core import metrics
 from edge.pipeline.client_rtt import SCOPE_EXTENSION, read_tcp_info
+
+if TYPE_CHECKING:
+    from edge.runtime.fast_path import FastPath
 
 __all__ = ["ConnectionLimits", "protocol_class", "EdgeHttpProtocol"]
 
@@ -145,10 +148,48 @@ class _Cycle(RequestResponseCycle):
 
     def _hold_head(self, message: Any) -> None:
         """uvicorn's status line and header fields for ``message``, held for the first body message."""
+        self._held = self._head(message["status"], message.get("headers", []))
+        asyncio.get_running_loop().call_soon(self._flush_head)
+
+    async def send_whole(self, status: int, headers: list[tuple[bytes, bytes]], body: list[bytes | memoryview]) -> None:
+        """A whole response in one write: what ``send`` does with its start message and one final body
+        message whose bytes are ``body``'s pieces joined (they are written as they are, never joined).
+
+        The fast path's (:mod:`edge.runtime.fast_path`) one call for a page it has whole; the same
+        checks, the same bytes and the same end of the response as the two messages through ``send``.
+        """
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
+        if self.response_started or self.access_log:
+            raise RuntimeError("send_whole starts a response (without an access log)")
+        head = self._head(status, headers)
+        size = sum(len(piece) for piece in body)
+        if self.scope["method"] == "HEAD":
+            self.expected_content_length = 0
+            pieces: list[bytes | memoryview] = []
+        elif self.chunked_encoding:
+            pieces = [b"%x\r\n" % size, *body, b"\r\n0\r\n\r\n"] if size else [b"0\r\n\r\n"]
+        else:
+            if size > self.expected_content_length:
+                raise RuntimeError("Response content longer than Content-Length")
+            self.expected_content_length -= size
+            pieces = body if size else []
+        self.transport.writelines([head, *pieces])
+        if self.expected_content_length != 0:
+            raise RuntimeError("Response content shorter than Content-Length")
+        self.response_complete = True
+        self.message_event.set()
+        if not self.keep_alive:
+            self.transport.close()
+        self.on_response()
+
+    def _head(self, status_code: int, message_headers: Any) -> bytes:
+        """The response head uvicorn would write for this status and these headers; the response has started."""
         self.response_started = True
         self.waiting_for_100_continue = False
-        status_code = message["status"]
-        headers = self.default_headers + list(message.get("headers", []))
+        headers = self.default_headers + list(message_headers)
         if _HEADER_NAME.search(b"".join([n for n, _ in headers])):
             raise RuntimeError("Invalid HTTP header name.")
         if _HEADER_VALUE.search(b"".join([v for _, v in headers])):
@@ -176,8 +217,7 @@ class _Cycle(RequestResponseCycle):
             content.append(b"transfer-encoding: chunked\r\n")
         content.append(b"\r\n")
         self._no_body_for(status_code)
-        self._held = b"".join(content)
-        asyncio.get_running_loop().call_soon(self._flush_head)
+        return b"".join(content)
 
     def _no_body_for(self, status: int | None) -> None:
         if status in (204, 304):
@@ -201,6 +241,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     open_connections: ClassVar[OrderedDict[EdgeHttpProtocol, None]] = OrderedDict()
     #: Read TCP_INFO into each request's scope (a direct edge's public port; see the module docstring).
     tcp_info: ClassVar[bool] = False
+    #: The full tier's fast path (:mod:`edge.runtime.fast_path`): runs, instead of the listener's app, the
+    #: requests it takes. None: every request goes to the app.
+    fast_path: ClassVar[FastPath | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -247,6 +290,15 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def _runs_no_request(self) -> bool:
         return (self.cycle is None or self.cycle.response_complete) and not self.pipeline
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # The fast path stands in for the app only when the app is the one it was made for (uvicorn
+        # wraps it in nothing: no proxy headers, no message log) and nobody logs access.
+        fast = self.fast_path
+        scope: Any = cycle.scope  # (uvicorn's TypedDict, an ASGI scope)
+        if fast is not None and app is fast.app and not self.access_log and fast.takes(scope):
+            app = fast
+        super()._start_asgi_task(cycle, app)
 
     # --- the head deadline ---------------------------------------------------------------------
 
@@ -401,11 +453,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
 
-def protocol_class(limits: ConnectionLimits, *, tcp_info: bool = False) -> type[EdgeHttpProtocol]:
-    """A protocol class for one listener: its own limits, its own table of open connections, and whether
-    each request's scope carries the connection's TCP_INFO figures."""
+def protocol_class(limits: ConnectionLimits, *, tcp_info: bool = False, fast_path: FastPath | None = None) -> type[EdgeHttpProtocol]:
+    """A protocol class for one listener: its own limits, its own table of open connections, whether
+    each request's scope carries the connection's TCP_INFO figures, and the fast path it runs (if any)."""
     return type(
         "EdgeHttpProtocol",
         (EdgeHttpProtocol,),
-        {"limits": limits, "open_connections": OrderedDict(), "tcp_info": tcp_info, "__module__": __name__},
+        {"limits": limits, "open_connections": OrderedDict(), "tcp_info": tcp_info, "fast_path": fast_path, "__module__": __name__},
     )

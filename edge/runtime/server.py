@@ -20,13 +20,16 @@ import signal
 import socket
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from edge.core.settings import Settings
 from edge.runtime.protocol import ConnectionLimits, protocol_class
+
+if TYPE_CHECKING:
+    from edge.runtime.fast_path import FastPath
 
 __all__ = ["Listener", "serve_all", "run", "connection_limits"]
 
@@ -54,6 +57,8 @@ class Listener:
     keepalive_timeout: float = 15.0
     #: Read each request's TCP_INFO into the scope (edge.runtime.protocol): the public port of a direct edge.
     tcp_info: bool = False
+    #: The full tier's fast path (edge.runtime.fast_path), run instead of ``app`` for the requests it takes.
+    fast_path: FastPath | None = None
 
 
 def connection_limits(settings: Settings) -> ConnectionLimits:
@@ -86,7 +91,7 @@ async def serve_all(listeners: list[Listener], *, log_level: str = "info", grace
                 lifespan=item.lifespan,
                 log_level=log_level,
                 access_log=False,
-                http=protocol_class(item.limits, tcp_info=item.tcp_info),
+                http=protocol_class(item.limits, tcp_info=item.tcp_info, fast_path=item.fast_path),
                 # uvicorn annotates these as int but hands them to loop.call_later / asyncio.wait_for,
                 # which take seconds as float: a sub-second value is honoured as given.
                 timeout_keep_alive=cast(int, item.keepalive_timeout),

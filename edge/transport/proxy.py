@@ -38,7 +38,7 @@ from edge.core.settings import Settings
 from edge.transport.http1 import Http1Transport, RawResponse
 from edge.transport.upstream import make_transport, upstream_error_kind
 
-__all__ = ["ReverseProxy", "HOP_BY_HOP"]
+__all__ = ["ReverseProxy", "HOP_BY_HOP", "PROXIED", "response_headers"]
 
 log = logging.getLogger("edge.transport.proxy")
 
@@ -167,24 +167,24 @@ class ReverseProxy:
     ) -> None:
         transport = self.transport
         assert transport is not None
-        url, target = self._upstream_target(scope)
+        if isinstance(transport, Http1Transport) and not isinstance(content, AsyncIterator):
+            # edge's own transport, body held whole (every GET): no httpx.Request or Response is built,
+            # and the body's last chunk is known as it arrives.
+            raw = await self.exchange(transport, scope, content or b"", send)
+            if raw is not None:
+                try:
+                    await self._relay(raw.status, raw.headers, raw.next_chunk, send)
+                finally:
+                    raw.close()
+            return
+        url = self._upstream_target(scope)[0]
         headers = self._request_headers(scope)
-        response: httpx.Response | RawResponse
         try:
-            if isinstance(transport, Http1Transport) and not isinstance(content, AsyncIterator):
-                # edge's own transport, body held whole (every GET): no httpx.Request or Response is built,
-                # and the body's last chunk is known as it arrives.
-                method = scope["method"].upper()
-                body = content or b""
-                response = await transport.exchange(
-                    method, self._origin, target, upstream_request_headers(method, headers, body, self._netloc), body, self._timeout
-                )
-            else:
-                # httpx.Request directly, not client.build_request: the client would merge its default
-                # headers (User-Agent, Accept, Accept-Encoding) and cookies into what the shopper sent.
-                # A transport reports a broken request as httpx.HTTPError, like the client would.
-                request = httpx.Request(scope["method"], url, headers=headers, content=content, extensions={"timeout": self._timeout})
-                response = await transport.handle_async_request(request)
+            # httpx.Request directly, not client.build_request: the client would merge its default
+            # headers (User-Agent, Accept, Accept-Encoding) and cookies into what the shopper sent.
+            # A transport reports a broken request as httpx.HTTPError, like the client would.
+            request = httpx.Request(scope["method"], url, headers=headers, content=content, extensions={"timeout": self._timeout})
+            response = await transport.handle_async_request(request)
         except Exception as exc:
             # A streamed upload that broke off (the client left or paused too long) aborts the upstream
             # request, whatever error the transport made of it: the storefront never gets it whole.
@@ -196,12 +196,6 @@ class ReverseProxy:
                 log.error("upstream request failed: %s: %.200s", exc.__class__.__name__, exc)
                 exc = httpx.TransportError(str(exc))
             await self._upstream_failed(send, exc)
-            return
-        if isinstance(response, RawResponse):
-            try:
-                await self._relay(response.status, response.headers, response.next_chunk, send)
-            finally:
-                response.close()
             return
         chunks = response.aiter_raw().__aiter__()
 
@@ -216,6 +210,24 @@ class ReverseProxy:
         finally:
             await response.aclose()
 
+    async def exchange(self, transport: Http1Transport, scope: Scope, body: bytes, send: Send) -> RawResponse | None:
+        """This request, its ``body`` held whole, to the storefront over edge's own transport: its answer,
+        or None when there is none (``send`` then got the 502, 503 or 504, counted)."""
+        target = self._upstream_target(scope)[1]
+        headers = self._request_headers(scope)
+        method = scope["method"].upper()
+        try:
+            return await transport.exchange(
+                method, self._origin, target, upstream_request_headers(method, headers, body, self._netloc), body, self._timeout
+            )
+        except Exception as exc:
+            if not isinstance(exc, httpx.HTTPError):
+                # A transport's own error that it did not map to httpx's: still the storefront's side.
+                log.error("upstream request failed: %s: %.200s", exc.__class__.__name__, exc)
+                exc = httpx.TransportError(str(exc))
+            await self._upstream_failed(send, exc)
+            return None
+
     async def _relay(
         self, status: int, raw_headers: list[tuple[bytes, bytes]], next_chunk: Callable[[], Awaitable[tuple[bytes, bool]]], send: Send
     ) -> None:
@@ -228,10 +240,13 @@ class ReverseProxy:
             log.warning("upstream answered with status %d: not relayed", status)
             await _plain(send, 502, b"upstream unavailable\n")
             return
-        _PROXIED[status // 100].inc()
-        headers = strip_hop_by_hop(raw_headers)
-        headers.append((b"via", VIA))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        PROXIED[status // 100].inc()
+        await send({"type": "http.response.start", "status": status, "headers": response_headers(raw_headers)})
+        await self.relay_body(next_chunk, send)
+
+    async def relay_body(self, next_chunk: Callable[[], Awaitable[tuple[bytes, bool]]], send: Send) -> None:
+        """The body of an answer whose head is out, as it arrives; a body that breaks off raises
+        :class:`~edge.core.errors.UpstreamStreamBroken` (counted)."""
         try:
             while True:
                 chunk, last = await next_chunk()
@@ -351,9 +366,20 @@ class ReverseProxy:
         return headers
 
 
+def response_headers(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The storefront's response headers for the client: hop-by-hop fields out, ``Via`` added.
+
+    >>> response_headers([(b"Content-Type", b"text/html"), (b"Keep-Alive", b"timeout=5")])
+    [(b'content-type', b'text/html'), (b'via', b'1.1 edge')]
+    """
+    headers = strip_hop_by_hop(raw_headers)
+    headers.append((b"via", VIA))
+    return headers
+
+
 # Label children resolved once: the per-request path only increments.
-_PROXIED = {i: metrics.PROXIED.labels(f"{i}xx") for i in range(1, 6)}
-_PROXIED_5XX = _PROXIED[5]
+PROXIED = {i: metrics.PROXIED.labels(f"{i}xx") for i in range(1, 6)}
+_PROXIED_5XX = PROXIED[5]
 
 _REPLACED_REQUEST_HEADERS = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"via"})
 _LENGTH_REQUIRED = frozenset({"POST", "PUT", "PATCH"})

@@ -122,14 +122,22 @@ class StreamSplicer:
         A body whose window comes in this one chunk (the proxy's usual case: the page arrives whole) is
         searched in place and copied once, not cut into pieces first.
         """
+        return b"".join(self.finish_pieces(chunk))
+
+    def finish_pieces(self, chunk: bytes) -> list[bytes | memoryview]:
+        """:meth:`finish` as the pieces it joins, for a write that takes them as they are (no copy).
+
+        >>> [bytes(piece) for piece in StreamSplicer(b"<i>", length=14).finish_pieces(b"<b>x</body>")]
+        [b'<b>x', b'<i>', b'</body>']
+        """
         if not self.held:
             cut = max(0, self.window_start - self.seen)
             self.seen += len(chunk)
             k = _last_end_tag(chunk, cut)
             if k >= 0 and _BODY_END.match(chunk, k):
                 view = memoryview(chunk)
-                return b"".join((view[:k], self.snippet, view[k:]))
-            return b"".join((chunk, self.snippet))
+                return [view[:k], self.snippet, view[k:]]
+            return [chunk, self.snippet]
         out = self.feed(chunk)
         held = self.held
         self.held = []
@@ -137,8 +145,8 @@ class StreamSplicer:
         k = _last_end_tag(data, 0)
         if k >= 0 and _BODY_END.match(data, k):
             view = memoryview(data)
-            return b"".join((out, view[:k], self.snippet, view[k:]))
-        return b"".join((out, data, self.snippet))
+            return [out, view[:k], self.snippet, view[k:]]
+        return [out, data, self.snippet]
 
 
 def switch_link(to_tier: str, next_path: str, text: str, from_tier: str | None = None) -> bytes:
