@@ -28,7 +28,7 @@ def test_admin_endpoints(tmp_path):
     # The default model (auto, no prior) starts with the rules in force: the River model has seen no label.
     model = admin.get("/admin/model").json()
     assert (model["champion"], model["labels"], model["switches"]) == ("rules", 0, 0), model
-    assert model["candidates"] == ["model", "rules", "last_request"]
+    assert model["candidates"] == ["model", "rules", "last_request", "stacker"]
     rules_only = TestClient(build_edge(Settings(policy=DEMO, model="rules")).admin)
     assert rules_only.get("/admin/model").json() == {"champion": "rules", "tier_refusals": {}}
 

@@ -22,6 +22,7 @@ from edge.learning.fading import FadingEvaluation
 from edge.learning.model.checkpoints import read_checkpoint, write_checkpoint
 from edge.learning.model.river import RiverModel
 from edge.learning.model.rules import ECT_DEGRADED_P, SLOW_RTT_MS, NetworkModel, RuleModel, ect_class
+from edge.learning.stacker import Stacker
 from edge.pipeline.features import Features
 
 __all__ = [
@@ -121,12 +122,18 @@ def cell_share_p(x: Features) -> float | None:
 #: The fixed (non-learning) candidates of :class:`ChampionChallenger`, besides the rules and the River model.
 FIXED_CANDIDATES = {"last_request": last_request_p, "client_average": client_average_p, "cell_share": cell_share_p}
 #: Every candidate the champion/challenger can score and elect; ``rules`` is the default champion.
-CANDIDATES = ("model", "rules", *FIXED_CANDIDATES)
+CANDIDATES = ("model", "rules", *FIXED_CANDIDATES, "stacker")
 #: The candidates ``--model auto`` scores and elects by default. The client average and the cell share
 #: are left out by measurement: electable on the video traces, they added switches and cost 0.01–0.04
 #: ROC-AUC (docs/learning.md; re-measured with the fading evaluation and calibrated candidates: still
 #: 0.003–0.020 worse on video page views); they remain replay baselines.
-DEFAULT_CANDIDATES = ("model", "rules", "last_request")
+#: ``stacker`` (:mod:`edge.learning.stacker`) combines all five on one learned scale instead.
+DEFAULT_CANDIDATES = ("model", "rules", "last_request", "stacker")
+#: The stacker can be elected only once it has learned this many labels (since it started or was
+#: started afresh), as a calibrator settles on its first 300: an election before that picked it on
+#: the video traces while the River model was still cold, and the model overtook it within the
+#: election margin (0.003–0.005 lost on two of four seeds; docs/learning.md).
+STACKER_MIN_LABELS = 300
 
 
 def _auc_se(auc: float, positives: int, negatives: int) -> float:
@@ -145,9 +152,12 @@ def _auc_se(auc: float, positives: int, negatives: int) -> float:
 class ChampionChallenger:
     """Serve the best of several candidates, judged on the latest labels; the rules until one has earned it.
 
-    The candidates (:data:`CANDIDATES`): the rule baseline, the River model, and the fixed
+    The candidates (:data:`CANDIDATES`): the rule baseline, the River model, the fixed
     predictors edge can compute from the request alone (:data:`FIXED_CANDIDATES`: the last
-    request's throughput, the client's smoothed throughput, the cell's degraded share).
+    request's throughput, the client's smoothed throughput, the cell's degraded share), and the
+    learned stacker (:mod:`edge.learning.stacker`), an online logistic regression over all five's
+    log-odds. By default (:data:`DEFAULT_CANDIDATES`) the client average and the cell share are
+    not electable alone, only through the stacker.
 
     ``learn(x, degraded)`` is predict-then-learn: every candidate predicts ``x`` first, each
     prediction is calibrated as it would be served (:mod:`edge.learning.calibration`: a slope
@@ -167,7 +177,8 @@ class ChampionChallenger:
     3. the candidate with the best AUC replaces the champion only if it beats the champion's AUC
        by more than ``margin`` — or more than the noise of the two AUCs on the window's labels
        (Hanley–McNeil standard errors, combined), when that is larger — and only when the window's
-       labels come from diverse senders (below).
+       labels come from diverse senders (below). The stacker is a challenger only once it has
+       learned ``stacker_min_labels`` labels (:data:`STACKER_MIN_LABELS`).
 
     Going from A to B needs B > A + margin and back needs A > B + margin: two candidates within
     the margin of each other never flap. ``predict`` returns the champion's calibrated p; a champion
@@ -238,6 +249,7 @@ class ChampionChallenger:
         self._senders: deque[str | None] = deque()  # per label in the window: its client, "" if untrusted, None if unattributed
         self._sender_counts: Counter[str] = Counter()
         self.calibrators = {name: ConfidenceCalibrator() for name in CANDIDATES}
+        self.stacker = Stacker()
         self._export()
 
     # Checkpoints written before the election looked at senders (or at more candidates) restore with
@@ -254,6 +266,8 @@ class ChampionChallenger:
     _sender_counts: Counter[str] | None = None
     _observing = False  # the last label was observed, not learned (a frozen deployment: observe)
     _learned_since_forget = 0  # labels learned since the guard's memory last started afresh
+    stacker_min_labels = STACKER_MIN_LABELS
+    stacker: Stacker | None = None  # checkpoints from before the stacker: it is not among their candidates
 
     # -- NetworkModel ----------------------------------------------------------------------
     @property
@@ -264,11 +278,26 @@ class ChampionChallenger:
     def predict(self, x: Features) -> float | None:
         champion = self._champion
         calibrators = self._calibrators()
-        if champion != "rules":
+        if champion == "stacker":
+            stacker = self.stacker
+            if stacker is not None:
+                return stacker.predict(self._stacker_inputs(x, self.model.predict(x), self.rules.predict(x)))
+        elif champion != "rules":
             p = self.model.predict(x) if champion == "model" else FIXED_CANDIDATES[champion](x)
             if p is not None:
                 return calibrators[champion](p)
         return calibrators["rules"](self.rules.predict(x))
+
+    @staticmethod
+    def _stacker_inputs(x: Features, p_model: float | None, p_rules: float | None) -> dict[str, float | None]:
+        """The stacker's inputs: every candidate's raw (uncalibrated) p for ``x``."""
+        return {
+            "rules": p_rules,
+            "model": p_model,
+            "last_request": last_request_p(x),
+            "client_average": client_average_p(x),
+            "cell_share": cell_share_p(x),
+        }
 
     def _calibrators(self) -> dict[str, ConfidenceCalibrator]:
         calibrators = self.calibrators
@@ -307,7 +336,15 @@ class ChampionChallenger:
         (:meth:`~edge.learning.fading.FadingEvaluation.forget`): the frozen candidates were trained
         where they learned, and what the guard must tell is how they rank *here*. With no evidence
         left, the rules decide (as at a cold start) until the new labels elect a candidate by the
-        usual switching rule (``min_labels``, the margin or the noise of two AUCs). Measured
+        usual switching rule (``min_labels``, the margin or the noise of two AUCs).
+
+        **The stacker goes on learning when observing**, by definition: it is part of the guard
+        (which candidate to trust how much on this network), like the evaluation, not one of the
+        frozen learners. At the frozen start it starts afresh with the memory (the rules' p, no
+        weight on anything else), learns the new network's labels, and is elected by the same
+        switching rule once it has learned ``stacker_min_labels`` of them. A deployed edge that
+        serves a frozen River model (a prior, no online learning) behaves the same: its guard and
+        stacker live on the labels it receives. Measured
         (docs/learning.md, both directions, page views seeds 0–3 and stream): trained on the video
         set and frozen on the Norway set, the deployed decision went from 0.793–0.823 to
         0.818–0.826 (last_request 0.816–0.824), the stream from 0.960 to 0.9775 (last_request 0.9781: the
@@ -318,6 +355,8 @@ class ChampionChallenger:
             if self._learned_since_forget >= self.min_labels:
                 self.evaluation.forget()
                 self._learned_since_forget = 0
+                if self.stacker is not None:  # the stacker too learns this network from its own labels
+                    self.stacker = Stacker(self.stacker.lr)
                 if self._champion != "rules":
                     self._champion = "rules"
                     self.switches += 1
@@ -334,8 +373,16 @@ class ChampionChallenger:
         # by its calibrator as it stood before this label; then the calibrator learns the label.
         calibrators = self._calibrators()
         predictions = {}
+        p_rules = self.rules.predict(x)
         for name in self.evaluation.models:
-            p = p_model if name == "model" else self.rules.predict(x) if name == "rules" else FIXED_CANDIDATES[name](x)
+            if name == "stacker":
+                # The stacker learns every label, observed ones too: it is part of the guard (how much
+                # to trust which candidate here), not one of the frozen learners (observe's docstring).
+                if self.stacker is None:
+                    self.stacker = Stacker()
+                predictions[name] = self.stacker.learn(self._stacker_inputs(x, p_model, p_rules), y)
+                continue
+            p = p_model if name == "model" else p_rules if name == "rules" else FIXED_CANDIDATES[name](x)
             calibrate = calibrators[name]
             predictions[name] = calibrate(p)
             if learn:
@@ -395,7 +442,9 @@ class ChampionChallenger:
         current = aucs.get(champion)
         if champion != "rules" and (current is None or current < rules_auc - self.demotion_margin):
             champion, current = "rules", rules_auc  # demoted at once
-        challengers = [(auc, m) for m, auc in aucs.items() if m != champion and auc is not None]
+        stacker = self.stacker
+        unready = "stacker" if stacker is None or stacker.labels < self.stacker_min_labels else None
+        challengers = [(auc, m) for m, auc in aucs.items() if m != champion and m != unready and auc is not None]
         if challengers:
             best_auc, best = max(challengers)
             # The margin, or the noise of two AUCs on this many labels if that is larger (Hanley–McNeil).
