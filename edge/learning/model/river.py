@@ -143,16 +143,16 @@ class EdgeFeatures(base.Transformer):
             if step is None:
                 out[name] = v
                 continue
-            code, edges, keys = step
+            code, edges, band_keys = step
             if code is _LOG10:
                 out[name] = log10(v if v >= 1.0 else 1.0)  # max(v, 1.0), as the rules say
             elif code is _LOG1P_SCALE:
                 out[name] = log1p(v if v >= 0.0 else 0.0)  # max(v, 0.0): keeps -0.0 as max does
             elif code is _BANDED:
                 out[name] = v
-                out[keys[bisect_right(edges, v)]] = 1.0
+                out[band_keys[bisect_right(edges, v)]] = 1.0
             elif code is _TCP_BAND:
-                out[keys[bisect_right(edges, v)]] = 1.0
+                out[band_keys[bisect_right(edges, v)]] = 1.0
                 if name == "tcp_rtt_ms":
                     has_tcp_rtt = True
             # _UNUSED: nothing
