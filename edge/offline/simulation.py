@@ -287,7 +287,8 @@ class Replayer:
         preds["client_average"].append(client_average_p(x))
         preds["cell_share"].append(cell_share_p(x))
         preds["deployed"].append(p_deployed)
-        out.sources.append(str(getattr(self.deployed, "source", "model")))
+        source_for = getattr(self.deployed, "source_for", None)  # the support check may pass x to the rules
+        out.sources.append(source_for(x) if source_for is not None else str(getattr(self.deployed, "source", "model")))
         out.ceilings.append(tier_ceiling_of(self.deployed, x))
 
     def _arrival(self, req: _Request, now: float, state: _Client, out: Pass, learn: bool) -> None:

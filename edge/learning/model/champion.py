@@ -34,6 +34,7 @@ __all__ = [
     "last_request_p",
     "client_average_p",
     "cell_share_p",
+    "support_signature",
 ]
 
 #: The switching rule (ChampionChallenger): no election before the window holds this many labels …
@@ -134,6 +135,29 @@ DEFAULT_CANDIDATES = ("model", "rules", "last_request", "stacker")
 #: the video traces while the River model was still cold, and the model overtook it within the
 #: election margin (0.003–0.005 lost on two of four seeds; docs/learning.md).
 STACKER_MIN_LABELS = 300
+#: The novelty trigger (ChampionChallenger's "support"): a learned champion's memory was built on
+#: other kinds of inputs once more than this share of the latest labels (faded over ``min_labels``
+#: labels) carry a signature (:func:`support_signature`) it was elected without.
+NOVEL_SHARE = 0.5
+
+
+def support_signature(x: Features) -> int:
+    """Which feature groups ``x`` carries, as bits: the last request (1), cell statistics (2), radio
+    figures (4), the browser's network hints (8), the server's TCP view (16). Two networks whose
+    traces carry different columns (G-NetTrack's cell and radio figures, Norway's throughput only)
+    give different signatures; the champion/challenger's support check reads them.
+
+    >>> support_signature({"last_kbps": 800.0}), support_signature({"last_kbps": 800.0, "cell_degraded_share": 0.1, "rsrp": -90.0})
+    (1, 7)
+    """
+    get = x.get
+    return (
+        (get("last_kbps") is not None)
+        | (get("cell_degraded_share") is not None) << 1
+        | (get("radio") is not None or get("rsrp") is not None or get("cqi") is not None or get("sinr") is not None) << 2
+        | (get("ect") is not None or get("rtt_ms") is not None or get("downlink_kbps") is not None) << 3
+        | (get("tcp_rtt_ms") is not None) << 4
+    )
 
 
 def _auc_se(auc: float, positives: int, negatives: int) -> float:
@@ -183,6 +207,19 @@ class ChampionChallenger:
     Going from A to B needs B > A + margin and back needs A > B + margin: two candidates within
     the margin of each other never flap. ``predict`` returns the champion's calibrated p; a champion
     without an opinion on ``x`` (a cold start for the throughput candidates) leaves it to the rules.
+
+    **The support check**: what a learned candidate knows comes from the inputs it learned, and
+    two networks' inputs can carry different feature groups (:func:`support_signature`: the last
+    request, cell statistics, radio figures, browser hints, the server's TCP view). ``support``
+    counts the labels learned per signature. (1) The River model, as champion, serves only inputs
+    whose signature it has learned at least one label of; any other input gets the rules' p (a
+    model trained on one network's cell and radio columns never serves a throughput-only request
+    from another before it has learned one; a frozen model gains no support). (2) A champion other
+    than the rules remembers the signatures learned when it was elected; once more than
+    :data:`NOVEL_SHARE` of the latest learned labels (faded over ``min_labels``) carry another
+    signature, the traffic is of another kind: the guard's memory starts afresh and the rules
+    decide until the new labels elect a candidate, as at a frozen start (:meth:`observe`). Rare
+    unusual inputs never reach the share; a whole new network does within ~70 labels.
 
     Labels from the feedback loop say who sent them (``learn(x, y, client=...)``, see
     :mod:`edge.learning.trust`) and whether their claims were consistent with what edge observed
@@ -250,6 +287,7 @@ class ChampionChallenger:
         self._sender_counts: Counter[str] = Counter()
         self.calibrators = {name: ConfidenceCalibrator() for name in CANDIDATES}
         self.stacker = Stacker()
+        self.support: dict[int, int] | None = {}  # labels the River model learned, per support_signature
         self._export()
 
     # Checkpoints written before the election looked at senders (or at more candidates) restore with
@@ -268,6 +306,9 @@ class ChampionChallenger:
     _learned_since_forget = 0  # labels learned since the guard's memory last started afresh
     stacker_min_labels = STACKER_MIN_LABELS
     stacker: Stacker | None = None  # checkpoints from before the stacker: it is not among their candidates
+    support: dict[int, int] | None = None  # checkpoints from before the support check: no check
+    _champion_support: frozenset[int] | None = None  # the signatures learned when the champion was elected
+    _novel_share = 0.0  # faded share of the latest learned labels with a signature outside _champion_support
 
     # -- NetworkModel ----------------------------------------------------------------------
     @property
@@ -282,11 +323,25 @@ class ChampionChallenger:
             stacker = self.stacker
             if stacker is not None:
                 return stacker.predict(self._stacker_inputs(x, self.model.predict(x), self.rules.predict(x)))
+        elif champion == "model":
+            support = self.support
+            if support is None or support_signature(x) in support:  # never an input unlike any it learned
+                p = self.model.predict(x)
+                if p is not None:
+                    return calibrators["model"](p)
         elif champion != "rules":
-            p = self.model.predict(x) if champion == "model" else FIXED_CANDIDATES[champion](x)
+            p = FIXED_CANDIDATES[champion](x)
             if p is not None:
                 return calibrators[champion](p)
         return calibrators["rules"](self.rules.predict(x))
+
+    def source_for(self, x: Features) -> str:
+        """Which candidate :meth:`predict` serves ``x`` from: :attr:`source`, or ``"rules"`` when the
+        support check passes ``x`` to them (``edge replay``'s ``decided_by``)."""
+        champion = self._champion
+        if champion == "model" and self.support is not None and support_signature(x) not in self.support:
+            return "rules"
+        return champion
 
     @staticmethod
     def _stacker_inputs(x: Features, p_model: float | None, p_rules: float | None) -> dict[str, float | None]:
@@ -369,6 +424,23 @@ class ChampionChallenger:
         # The River model predicts x, then learns it (one feature pass: RiverModel.predict_then_learn);
         # the evaluation gets its prediction from before it learned.
         p_model = self.model.predict_then_learn(x, y) if learn else self.model.predict(x)
+        if learn:
+            support = self.support
+            if support is not None:  # None: a checkpoint from before the support check (no check)
+                signature = support_signature(x)
+                support[signature] = support.get(signature, 0) + 1
+                elected_with = self._champion_support
+                if self._champion != "rules" and elected_with is not None:
+                    share = self._novel_share
+                    share += ((signature not in elected_with) - share) / self.min_labels
+                    self._novel_share = share
+                    if share > NOVEL_SHARE:  # another kind of traffic: judge afresh, from the rules
+                        self.evaluation.forget()
+                        self._learned_since_forget = 0
+                        self._champion = "rules"
+                        self.switches += 1
+                        self._novel_share = 0.0
+                        self._export()
         # Each candidate is judged as it would be served: calibrated (edge.learning.calibration),
         # by its calibrator as it stood before this label; then the calibrator learns the label.
         calibrators = self._calibrators()
@@ -454,6 +526,9 @@ class ChampionChallenger:
         if champion != self._champion:
             self._champion = champion
             self.switches += 1
+            support = self.support
+            self._champion_support = None if support is None else frozenset(support)
+            self._novel_share = 0.0
 
     @staticmethod
     def _noise(auc_a: float, auc_b: float, positives: int, n: int) -> float:
