@@ -70,7 +70,7 @@ def test_a_new_kind_of_traffic_starts_the_guard_afresh_from_the_rules():
     # Throughput-only labels from now on (another network): once they are most of the latest labels,
     # the memory the model was elected on is forgotten and the rules decide.
     sources = []
-    for i in range(200):
+    for _ in range(200):
         y = rng.random() < 0.4
         cc.learn({"last_kbps": 300.0 if y else 3000.0, "p_model": 0.5}, y)
         sources.append(cc.source)
