@@ -6,7 +6,7 @@ import random
 import timeit
 
 from edge.learning.model import ChampionChallenger
-from edge.learning.model.champion import support_signature
+from edge.learning.model.candidates import support_signature
 
 
 class Scripted:

@@ -6,8 +6,11 @@
   effective-connection-type table (:func:`ect_class`), the published-thresholds :class:`RuleModel`
   and the :class:`NullModel` (``--model off``);
 - ``river``: the online learner, :class:`EdgeFeatures` → :func:`make_pipeline` → :class:`RiverModel`;
-- ``champion``: :class:`ChampionChallenger` (``--model auto``): the candidates, the election, the
-  safety envelope (:func:`fast_evidence`);
+- ``candidates``: what the decider uses that learns nothing: the fixed predictors
+  (:data:`FIXED_CANDIDATES`), the safety envelope's evidence (:func:`fast_evidence`) and the support
+  signature (:func:`support_signature`);
+- ``champion``: :class:`ChampionChallenger` (``--model auto``): the candidates' judging, the election,
+  the support check and the envelope's tier cap;
 - ``checkpoints``: the checkpoint file (header, digest, atomic write) and :class:`CheckpointError`.
 
 :data:`MODELS` names the choices of ``--model``. See ``docs/learning.md`` for why the model is what it is.
@@ -15,8 +18,19 @@
 
 from __future__ import annotations
 
-from edge.learning.model.champion import (
+from edge.learning.model.candidates import (
     CANDIDATE_THRESHOLD_KBPS,
+    ENVELOPE_FAST_KBPS,
+    ENVELOPE_FRESH_S,
+    ENVELOPE_MAX_P,
+    FIXED_CANDIDATES,
+    cell_share_p,
+    client_average_p,
+    fast_evidence,
+    last_request_p,
+    support_signature,
+)
+from edge.learning.model.champion import (
     CANDIDATES,
     DEFAULT_CANDIDATES,
     DEMOTION_MARGIN,
@@ -25,15 +39,7 @@ from edge.learning.model.champion import (
     ELECTION_MIN_CLASS_LABELS,
     ELECTION_MIN_CLIENTS,
     ELECTION_MIN_LABELS,
-    ENVELOPE_FAST_KBPS,
-    ENVELOPE_FRESH_S,
-    ENVELOPE_MAX_P,
-    FIXED_CANDIDATES,
     ChampionChallenger,
-    cell_share_p,
-    client_average_p,
-    fast_evidence,
-    last_request_p,
 )
 from edge.learning.model.checkpoints import CHECKPOINT_FORMAT, CheckpointError
 from edge.learning.model.river import (
@@ -89,6 +95,7 @@ __all__ = [
     "ect_class",
     "ECT_DEGRADED_P",
     "fast_evidence",
+    "support_signature",
     # Tunables and the fixed candidates, importable here as before the split (docs/feedback.md names some).
     "CANDIDATE_THRESHOLD_KBPS",
     "CELL_FULL_WEIGHT_SAMPLES",

@@ -2,7 +2,8 @@
 
 :class:`ChampionChallenger` (``--model auto``) scores every candidate of :data:`CANDIDATES` on each
 label (the rules of :mod:`~edge.learning.model.rules`, the River model of
-:mod:`~edge.learning.model.river`, and the fixed predictors of :data:`FIXED_CANDIDATES`), elects the
+:mod:`~edge.learning.model.river`, and the fixed predictors of :data:`FIXED_CANDIDATES`,
+:mod:`~edge.learning.model.candidates`), elects the
 champion by the switching rule of its docstring, caps the tier by :func:`fast_evidence` (the safety
 envelope), and checkpoints itself (:mod:`~edge.learning.model.checkpoints`).
 """
@@ -19,23 +20,22 @@ from river import drift
 from edge.core.metrics import MODEL_CHAMPION, MODEL_DRIFTS, MODEL_LOG_LOSS, MODEL_ROC_AUC
 from edge.learning.calibration import ConfidenceCalibrator
 from edge.learning.fading import FadingEvaluation
+from edge.learning.model.candidates import (
+    ENVELOPE_MAX_P,
+    FIXED_CANDIDATES,
+    cell_share_p,
+    client_average_p,
+    fast_evidence,
+    last_request_p,
+    support_signature,
+)
 from edge.learning.model.checkpoints import read_checkpoint, write_checkpoint
 from edge.learning.model.river import RiverModel
-from edge.learning.model.rules import ECT_DEGRADED_P, SLOW_RTT_MS, NetworkModel, RuleModel, ect_class
+from edge.learning.model.rules import NetworkModel, RuleModel
 from edge.learning.stacker import Stacker
 from edge.pipeline.features import Features
 
-__all__ = [
-    "ChampionChallenger",
-    "CANDIDATES",
-    "FIXED_CANDIDATES",
-    "DEFAULT_CANDIDATES",
-    "fast_evidence",
-    "last_request_p",
-    "client_average_p",
-    "cell_share_p",
-    "support_signature",
-]
+__all__ = ["ChampionChallenger", "CANDIDATES", "DEFAULT_CANDIDATES"]
 
 #: The switching rule (ChampionChallenger): no election before the window holds this many labels …
 ELECTION_MIN_LABELS = 100
@@ -50,78 +50,6 @@ DEMOTION_MARGIN = 0.01
 ELECTION_MIN_CLIENTS = 10
 #: ... and no client (nor the labels whose claims contradict what edge observed) is more than this share of them.
 ELECTION_MAX_CLIENT_SHARE = 0.2
-#: Kept for checkpoints pickled when the envelope capped p at this value; the envelope now caps the
-#: tier (ChampionChallenger.tier_ceiling): such a shopper may get lite, never minimal.
-ENVELOPE_MAX_P = 0.5
-#: A last measurement this recent (s) is fresh evidence; this fast (kbit/s, twice the 700 kbit/s label
-#: threshold) is a fast network.
-ENVELOPE_FRESH_S = 300.0
-ENVELOPE_FAST_KBPS = 1400.0
-
-
-def fast_evidence(x: Features) -> bool:
-    """Strong, fresh evidence of a fast network in ``x``: the browser's own hints for this request say
-    4G (``ECT: 4g``, or RTT/Downlink hints in Chromium's 4G band) and no fresh measurement says slow,
-    or a fresh measurement of the client's last request says fast.
-
-    >>> fast_evidence({"ect": "4g", "rtt_ms": 50.0, "downlink_kbps": 10000.0}), fast_evidence({"ect": "3g"})
-    (True, False)
-    >>> fast_evidence({"ect": "4g", "last_kbps": 300.0, "last_age_s": 5.0})   # measured slow just now
-    False
-    >>> fast_evidence({"last_kbps": 20000.0, "last_age_s": 30.0}), fast_evidence({"last_kbps": 20000.0, "last_age_s": 3600.0})
-    (True, False)
-    """
-    get = x.get
-    last_kbps, age = get("last_kbps"), get("last_age_s")
-    if isinstance(last_kbps, float) and not (isinstance(age, (int, float)) and age > ENVELOPE_FRESH_S):  # fresh
-        last_rtt = get("last_rtt_ms")
-        slow_rtt = isinstance(last_rtt, float) and last_rtt >= SLOW_RTT_MS
-        if last_kbps < ENVELOPE_FAST_KBPS / 2 or slow_rtt:
-            return False  # a fresh measurement says slow: no envelope
-        if last_kbps >= ENVELOPE_FAST_KBPS:
-            return True
-    ect = get("ect")
-    if not (isinstance(ect, str) and ect in ECT_DEGRADED_P):
-        rtt, down = get("rtt_ms"), get("downlink_kbps")
-        if not (isinstance(rtt, float) or isinstance(down, float)):
-            return False
-        ect = ect_class(rtt if isinstance(rtt, float) else None, down if isinstance(down, float) else None)
-    return ect == "4g"
-
-
-#: The label threshold (kbit/s) the fixed throughput candidates are centred on (``edge.pipeline.labels``' default).
-CANDIDATE_THRESHOLD_KBPS = 700.0
-
-
-def last_request_p(x: Features) -> float | None:
-    """The client's last measured throughput alone: ``T / (T + kbps)``, 0.5 at the label threshold T.
-
-    >>> last_request_p({"last_kbps": 700.0}), last_request_p({}) is None
-    (0.5, True)
-    """
-    kbps = x.get("last_kbps")
-    if not isinstance(kbps, float) or not math.isfinite(kbps):
-        return None
-    return CANDIDATE_THRESHOLD_KBPS / (CANDIDATE_THRESHOLD_KBPS + max(kbps, 0.0))
-
-
-def client_average_p(x: Features) -> float | None:
-    """The client's smoothed throughput (the measurement cookie's geometric moving average, the
-    connection-class idea; ``edge.learning.feedback.client_average``), scored as :func:`last_request_p`."""
-    kbps = x.get("client_kbps_avg")
-    if not isinstance(kbps, float) or not math.isfinite(kbps):
-        return None
-    return CANDIDATE_THRESHOLD_KBPS / (CANDIDATE_THRESHOLD_KBPS + max(kbps, 0.0))
-
-
-def cell_share_p(x: Features) -> float | None:
-    """The cell's recent degraded share (what :class:`edge.pipeline.towers.TowerTable` shows this client)."""
-    share = x.get("cell_degraded_share")
-    return min(max(share, 0.0), 1.0) if isinstance(share, float) and math.isfinite(share) else None
-
-
-#: The fixed (non-learning) candidates of :class:`ChampionChallenger`, besides the rules and the River model.
-FIXED_CANDIDATES = {"last_request": last_request_p, "client_average": client_average_p, "cell_share": cell_share_p}
 #: Every candidate the champion/challenger can score and elect; ``rules`` is the default champion.
 CANDIDATES = ("model", "rules", *FIXED_CANDIDATES, "stacker")
 #: The candidates ``--model auto`` scores and elects by default. The client average and the cell share
@@ -139,25 +67,6 @@ STACKER_MIN_LABELS = 300
 #: other kinds of inputs once more than this share of the latest labels (faded over ``min_labels``
 #: labels) carry a signature (:func:`support_signature`) it was elected without.
 NOVEL_SHARE = 0.5
-
-
-def support_signature(x: Features) -> int:
-    """Which feature groups ``x`` carries, as bits: the last request (1), cell statistics (2), radio
-    figures (4), the browser's network hints (8), the server's TCP view (16). Two networks whose
-    traces carry different columns (G-NetTrack's cell and radio figures, Norway's throughput only)
-    give different signatures; the champion/challenger's support check reads them.
-
-    >>> support_signature({"last_kbps": 800.0}), support_signature({"last_kbps": 800.0, "cell_degraded_share": 0.1, "rsrp": -90.0})
-    (1, 7)
-    """
-    get = x.get
-    return (
-        (get("last_kbps") is not None)
-        | (get("cell_degraded_share") is not None) << 1
-        | (get("radio") is not None or get("rsrp") is not None or get("cqi") is not None or get("sinr") is not None) << 2
-        | (get("ect") is not None or get("rtt_ms") is not None or get("downlink_kbps") is not None) << 3
-        | (get("tcp_rtt_ms") is not None) << 4
-    )
 
 
 def _auc_se(auc: float, positives: int, negatives: int) -> float:
@@ -444,7 +353,7 @@ class ChampionChallenger:
         # Each candidate is judged as it would be served: calibrated (edge.learning.calibration),
         # by its calibrator as it stood before this label; then the calibrator learns the label.
         calibrators = self._calibrators()
-        predictions = {}
+        predictions: dict[str, float | None] = {}
         p_rules = self.rules.predict(x)
         for name in self.evaluation.models:
             if name == "stacker":
