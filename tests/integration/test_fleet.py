@@ -157,7 +157,14 @@ def test_labels_from_all_three_sidecars_reach_the_learner_and_every_sidecar_serv
         for j in range(3):
             _, token = get_page(client, sidecar.url, "/", **{"User-Agent": shopper(f"fleet-labels-{i}-{j}")})
             assert client.post(sidecar.url + "/__edge/beacon", content=fast_beacon(token)).status_code == 204
-    wait_for(lambda: leader.state()["learned"] == learned + 9, 5, message="9 labels learned")
+    # Learned, and in a published snapshot (pending: labels learned since the last publish): a version
+    # read before that publish would be one without the last labels, which sidecars that learned them
+    # locally do not equal.
+    wait_for(
+        lambda: (state := leader.state())["learned"] == learned + 9 and state["pending"] == 0,
+        5,
+        message="9 labels learned and published",
+    )
     published_at = time.monotonic()
     wait_for(
         lambda: {fleet.fleet_state(s)["model_version"] for s in fleet.sidecars} == {leader.state()["version"]},
