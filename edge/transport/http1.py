@@ -82,24 +82,6 @@ class _Body(httpx.AsyncByteStream):
             raise
         self._release(reuse=True)
 
-    def whole(self) -> bytes | None:
-        """The whole body when all of it has arrived (the connection goes back to its pool), else None
-        (nothing changes: read it with :meth:`next_chunk`). What ``next_chunk`` would return, with
-        ``True``, when its first call gets the whole body.
-        """
-        connection = self._connection
-        if connection is None or not connection.complete:
-            return None
-        chunks = connection.chunks
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        connection.chunks = []
-        connection.buffered = 0
-        if connection.reading_paused and not connection.closed and connection.transport is not None:
-            connection.reading_paused = False
-            connection.transport.resume_reading()
-        self._release(reuse=True)
-        return data
-
     def _release(self, reuse: bool) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
