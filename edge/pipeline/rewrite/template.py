@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lolhtml import HTMLRewriter
 
@@ -108,6 +108,11 @@ class LayoutTemplate:
     statics: tuple[bytes, ...]
     parts: tuple[bytes, ...]
     order: tuple[int, ...]
+    #: Per hole: the static after it and its first byte (b"" for an empty last static), for :meth:`match`.
+    _after: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_after", tuple((static, static[:1]) for static in self.statics[1:]))
 
     @property
     def nbytes(self) -> int:
@@ -115,30 +120,31 @@ class LayoutTemplate:
 
     def match(self, page: bytes) -> list[bytes] | None:
         """The holes' values in ``page`` (non-empty runs of hole characters), or None when it does not fit."""
-        statics = self.statics
-        if not page.startswith(statics[0]):
+        first = self.statics[0]
+        if not page.startswith(first):
             return None
-        pos = len(statics[0])
-        find = page.find
-        values = []
+        pos = len(first)
+        find, startswith, size = page.find, page.startswith, len(page)
+        values: list[bytes] = []
+        append = values.append
         # A hole ends where the next static part's first byte (never a hole character) first occurs:
-        # if another byte that is no hole character comes before it, the value fails the check.
-        for static in statics[1:]:
-            end = find(static[:1], pos) if static else len(page)
-            value = page[pos:end]
-            if end <= pos or value.translate(None, _HOLE_BYTES) or not page.startswith(static, end):
+        # if another byte that is no hole character comes before it, the values' check below fails.
+        for static, head in self._after:
+            end = find(head, pos) if head else size
+            if end <= pos or not startswith(static, end):
                 return None
-            values.append(value)
+            append(page[pos:end])
             pos = end + len(static)
-        return values if pos == len(page) else None
+        if pos != size or b"".join(values).translate(None, _HOLE_BYTES):
+            return None
+        return values
 
     def fill(self, values: list[bytes]) -> bytes:
         """The layout of the page whose holes hold ``values``."""
         parts = self.parts
-        out = [parts[0]]
-        for k, i in enumerate(self.order, 1):
-            out.append(values[i])
-            out.append(parts[k])
+        out: list[bytes] = [b""] * (2 * len(parts) - 1)
+        out[0::2] = parts
+        out[1::2] = [values[i] for i in self.order]
         return b"".join(out)
 
 
