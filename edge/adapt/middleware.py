@@ -70,8 +70,8 @@ log = logging.getLogger("edge.adapt")
 EDGE_PATH_PREFIX = "/__edge/"
 #: The request headers decide() reads, by their lower-case bytes (as the scope has them) → their name as text.
 _SIGNAL_HEADER_NAMES = {name.encode(): name for name in (*SIGNAL_HEADERS, "cookie")}
-_CACHE_HIT = metrics.REWRITE_CACHE.labels("hit")
-_CACHE_MISS = metrics.REWRITE_CACHE.labels("miss")
+_CACHE_HIT = metrics.counting(metrics.REWRITE_CACHE.labels("hit"))
+_CACHE_MISS = metrics.counting(metrics.REWRITE_CACHE.labels("miss"))
 
 
 class AdaptiveMiddleware:
@@ -116,7 +116,7 @@ class AdaptiveMiddleware:
     def set_policy(self, policy: Policy) -> None:
         """Swap in a new compiled policy; requests already in flight keep the one they started with."""
         cache = (
-            RewriteCache(self.settings.rewrite_cache_bytes, _CACHE_HIT.inc, _CACHE_MISS.inc)
+            RewriteCache(self.settings.rewrite_cache_bytes, _CACHE_HIT, _CACHE_MISS)
             if self.settings.rewrite_cache_bytes > 0
             else None
         )

@@ -19,11 +19,11 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from prometheus_client import Counter, Histogram
 from starlette.types import Message, Scope, Send
 
 from edge.adapt.headers import adapted_headers, header, lower_names, not_modified_headers
@@ -74,25 +74,29 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class _TierMetrics:
-    """Metric children of one tier, resolved once: the per-request path only increments."""
+    """Metric children of one tier, resolved once: the per-request path only increments (edge.core.metrics.adding, observing)."""
 
-    upstream_bytes: Counter
-    served_bytes: Counter
-    duration: Histogram
-    rewrite: Histogram
+    upstream_bytes: Callable[[float], None]
+    served_bytes: Callable[[float], None]
+    duration: Callable[[float], None]
+    rewrite: Callable[[float], None]
 
 
 _PER_TIER: dict[str, _TierMetrics] = {
     tier: _TierMetrics(
-        metrics.UPSTREAM_BYTES.labels(tier),
-        metrics.SERVED_BYTES.labels(tier),
-        metrics.REQUEST_DURATION.labels(tier),
-        metrics.REWRITE_DURATION.labels(tier),
+        metrics.adding(metrics.UPSTREAM_BYTES.labels(tier)),
+        metrics.adding(metrics.SERVED_BYTES.labels(tier)),
+        metrics.observing(metrics.REQUEST_DURATION.labels(tier)),
+        metrics.observing(metrics.REWRITE_DURATION.labels(tier)),
     )
     for tier in metrics.TIERS
 }
 _UNCLASSIFIED = {reason: metrics.UNCLASSIFIED.labels(reason) for reason in metrics.UNCLASSIFIED_REASONS}
-_REQUESTS: dict[tuple[str, str], Counter] = {(tier, source): metrics.REQUESTS.labels(tier, source) for tier in metrics.TIERS for source in metrics.SOURCES}
+_REQUESTS: dict[tuple[str, str], Callable[[], None]] = {
+    (tier, source): metrics.counting(metrics.REQUESTS.labels(tier, source)) for tier in metrics.TIERS for source in metrics.SOURCES
+}
+#: edge_upstream_duration_seconds.observe
+observe_upstream = metrics.observing(metrics.UPSTREAM_DURATION)
 
 
 class Responder:
@@ -157,7 +161,7 @@ class Responder:
     async def _start(self, message: Message) -> None:
         """The response starts: pass it, splice it, or hold it for the rewrite."""
         self.upstream_s = time.perf_counter() - self.started
-        metrics.UPSTREAM_DURATION.observe(self.upstream_s)
+        observe_upstream(self.upstream_s)
         # Header names lower-cased once (Django and others send them as written: "Content-Type");
         # everything below reads `message`, and what passes through unchanged is `original`.
         original = message
@@ -203,13 +207,13 @@ class Responder:
     def _count(self, tier: str, source: str, upstream_bytes: int, served_bytes: int) -> None:
         """The tier's counters for one answered page: requests, bytes in and out, duration."""
         counted = _PER_TIER[tier]
-        _REQUESTS[tier, source].inc()
+        _REQUESTS[tier, source]()
         if self.verdict is not None:
             self.mw.refusals.served(self.mw.policy.name, self.verdict.decision.route, tier)
-        counted.upstream_bytes.inc(upstream_bytes)
-        counted.served_bytes.inc(served_bytes)
+        counted.upstream_bytes(upstream_bytes)
+        counted.served_bytes(served_bytes)
         elapsed = time.perf_counter() - self.started
-        counted.duration.observe(elapsed)
+        counted.duration(elapsed)
         if source == "holdback":
             metrics.HOLDBACK_DURATION.observe(elapsed)
 
@@ -345,6 +349,17 @@ class Responder:
             await self._respond(b"".join(self.chunks))
 
     async def _respond(self, original: bytes) -> None:
+        start = self.start
+        assert start is not None
+        tier, headers, served = self.laid_out(original)
+        await self.downstream(start if headers is None else {**start, "headers": headers})
+        await self.downstream({"type": "http.response.body", "body": served})
+        assert self.verdict is not None
+        self._count(tier, self.verdict.decision.source, len(original), len(served))
+
+    def laid_out(self, original: bytes) -> tuple[str, list[tuple[bytes, bytes]] | None, bytes]:
+        """The answer to the page held whole: (tier served, its headers, its body); headers None when it is
+        the original as it came (adapting it failed: the held start message's headers go out)."""
         verdict, start = self.verdict, self.start
         assert verdict is not None and start is not None
         decision = verdict.decision
@@ -352,21 +367,13 @@ class Responder:
         tier, body, token, coding = self._adapt(original, verdict)
         rewrite_s = time.perf_counter() - rewrite_started
         if body is None:
-            await self.downstream(start)
-            await self.downstream({"type": "http.response.body", "body": original})
-            served = original
-        else:
-            _PER_TIER[tier].rewrite.observe(rewrite_s)
-            # The tier cookie says what was served: only when the verdict's tier was (not a fallback to full).
-            chosen = verdict.set_cookie if tier == decision.tier else None
-            headers = adapted_headers(
-                start["headers"], tier, decision, len(body), coding, self.upstream_s, verdict.model_s, rewrite_s, chosen
-            )
-            headers.append((b"edge-token", token.encode()))
-            await self.downstream({**start, "headers": headers})
-            await self.downstream({"type": "http.response.body", "body": body})
-            served = body
-        self._count(tier, decision.source, len(original), len(served))
+            return tier, None, original
+        _PER_TIER[tier].rewrite(rewrite_s)
+        # The tier cookie says what was served: only when the verdict's tier was (not a fallback to full).
+        chosen = verdict.set_cookie if tier == decision.tier else None
+        headers = adapted_headers(start["headers"], tier, decision, len(body), coding, self.upstream_s, verdict.model_s, rewrite_s, chosen)
+        headers.append((b"edge-token", token.encode()))
+        return tier, headers, body
 
     def _adapt(self, original: bytes, verdict: Verdict) -> tuple[str, bytes | None, str, str | None]:
         """The body for the verdict's tier: (tier, body, token, content coding); body None: serve the original, as full."""

@@ -18,11 +18,14 @@ page (the middleware's ``likely_page``), on a fail-open edge whose upstream tran
 Which answers: the fast path sends the request upstream exactly as the proxy does
 (:meth:`~edge.transport.proxy.ReverseProxy.exchange`) and, while the storefront works, decides the
 tier in the next loop step as the middleware does. Only a ``200`` ``text/html`` page with a numeric
-``Content-Length`` under ``max_rewrite_bytes``, no ``Content-Encoding`` and no ``no-transform``,
-decided ``full``, is spliced here; any other answer (a redirect, a 304, an image, a gzip page, a lite
-decision, a failure upstream) goes to the proxy's relay and a :class:`~edge.adapt.responder.Responder`
-exactly as on the ASGI path, which the fast path has not touched by then. A page whose body is still
-arriving when its head is in streams through the responder's splice. The bytes the shopper and the
+``Content-Length`` under ``max_rewrite_bytes``, no ``Content-Encoding`` and no ``no-transform`` is
+served here: decided ``full``, spliced; decided ``lite`` or ``minimal``, laid out by the responder's
+own buffered step (:meth:`~edge.adapt.responder.Responder.laid_out`: the rewrite cache, a layout
+template or lol_html, the adapted headers) and written with its head in one ``writev``. Any other
+answer (a redirect, a 304, an image, a gzip page, a failure upstream) goes to the proxy's relay and
+a :class:`~edge.adapt.responder.Responder` exactly as on the ASGI path, which the fast path has not
+touched by then. A page whose body is still arriving when its head is in streams through the
+responder's splice (full) or is held by its buffered path (lite), as on the ASGI path. The bytes the shopper and the
 storefront see are the ASGI path's (``tests/runtime/test_fast_path.py`` compares both over sockets).
 
     >>> from edge.runtime.app import build_edge
@@ -45,7 +48,7 @@ from starlette.types import Receive, Scope, Send
 
 from edge.adapt.headers import adapted_headers
 from edge.adapt.middleware import EDGE_PATH_PREFIX, likely_page
-from edge.adapt.responder import Responder
+from edge.adapt.responder import Responder, observe_upstream
 from edge.core import metrics
 from edge.core.errors import UpstreamStreamBroken
 from edge.pipeline.rewrite import StreamSplicer
@@ -63,7 +66,8 @@ log = logging.getLogger("edge.adapt")
 #: Request fields that send a request down the ASGI path: a body or its framing, an upgrade, a
 #: conditional request (decided before it goes upstream), a 100-continue.
 _NOT_FAST = frozenset({b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"if-none-match"})
-_OK = PROXIED[2]
+_OK = metrics.counting(PROXIED[2])
+_FAST_PAGE = metrics.counting(metrics.FAST_PATH)
 
 
 class FastPath:
@@ -113,17 +117,19 @@ class FastPath:
     async def _serve_page(self, response: RawResponse, responder: Responder, send: Send) -> bool:
         """The answer as a full-tier page, spliced; False, with nothing done, when it is not one."""
         verdict = responder.verdict
-        if response.status != 200 or verdict is None or verdict.decision.tier != "full":
+        if response.status != 200 or verdict is None:
             return False
         headers = response_headers(response.headers)
         page = self._page(headers)
         if page is None:
             return False
+        if verdict.decision.tier != "full":
+            return await self._serve_laid_out(response, responder, send, headers, page[1])
         length, responder.content_type = page
         # From here on: the proxy's relay of the head, then the responder's start of a streamed splice.
-        _OK.inc()
+        _OK()
         responder.upstream_s = time.perf_counter() - responder.started
-        metrics.UPSTREAM_DURATION.observe(responder.upstream_s)
+        observe_upstream(responder.upstream_s)
         start = {"type": "http.response.start", "status": 200, "headers": headers}
         try:
             token = responder._issue(verdict, "full")
@@ -152,7 +158,35 @@ class FastPath:
         responder.mode = "done"
         await send_whole(200, out, splicer.finish_pieces(body))
         responder._count("full", verdict.decision.source, len(body), len(body) + len(snippet))
-        metrics.FAST_PATH.inc()
+        _FAST_PAGE()
+        return True
+
+    async def _serve_laid_out(
+        self, response: RawResponse, responder: Responder, send: Send, headers: list[tuple[bytes, bytes]], content_type: bytes
+    ) -> bool:
+        """The answer as a page laid out for its (lite or minimal) tier: the responder's buffered path, its
+        page and headers written in one ``writev``; False, with nothing done, when the cycle cannot."""
+        send_whole = getattr(getattr(send, "__self__", None), "send_whole", None)
+        if send_whole is None:
+            return False
+        # From here on: the proxy's relay of the head, then the responder holding the page (its buffered path).
+        _OK()
+        responder.upstream_s = time.perf_counter() - responder.started
+        observe_upstream(responder.upstream_s)
+        responder.kind, responder.content_type = "html", content_type
+        responder.start = {"type": "http.response.start", "status": 200, "headers": headers}
+        body = response.whole()
+        if body is None:
+            # The page is still arriving: held, as the responder holds it (its declared length is under
+            # max_rewrite_bytes); should it break off, the responder answers 502 or 504 as for a held page.
+            responder.mode = "buffer"
+            body = await self.proxy.read_body(response.next_chunk)
+        responder.mode = "done"
+        tier, out, served = responder.laid_out(body)
+        await send_whole(200, headers if out is None else out, [served])
+        assert responder.verdict is not None
+        responder._count(tier, responder.verdict.decision.source, len(body), len(served))
+        _FAST_PAGE()
         return True
 
     def _page(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes] | None:

@@ -240,7 +240,7 @@ class ReverseProxy:
             log.warning("upstream answered with status %d: not relayed", status)
             await _plain(send, 502, b"upstream unavailable\n")
             return
-        PROXIED[status // 100].inc()
+        _PROXIED_INC[status // 100]()
         await send({"type": "http.response.start", "status": status, "headers": response_headers(raw_headers)})
         await self.relay_body(next_chunk, send)
 
@@ -256,10 +256,22 @@ class ReverseProxy:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except httpx.HTTPError as exc:
             # Headers are out: the only honest signal left is to abort the connection.
-            kind, timed_out = upstream_error_kind(exc)
-            metrics.UPSTREAM_ERRORS.labels(kind).inc()
-            raise UpstreamStreamBroken(f"upstream body broke off: {exc.__class__.__name__}", timed_out) from None
+            raise _broken(exc) from None
         await send({"type": "http.response.body", "body": chunk, "more_body": False})
+
+    async def read_body(self, next_chunk: Callable[[], Awaitable[tuple[bytes, bool]]]) -> bytes:
+        """The rest of an answer's body, whole (the caller bounds it: a declared length edge accepted); one that
+        breaks off raises :class:`~edge.core.errors.UpstreamStreamBroken` (counted), as :meth:`relay_body`."""
+        chunks: list[bytes] = []
+        try:
+            while True:
+                chunk, last = await next_chunk()
+                if chunk:
+                    chunks.append(chunk)
+                if last:
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except httpx.HTTPError as exc:
+            raise _broken(exc) from None
 
     async def _upstream_failed(self, send: Send, exc: httpx.HTTPError) -> None:
         kind, timed_out = upstream_error_kind(exc)
@@ -377,9 +389,17 @@ def response_headers(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes
     return headers
 
 
+def _broken(exc: httpx.HTTPError) -> UpstreamStreamBroken:
+    """A body that broke off (``exc``), counted by kind."""
+    kind, timed_out = upstream_error_kind(exc)
+    metrics.UPSTREAM_ERRORS.labels(kind).inc()
+    return UpstreamStreamBroken(f"upstream body broke off: {exc.__class__.__name__}", timed_out)
+
+
 # Label children resolved once: the per-request path only increments.
 PROXIED = {i: metrics.PROXIED.labels(f"{i}xx") for i in range(1, 6)}
 _PROXIED_5XX = PROXIED[5]
+_PROXIED_INC = {i: metrics.counting(child) for i, child in PROXIED.items()}
 
 _REPLACED_REQUEST_HEADERS = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"via"})
 _LENGTH_REQUIRED = frozenset({"POST", "PUT", "PATCH"})

@@ -58,6 +58,11 @@ def _answer(path: bytes) -> list[bytes | float]:
     if path.startswith(b"/small"):  # fits one loopback segment: it reaches edge whole however busy the machine
         small = PAGE[:1500] + b"</body></html>"
         return [b"HTTP/1.1 200 OK\r\n" + html + b"content-length: %d\r\n\r\n" % len(small) + small]
+    if path.startswith(b"/widgets"):  # a page lite lays out, the request's value in a form and the text: a template's holes
+        value = path.partition(b"=")[2] or b"none"
+        page = (b"<!doctype html><html><head><title>t</title></head><body><form><input name=csrf value=" + value + b"></form>"
+                b'<div data-edge-widget="reviews"><p>great</p></div>' + b"<p>leaf</p>" * 3000 + b"<p>" + value + b"</p></body></html>")  # fmt: skip
+        return [b"HTTP/1.1 200 OK\r\n" + html + b"content-length: %d\r\n\r\n" % len(page) + page]
     if path.startswith(b"/notransform"):
         return [b"HTTP/1.1 200 OK\r\n" + html + b"cache-control: no-transform\r\ncontent-length: %d\r\n\r\n" % len(PAGE) + PAGE]
     extra = b"set-cookie: a=1; Path=/\r\nset-cookie: b=2; Path=/\r\nkeep-alive: timeout=5\r\nconnection: keep-alive, x-hop\r\nx-hop: 1\r\n"
@@ -201,6 +206,10 @@ def _get(path: str, extra: bytes = b"", method: str = "GET") -> bytes:
     return f"{method} {path} HTTP/1.1\r\nHost: shop.test\r\n".encode() + HINTS + extra + b"\r\n"
 
 
+def _lite(path: str, extra: bytes = b"") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: shop.test\r\n".encode() + b"ECT: 2g\r\n" + extra + b"\r\n"
+
+
 CASES = {
     "page": [_get("/")],
     "page, two on one connection": [_get("/"), _get("/?again=1")],
@@ -221,6 +230,15 @@ CASES = {
     "no-transform page": [_get("/notransform")],
     "no-transform request": [_get("/", b"Cache-Control: no-transform\r\n")],
     "lite": [b"GET / HTTP/1.1\r\nHost: shop.test\r\nECT: 2g\r\n\r\n"],
+    "lite, pages that change (a layout template)": [_lite(f"/widgets?v={v}") for v in ("A1", "B2", "C3", "D4")],
+    "lite, a page that changes elsewhere": [_lite("/widgets?v=A1"), _lite("/widgets?v=x.y"), _lite("/small")],
+    "lite, gzip asked": [_lite("/widgets?v=A1", b"Accept-Encoding: gzip\r\n"), _lite("/widgets?v=B2", b"Accept-Encoding: gzip\r\n")],
+    "lite, connection close": [_lite("/widgets?v=A1", b"Connection: close\r\n")],
+    "lite, page in two pieces": [_lite("/slow")],
+    "lite, page cut short": [_lite("/cut")],
+    "lite, gzip page": [_lite("/gzip", b"Accept-Encoding: gzip\r\n")],
+    "lite, chunked page": [_lite("/chunked")],
+    "minimal": [_get("/widgets?v=A1", b"Cookie: edge_tier=minimal\r\n"), _get("/widgets?v=B2", b"Cookie: edge_tier=minimal\r\n")],
     "asset path": [_get("/static/app.js")],
     "edge's own path": [_get("/__edge/nothing-here")],
     "HTTP/1.0": [b"GET / HTTP/1.0\r\nHost: shop.test\r\n" + HINTS + b"\r\n"],
@@ -248,6 +266,9 @@ def test_same_bytes_as_the_asgi_path(edges: tuple[Storefront, tuple[int, int], t
     upstream_asgi = shop.take()
     assert upstream_fast == upstream_asgi
     assert via_fast, "no answer"
+    if case.startswith(("lite, pages", "minimal")):  # (so the case tests what it is named after)
+        tier = case.split(",")[0].encode()
+        assert via_fast.count(b"edge-tier: " + tier + b"\r\n") == len(requests)
     head_request = case == "HEAD"
     assert _normalized(via_fast, head_request) == _normalized(via_asgi, head_request)
 
@@ -262,5 +283,8 @@ def test_the_page_takes_the_fast_path(edges: tuple[Storefront, tuple[int, int], 
     assert _fast_pages(fast_admin) == before + 2
     _exchange(fast, [_get("/gzip", b"Accept-Encoding: gzip\r\n"), _get("/304"), _get("/", b"Content-Length: 0\r\n")])
     assert _fast_pages(fast_admin) == before + 2
+    answer = _exchange(fast, [_lite("/small"), _lite("/small?2")])  # laid out for lite (its page held whole)
+    assert answer.count(b"edge-tier: lite\r\n") == 2
+    assert _fast_pages(fast_admin) == before + 4
     _exchange(asgi, [_get("/")])
     assert _fast_pages(asgi_admin) == 0
