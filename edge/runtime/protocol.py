@@ -138,13 +138,17 @@ class _Cycle(RequestResponseCycle):
         elif data:
             self.transport.write(data)
         if not more_body:
-            if self.expected_content_length != 0:
-                raise RuntimeError("Response content shorter than Content-Length")
-            self.response_complete = True
-            self.message_event.set()
-            if not self.keep_alive:
-                self.transport.close()
-            self.on_response()
+            self._complete_response()
+
+    def _complete_response(self) -> None:
+        """The response's last bytes are written: check its length, end it, and let the connection go on (or close)."""
+        if self.expected_content_length != 0:
+            raise RuntimeError("Response content shorter than Content-Length")
+        self.response_complete = True
+        self.message_event.set()
+        if not self.keep_alive:
+            self.transport.close()
+        self.on_response()
 
     def _hold_head(self, message: Any) -> None:
         """uvicorn's status line and header fields for ``message``, held for the first body message."""
@@ -165,7 +169,7 @@ class _Cycle(RequestResponseCycle):
         if self.response_started or self.access_log:
             raise RuntimeError("send_whole starts a response (without an access log)")
         head = self._head(status, headers)
-        size = sum(len(piece) for piece in body)
+        size = sum(map(len, body))
         if self.scope["method"] == "HEAD":
             self.expected_content_length = 0
             pieces: list[bytes | memoryview] = []
@@ -177,13 +181,7 @@ class _Cycle(RequestResponseCycle):
             self.expected_content_length -= size
             pieces = body if size else []
         self.transport.writelines([head, *pieces])
-        if self.expected_content_length != 0:
-            raise RuntimeError("Response content shorter than Content-Length")
-        self.response_complete = True
-        self.message_event.set()
-        if not self.keep_alive:
-            self.transport.close()
-        self.on_response()
+        self._complete_response()
 
     def _head(self, status_code: int, message_headers: Any) -> bytes:
         """The response head uvicorn would write for this status and these headers; the response has started."""
@@ -443,7 +441,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self._stop(431, b"too many request header fields\n", "too_many_headers")
         if len(name) + len(value) > self.limits.max_header_bytes:
             self._stop(431, b"request header field too large\n", "header_too_large")
-        super().on_header(name, value)
+        # uvicorn's on_header, inlined (one call less per field):
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._head_begun = False

@@ -139,9 +139,25 @@ _META_CHARSET = re.compile(
 )
 
 
+_TYPE_CHARSET = re.compile(rb"charset\s*=\s*[\"']?([A-Za-z0-9_\-:.]+)", re.IGNORECASE)
+#: Pages' charsets by (Content-Type, first 1 KB): a route's pages mostly begin alike, so the regexes run
+#: once per kind of page. At most this many entries (~300 KB), then it starts afresh.
+_CHARSET_MEMO_ENTRIES = 256
+_charsets: dict[tuple[bytes, bytes], str | None] = {}
+
+
 def charset_of(content_type: bytes, head: bytes) -> str | None:
     """The page's charset: from ``Content-Type``, else a ``<meta charset>`` or http-equiv in its first 1 KB."""
-    match = re.search(rb"charset\s*=\s*[\"']?([A-Za-z0-9_\-:.]+)", content_type, re.IGNORECASE)
+    key = (content_type, head[:1024])
+    try:
+        return _charsets[key]
+    except KeyError:
+        pass
+    match = _TYPE_CHARSET.search(content_type)
     if match is None:
-        match = _META_CHARSET.search(head[:1024])
-    return match.group(1).decode("ascii").lower() if match else None
+        match = _META_CHARSET.search(key[1])
+    charset = match.group(1).decode("ascii").lower() if match else None
+    if len(_charsets) >= _CHARSET_MEMO_ENTRIES:
+        _charsets.clear()
+    _charsets[key] = charset
+    return charset
