@@ -50,6 +50,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -306,14 +307,20 @@ def main() -> None:
         if args.json:
             Path(args.json).write_text(json.dumps({"rows": rows, "edge_peak_rss_mb": rss}, indent=2))
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs.values())
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stop(procs: Iterable[subprocess.Popen]) -> None:
+    """Terminate every process, then wait for each (killed after 20 s)."""
+    procs = list(procs)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 if __name__ == "__main__":

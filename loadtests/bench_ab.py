@@ -62,13 +62,7 @@ def main() -> None:
         for concurrency in args.concurrency:
             report(concurrency, names, measure(names, ports, procs, concurrency, args.rounds, args.duration))
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        bench.stop(procs.values())
 
 
 def measure(names: list[str], ports: dict[str, int], procs: dict[str, subprocess.Popen], concurrency: int, rounds: int, duration: float) -> dict[str, list[tuple[float, float, float | None]]]:

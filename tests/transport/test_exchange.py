@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from edge.transport.http1 import Http1Transport, _head, _serialize
 from edge.transport.proxy import upstream_request_headers
-from tests.transport.test_http1 import PAGE, TIMEOUTS, Server, keep_answering, ok
+from tests.transport.test_http1 import PAGE, TIMEOUTS, Server, check_body_cut_short, keep_answering, ok
 
 NAMES = st.sampled_from([b"host", b"content-length", b"transfer-encoding", b"accept", b"x-forwarded-for", b"cookie"])
 HEADERS = st.lists(st.tuples(NAMES, st.sampled_from([b"0", b"12", b"a b", b""])), max_size=6)
@@ -99,25 +99,7 @@ def test_exchange_of_a_body_that_arrives_in_pieces_and_of_a_head():
 
 
 def test_exchange_body_cut_short_raises_and_frees_the_slot():
-    async def handler(reader, writer, server):
-        await server.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"z" * 1000)
-        await writer.drain()
-        writer.transport.abort()
-
-    async def go():
-        async with Server(handler) as server:
-            transport = Http1Transport(max_connections=1)
-            for _ in range(2):  # the slot comes back: a second request is not stuck on the first
-                try:
-                    await exchange_body(transport, server)
-                except httpx.ReadError:
-                    pass
-                else:
-                    raise AssertionError("a body cut short must raise")
-            await transport.aclose()
-
-    asyncio.run(go())
+    check_body_cut_short(exchange_body)
 
 
 def test_a_shorter_read_timeout_on_a_reused_connection_is_kept():

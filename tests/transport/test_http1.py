@@ -259,7 +259,9 @@ def test_reused_connection_that_dies_without_answering_is_retried_for_get_not_fo
     run(go())
 
 
-def test_body_cut_short_raises_read_error_and_frees_the_slot():
+def check_body_cut_short(get: Callable[[Http1Transport, Server], Awaitable[object]]) -> None:
+    """``get`` (one request over the transport) raises ReadError for a body cut short, and frees the slot."""
+
     async def handler(reader, writer, server):
         await server.read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"z" * 1000)
@@ -271,10 +273,14 @@ def test_body_cut_short_raises_read_error_and_frees_the_slot():
             transport = Http1Transport(max_connections=1)
             for _ in range(2):  # the slot comes back: a second request is not stuck on the first
                 with pytest.raises(httpx.ReadError):
-                    await fetch(transport, "GET", server.url)
+                    await get(transport, server)
             await transport.aclose()
 
     run(go())
+
+
+def test_body_cut_short_raises_read_error_and_frees_the_slot():
+    check_body_cut_short(lambda transport, server: fetch(transport, "GET", server.url))
 
 
 def test_read_timeout_connect_error_and_pool_timeout():
