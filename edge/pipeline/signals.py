@@ -191,12 +191,35 @@ def read_signals(headers: Mapping[str, str]) -> Signals:
     ``headers`` maps lower-case names to values; only the names in
     :data:`SIGNAL_HEADERS` are looked at.
     """
-    s = Signals()
-    _read_device(s, headers)
-    _read_network_hints(s, headers)
+    key = tuple(map(headers.get, _MEMO_HEADERS))
+    known = _memo.get(key)
+    if known is not None:
+        s = Signals(**known)
+    else:
+        s = Signals()
+        _read_device(s, headers)
+        _read_network_hints(s, headers)
+        if sum(map(len, filter(None, key))) <= _MEMO_KEY_CHARS:
+            if len(_memo) >= _MEMO_ENTRIES:
+                _memo.clear()
+            _memo[key] = {name: value for name in _MEMO_FIELDS if (value := getattr(s, name)) is not None}
     _read_cell(s, headers.get("edge-cell"))
     _read_last_request(s, headers.get("edge-last-request"))
     return s
+
+
+#: The headers the device and network-hint fields come from, and those fields: browsers send a few
+#: combinations of User-Agent and hints, so read_signals keeps those fields by the headers' values (a
+#: fresh Signals each time), at most _MEMO_ENTRIES of them, then starts afresh; headers whose values
+#: add up to more than _MEMO_KEY_CHARS are read every time (so the table stays under ~1 MB).
+_MEMO_HEADERS = tuple(name for name in SIGNAL_HEADERS if name not in ("edge-cell", "edge-last-request"))
+_MEMO_FIELDS = (
+    "device_class", "os", "browser", "low_end", "mobile_hint", "model_hint", "platform_hint", "device_memory", "dpr",
+    "viewport_width", "ect", "rtt_ms", "downlink_kbps", "save_data",
+)  # fmt: skip
+_MEMO_ENTRIES = 512
+_MEMO_KEY_CHARS = 2048
+_memo: dict[tuple[str | None, ...], dict[str, Any]] = {}
 
 
 #: :func:`edge.pipeline.client_rtt.server_rtt`'s keys → the :class:`Signals` fields they fill.

@@ -1,5 +1,8 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from edge.pipeline import signals
 from edge.pipeline.signals import MAX_HEADER_BYTES, read_signals
 
 LOW_END_ANDROID = (
@@ -138,3 +141,42 @@ def test_malformed_or_absurd_values_become_missing_signals(headers):
 def test_one_bad_member_drops_only_that_member():
     s = read_signals({"edge-cell": 'id="c", radio=edge, rsrp=-5000, sinr=4'})
     assert (s.cell_id, s.radio, s.rsrp, s.sinr) == ("c", "edge", None, 4.0)
+
+
+HINT_VALUES = {
+    "user-agent": [LOW_END_ANDROID, IPHONE, DESKTOP, TABLET, IPAD, BOT, OPERA_MINI, "x" * (MAX_HEADER_BYTES + 1), ""],
+    "sec-ch-ua-mobile": ["?1", "?0", "1"],
+    "sec-ch-ua-model": ['"SM-J260F"', '""'],
+    "sec-ch-ua-platform": ['"Android"', "Android"],
+    "device-memory": ["0.5", "8", "-1"],
+    "sec-ch-device-memory": ["2"],
+    "dpr": ["2.75", "99"],
+    "viewport-width": ["412", "abc"],
+    "ect": ["2g", "4g", "SLOW-2G", "5g"],
+    "rtt": ["150", "nan", "-5"],
+    "downlink": ["1.5", "inf"],
+    "save-data": ["on", "off"],
+    "edge-cell": ['id="c1", radio=lte, rsrp=-101'],
+    "cookie": ["a=1"],
+}
+
+
+@given(st.dictionaries(st.sampled_from(sorted(HINT_VALUES)), st.integers(0, 8), max_size=8))
+def test_read_signals_memo_gives_what_reading_the_headers_gives(choice):
+    """read_signals keeps the device and hint fields by the headers' values: the same Signals as a fresh read, a new one each time."""
+    headers = {name: HINT_VALUES[name][i % len(HINT_VALUES[name])] for name, i in choice.items()}
+    signals._memo.clear()
+    fresh = read_signals(headers)
+    fresh.rtt_ms = fresh.tcp_rtt_ms = 12345.0  # a caller's change must not reach the next read
+    again = read_signals(dict(headers))
+    signals._memo.clear()
+    assert again == read_signals(headers) and again is not read_signals(headers)
+
+
+def test_read_signals_memo_is_bounded():
+    signals._memo.clear()
+    for i in range(signals._MEMO_ENTRIES + 10):
+        read_signals({"rtt": str(i)})
+    read_signals({"user-agent": "x" * signals._MEMO_KEY_CHARS, "ect": "2g"})  # too long to keep
+    assert len(signals._memo) <= signals._MEMO_ENTRIES
+    assert not any(key[0] for key in signals._memo)
