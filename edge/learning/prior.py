@@ -136,16 +136,21 @@ def apply_prior(pipeline: Any, prior: Prior) -> None:
     """Set a fresh ``EdgeFeatures | StandardScaler | LogisticRegression`` pipeline to the prior's state."""
     from river import linear_model, preprocessing
 
+    from edge.learning.model.scaler import WelfordScaler
+
     steps = list(pipeline.steps.values())
-    if len(steps) != 3 or not isinstance(steps[1], preprocessing.StandardScaler):
+    if len(steps) != 3 or not isinstance(steps[1], (WelfordScaler, preprocessing.StandardScaler)):
         raise PriorError(f"prior {prior.path}: the pipeline is not EdgeFeatures | StandardScaler | LogisticRegression")
     scaler, clf = steps[1], steps[2]
     if not isinstance(clf, linear_model.LogisticRegression):
         raise PriorError(f"prior {prior.path}: the estimator is not a logistic regression")
     for k, c in prior.counts.items():
-        scaler.counts[k] = int(min(c, SCALER_MAX_COUNT))
-        scaler.means[k] = prior.means[k]
-        scaler.vars[k] = prior.vars[k]
+        if isinstance(scaler, WelfordScaler):
+            scaler.set(k, int(min(c, SCALER_MAX_COUNT)), prior.means[k], prior.vars[k])
+        else:
+            scaler.counts[k] = int(min(c, SCALER_MAX_COUNT))
+            scaler.means[k] = prior.means[k]
+            scaler.vars[k] = prior.vars[k]
     for k, w in prior.weights.items():
         clf._weights[k] = w
     clf.intercept = prior.intercept

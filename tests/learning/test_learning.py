@@ -388,7 +388,7 @@ def test_champion_switches_to_the_model_and_back_under_drift(metric):
     assert metric("edge_model_roc_auc", model="model") > 0.9
     # A drift faster than the model can follow: it stops learning (a fast learner relearns this
     # flip within a few labels and stays the better candidate over the evaluation's memory).
-    cc.model.predict_then_learn = lambda x, y: cc.model.predict(x)
+    cc.model.predict_then_learn = lambda x, y, *rules_p: cc.model.predict(x)
     for x, y in _stream(300, rng, flipped=True):
         cc.learn(x, y)
     assert cc.source == "rules"

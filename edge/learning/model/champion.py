@@ -330,9 +330,17 @@ class ChampionChallenger:
     def _judge(self, x: Features, degraded: bool, client: str | None, trusted: bool, *, learn: bool) -> None:
         self._track_sender(None if client is None else (client if trusted else ""))
         y = bool(degraded)
+        rules, model = self.rules, self.model
+        p_rules = rules.predict(x)
         # The River model predicts x, then learns it (one feature pass: RiverModel.predict_then_learn);
-        # the evaluation gets its prediction from before it learned.
-        p_model = self.model.predict_then_learn(x, y) if learn else self.model.predict(x)
+        # the evaluation gets its prediction from before it learned. Its EdgeFeatures reads the rules'
+        # p as a feature: when these rules are those (RuleModel), it is given, not computed again.
+        if not learn:
+            p_model = model.predict(x)
+        elif type(rules) is RuleModel and type(model) is RiverModel:
+            p_model = model.predict_then_learn(x, y, p_rules)
+        else:
+            p_model = model.predict_then_learn(x, y)
         if learn:
             support = self.support
             if support is not None:  # None: a checkpoint from before the support check (no check)
@@ -354,7 +362,6 @@ class ChampionChallenger:
         # by its calibrator as it stood before this label; then the calibrator learns the label.
         calibrators = self._calibrators()
         predictions: dict[str, float | None] = {}
-        p_rules = self.rules.predict(x)
         for name in self.evaluation.models:
             if name == "stacker":
                 # The stacker learns every label, observed ones too: it is part of the guard (how much

@@ -26,6 +26,7 @@ from typing import Any
 from river import base, compose, forest, linear_model, optim, preprocessing, tree
 
 from edge.learning.model.rules import RuleModel
+from edge.learning.model.scaler import WelfordScaler
 from edge.learning.prior import Prior, apply_prior, load_prior
 from edge.pipeline.features import Features
 from edge.pipeline.signals import ECT_VALUES, RADIO_CLASSES
@@ -115,6 +116,11 @@ class EdgeFeatures(base.Transformer):
         self._rule_model = RuleModel()
 
     def transform_one(self, x: dict) -> dict:
+        return self.transform_with_rules(x, self._rule_model.predict(x) if self.rules else None)
+
+    def transform_with_rules(self, x: dict, p: float | None) -> dict:
+        """``transform_one(x)`` given ``p``, the rule baseline's prediction for ``x`` (``RuleModel().predict(x)``,
+        which the champion/challenger has already computed for the label: it is not computed twice)."""
         # Runs once per prediction and once per label, so it is written for CPython: one lookup
         # per input name in _PLAN says what to do with it (a step code and its table), no helper
         # calls where an expression does. The output (keys, their order, values, down to the sign
@@ -173,11 +179,9 @@ class EdgeFeatures(base.Transformer):
             out["no_cell"] = 1.0
         if not has_tcp_rtt:
             out["no_tcp"] = 1.0  # no server-side round trip (replayed traces, in-process, a failed read)
-        if self.rules:
-            p = self._rule_model.predict(x)
-            if p is not None:
-                p = 0.01 if p < 0.01 else 0.99 if p > 0.99 else p
-                out["rules"] = math.log(p / (1.0 - p))
+        if p is not None and self.rules:
+            p = 0.01 if p < 0.01 else 0.99 if p > 0.99 else p
+            out["rules"] = math.log(p / (1.0 - p))
         return out
 
 
@@ -228,8 +232,16 @@ def make_pipeline(estimator: str = "logreg", seed: int = 0) -> compose.Pipeline:
         clf = forest.ARFClassifier(n_models=10, grace_period=50, seed=seed)
     else:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
-    return EdgeFeatures() | preprocessing.StandardScaler() | clf
+    # The scaler is River's StandardScaler arithmetic with plain-dict storage (edge.learning.model.scaler),
+    # under River's step name, as checkpoints and priors have always named it.
+    return compose.Pipeline(EdgeFeatures(), (_SCALER_STEP, WelfordScaler()), clf)
 
+
+_SCALER_STEP = "StandardScaler"
+
+
+#: ``RiverModel.predict_then_learn``'s "no rules_p given" (None is a prediction: the rules had no opinion).
+_NOT_GIVEN = object()
 
 #: Estimators :func:`make_pipeline` builds; the first is the default (chosen by measurement, docs/learning.md).
 ESTIMATORS = ("logreg", "hat", "arf")
@@ -289,15 +301,18 @@ class RiverModel:
             estimator.learn_one(_learn_transform(transformers, features.transform_one(x)), y)
         self.seen[y] += 1
 
-    def predict_then_learn(self, x: Features, degraded: bool) -> float | None:
+    def predict_then_learn(self, x: Features, degraded: bool, rules_p: float | None | object = _NOT_GIVEN) -> float | None:
         """``p = self.predict(x); self.learn(x, degraded); return p``, with one :class:`EdgeFeatures` pass.
 
         The prequential step (:meth:`ChampionChallenger.learn`). :class:`EdgeFeatures` is
         stateless (it learns nothing), so its output for ``x`` is the same before and after
         learning: it is computed once, and the later steps are called as River's
         ``Pipeline.predict_proba_one`` then ``Pipeline.learn_one`` call them (each unsupervised
-        transformer learns ``x`` before transforming it; the estimator learns the result). The
-        numbers are those of the two calls, bit for bit (``tests/learning/test_learning.py`` checks it).
+        transformer learns ``x`` before transforming it; the estimator learns the result); the
+        scaler gives its transform before and after learning in one pass
+        (:meth:`~edge.learning.model.scaler.WelfordScaler.predict_learn_transform`). ``rules_p``, if
+        given, is ``RuleModel().predict(x)``, which :class:`EdgeFeatures` then does not compute again.
+        The numbers are those of the two calls, bit for bit (``tests/learning/test_learning.py`` checks it).
         A pipeline of another shape, or River's ``learn_during_predict`` mode, takes the two calls.
         """
         steps = self._split_pipeline()
@@ -307,16 +322,25 @@ class RiverModel:
             return p
         features, transformers, estimator = steps
         y = bool(degraded)
-        z = features.transform_one(x)
+        if rules_p is not _NOT_GIVEN and type(features._rule_model) is RuleModel:
+            z = features.transform_with_rules(x, rules_p)  # type: ignore[arg-type]
+        else:
+            z = features.transform_one(x)
         p = None
         if (self.seen[False] and self.seen[True]) or self.prior is not None:  # as predict()
-            zp = z
-            for step in transformers:
-                zp = step.transform_one(zp)
+            if len(transformers) == 1 and type(transformers[0]) is WelfordScaler:
+                zp, z = transformers[0].predict_learn_transform(z)
+            else:
+                zp = z
+                for step in transformers:
+                    zp = step.transform_one(zp)
+                z = _learn_transform(transformers, z)
             proba = estimator.predict_proba_one(zp)
             if proba:
                 p = min(max(float(proba.get(True, 0.0)), 0.0), 1.0)
-        estimator.learn_one(_learn_transform(transformers, z), y)
+        else:
+            z = _learn_transform(transformers, z)
+        estimator.learn_one(z, y)
         self.seen[y] += 1
         return p
 
@@ -337,49 +361,36 @@ class RiverModel:
         state.pop("_split_of", None)
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        # A checkpoint from before WelfordScaler holds River's StandardScaler: the same statistics,
+        # moved into a WelfordScaler (the numbers from here on are those River's would have given).
+        pipeline = self.pipeline
+        if isinstance(pipeline, compose.Pipeline) and any(_convertible(step) for step in pipeline.steps.values()):
+            self.pipeline = compose.Pipeline(
+                *((name, WelfordScaler.from_river(step) if _convertible(step) else step) for name, step in pipeline.steps.items())
+            )
+
     @property
     def labels(self) -> int:
         return self.seen[False] + self.seen[True]
 
 
 def _learn_transform(transformers: tuple[base.Transformer, ...], z: dict) -> dict:
-    """Each transformer learns ``z`` then transforms it, as River's ``Pipeline.learn_one`` drives them.
-
-    The default pipeline's one transformer, a plain ``StandardScaler``, does both in one pass over
-    ``z`` with River's own arithmetic in River's order (:func:`_scaler_learn_transform`), so the
-    numbers are the same to the bit; any other transformer is called as River calls it.
-    """
+    """Each transformer learns ``z`` then transforms it, as River's ``Pipeline.learn_one`` drives them
+    (the default pipeline's :class:`~edge.learning.model.scaler.WelfordScaler` does both in one pass)."""
     for step in transformers:
-        if type(step) is preprocessing.StandardScaler and step.with_std and step.window_size is None:
-            z = _scaler_learn_transform(step, z)
+        if type(step) is WelfordScaler:
+            z = step.learn_transform(z)
         else:
             step.learn_one(z)
             z = step.transform_one(z)
     return z
 
 
-def _scaler_learn_transform(scaler: preprocessing.StandardScaler, z: dict) -> dict:
-    """``scaler.learn_one(z); return scaler.transform_one(z)`` in one pass (Welford's update, then scale).
-
-    >>> a, b = preprocessing.StandardScaler(), preprocessing.StandardScaler()
-    >>> for z in ({"u": 1.0, "v": 2.0}, {"u": 3.0}, {"u": 4.0, "v": -1.0}):
-    ...     a.learn_one(z)
-    ...     assert _scaler_learn_transform(b, z) == a.transform_one(z)
-    >>> (a.counts, a.means, a.vars) == (b.counts, b.means, b.vars)
-    True
-    """
-    counts, means, vars_ = scaler.counts, scaler.means, scaler.vars
-    out = {}
-    for i, xi in z.items():
-        n = counts[i] + 1
-        counts[i] = n
-        old_mean = means[i]
-        mean = old_mean + (xi - old_mean) / n
-        means[i] = mean
-        var = vars_[i] + ((xi - old_mean) * (xi - mean) - vars_[i]) / n
-        vars_[i] = var
-        out[i] = (xi - mean) / var**0.5 if var else 0.0
-    return out
+def _convertible(step: object) -> bool:
+    """A River ``StandardScaler`` that :meth:`WelfordScaler.from_river` converts (an older checkpoint's)."""
+    return type(step) is preprocessing.StandardScaler and step.with_std and step.window_size is None
 
 
 def _split_pipeline(
