@@ -110,13 +110,13 @@ class LayoutTemplate:
     order: tuple[int, ...]
     #: Per hole: the static after it and its first byte (b"" for an empty last static), for :meth:`match`.
     _after: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False, compare=False)
+    #: What the template holds, in bytes (the rewrite cache counts it against its bound on every page it fills).
+    nbytes: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_after", tuple((static, static[:1]) for static in self.statics[1:]))
-
-    @property
-    def nbytes(self) -> int:
-        return sum(map(len, self.statics)) + sum(map(len, self.parts)) + 8 * (len(self.statics) + len(self.parts))
+        size = sum(map(len, self.statics)) + sum(map(len, self.parts)) + 8 * (len(self.statics) + len(self.parts))
+        object.__setattr__(self, "nbytes", size)
 
     def match(self, page: bytes) -> list[bytes] | None:
         """The holes' values in ``page`` (non-empty runs of hole characters), or None when it does not fit."""
