@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from itertools import accumulate, compress
 
 __all__ = ["FadingEvaluation", "binned_roc_auc", "LOGIT_BINS", "LOGIT_RANGE"]
 
@@ -42,6 +43,7 @@ LOGIT_BINS = 400
 _SCALE = (LOGIT_BINS - 1) / (2 * LOGIT_RANGE)
 #: Predictions are clipped to this for log-loss, as in edge.learning.evaluation.
 _EPS = 1e-3
+_HI = 1.0 - _EPS
 #: Weights grow by 2 ** (1 / half_life) per label (the same as fading every old one); rescaled past this.
 _RESCALE_AT = 1e150
 
@@ -74,11 +76,12 @@ def binned_roc_auc(positives: list[float], negatives: list[float]) -> float | No
     total_pos, total_neg = sum(positives), sum(negatives)
     if total_pos <= 0.0 or total_neg <= 0.0:
         return None
-    below = area = 0.0
-    for pos, neg in zip(positives, negatives):
-        if pos:
-            area += pos * (below + 0.5 * neg)
-        below += neg
+    # For each bin in order: area += pos · (below + neg / 2), below being the negatives' weight in the
+    # bins before it, summed in bin order (accumulate's running sums, from 0.0). Only bins holding
+    # positives add to the area (compress keeps those): the same additions, in the same order.
+    area = 0.0
+    for pos, below, neg in compress(zip(positives, accumulate(negatives, initial=0.0), negatives), positives):
+        area += pos * (below + 0.5 * neg)
     return area / (total_pos * total_neg)
 
 
@@ -121,12 +124,22 @@ class FadingEvaluation:
             self._w_neg += w
         hists = self._pos if y else self._neg
         loss = self._loss
+        log, get = math.log, predictions.get
         for m in self.models:
-            p = predictions.get(m)
+            p = get(m)
             p = 0.5 if p is None else p
-            hists[m][_bin(p)] += w
-            q = min(max(p, _EPS), 1.0 - _EPS)
-            loss[m] += -w * math.log(q if y else 1.0 - q)
+            # _bin(p), inline (this runs for every candidate on every label)
+            if p <= 0.0:
+                b = 0
+            elif p >= 1.0:
+                b = LOGIT_BINS - 1
+            else:
+                z = log(p / (1.0 - p))
+                b = 0 if z <= -LOGIT_RANGE else LOGIT_BINS - 1 if z >= LOGIT_RANGE else int((z + LOGIT_RANGE) * _SCALE + 0.5)
+            hists[m][b] += w
+            q = _EPS if _EPS > p else p  # min(max(p, _EPS), 1 - _EPS), NaN kept as max and min keep it
+            q = _HI if _HI < q else q
+            loss[m] += -w * log(q if y else 1.0 - q)
         if w > _RESCALE_AT:
             self._rescale(1.0 / w)
         self._since_refresh += 1

@@ -77,3 +77,49 @@ def test_forget_starts_a_new_memory_and_keeps_the_stream_counts():
         ev.update(i % 2 == 0, {"a": 0.1 if i % 2 == 0 else 0.9})
     assert ev.roc_auc("a") == 0.0 and ev.in_window == pytest.approx(20.0, rel=1e-2)
     assert ev.labels == 220 and ev.positives == 110
+
+
+def _plain_binned_roc_auc(positives, negatives):
+    """binned_roc_auc as first written: one loop over every bin."""
+    total_pos, total_neg = sum(positives), sum(negatives)
+    if total_pos <= 0.0 or total_neg <= 0.0:
+        return None
+    below = area = 0.0
+    for pos, neg in zip(positives, negatives):
+        if pos:
+            area += pos * (below + 0.5 * neg)
+        below += neg
+    return area / (total_pos * total_neg)
+
+
+def test_binned_auc_is_the_plain_loop_bit_for_bit():
+    rng = random.Random(3)
+    for _ in range(500):
+        share = rng.random()
+        pos = [rng.random() * 10.0 ** rng.randint(-3, 3) if rng.random() < share else 0.0 for _ in range(LOGIT_BINS)]
+        neg = [rng.random() * 10.0 ** rng.randint(-3, 3) if rng.random() < share else 0.0 for _ in range(LOGIT_BINS)]
+        assert binned_roc_auc(pos, neg) == _plain_binned_roc_auc(pos, neg)
+
+
+def test_update_bins_and_scores_each_prediction_as_bin_and_clipping_define_it():
+    from edge.learning.fading import _bin
+
+    rng = random.Random(4)
+    edges = [0.0, 1.0, -0.5, 1.5, 1e-300, 1 - 1e-16, 0.5, 1e-3, 1 - 1e-3, 0.00033, 0.99967, None]  # (NaN: _bin raises, as ever)
+    ev = FadingEvaluation(("a", "b"), half_life=300, every=10**9)
+    pos, neg = {m: [0.0] * LOGIT_BINS for m in "ab"}, {m: [0.0] * LOGIT_BINS for m in "ab"}
+    loss = {"a": 0.0, "b": 0.0}
+    w = 1.0
+    for _ in range(3000):
+        y = rng.random() < 0.4
+        ps = {m: rng.choice(edges) if rng.random() < 0.2 else rng.random() for m in "ab"}
+        ev.update(y, ps)
+        w *= ev._growth
+        for m, p in ps.items():
+            p = 0.5 if p is None else p
+            (pos if y else neg)[m][_bin(p)] += w
+            q = min(max(p, 1e-3), 1.0 - 1e-3)
+            loss[m] += -w * math.log(q if y else 1.0 - q)
+    for m in "ab":
+        assert ev._pos[m] == pos[m] and ev._neg[m] == neg[m]
+        assert ev._loss[m] == loss[m]

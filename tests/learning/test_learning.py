@@ -266,6 +266,7 @@ def test_predict_then_learn_is_river_predict_then_learn_bit_for_bit(estimator, n
         predicted += expected is not None
     assert predicted > n // 2
     assert model._split is not None  # the one-pass path was the one tested
+    assert model._logreg == (estimator == "logreg")  # and edge.learning.model.logreg's, for logreg
     probes = [_random_features(rng) for _ in range(50)]
     assert [model.pipeline.predict_proba_one(x) for x in probes] == [pipeline.predict_proba_one(x) for x in probes]
     if estimator == "logreg":

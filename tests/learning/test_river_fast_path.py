@@ -28,6 +28,7 @@ def test_separate_predict_and_learn_are_rivers_bit_for_bit(estimator, n):
         predicted += expected is not None
     assert predicted > n // 2
     assert model._split is not None  # the step-by-step path was the one tested
+    assert model._logreg == (estimator == "logreg")  # and edge.learning.model.logreg's, for logreg
     if estimator == "logreg":
         a, b = model.pipeline.steps, pipeline.steps
         assert dict(a["LogisticRegression"]._weights) == dict(b["LogisticRegression"]._weights)

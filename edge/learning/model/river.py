@@ -25,6 +25,7 @@ from typing import Any
 
 from river import base, compose, forest, linear_model, optim, preprocessing, tree
 
+from edge.learning.model import logreg
 from edge.learning.model.rules import RuleModel
 from edge.learning.model.scaler import WelfordScaler
 from edge.learning.prior import Prior, apply_prior, load_prior
@@ -285,6 +286,8 @@ class RiverModel:
             z = features.transform_one(x)
             for step in transformers:
                 z = step.transform_one(z)
+            if self._logreg:
+                return min(max(float(logreg.predict_p(estimator, z)), 0.0), 1.0)
             proba = estimator.predict_proba_one(z)
         if not proba:
             return None
@@ -298,7 +301,11 @@ class RiverModel:
             self.pipeline.learn_one(x, y)
         else:  # River's Pipeline.learn_one, step by step (see predict_then_learn)
             features, transformers, estimator = steps
-            estimator.learn_one(_learn_transform(transformers, features.transform_one(x)), y)
+            z = _learn_transform(transformers, features.transform_one(x))
+            if self._logreg:
+                logreg.learn_one(estimator, z, y)
+            else:
+                estimator.learn_one(z, y)
         self.seen[y] += 1
 
     def predict_then_learn(self, x: Features, degraded: bool, rules_p: float | None | object = _NOT_GIVEN) -> float | None:
@@ -335,12 +342,18 @@ class RiverModel:
                 for step in transformers:
                     zp = step.transform_one(zp)
                 z = _learn_transform(transformers, z)
-            proba = estimator.predict_proba_one(zp)
-            if proba:
-                p = min(max(float(proba.get(True, 0.0)), 0.0), 1.0)
+            if self._logreg:
+                p = min(max(float(logreg.predict_p(estimator, zp)), 0.0), 1.0)
+            else:
+                proba = estimator.predict_proba_one(zp)
+                if proba:
+                    p = min(max(float(proba.get(True, 0.0)), 0.0), 1.0)
         else:
             z = _learn_transform(transformers, z)
-        estimator.learn_one(z, y)
+        if self._logreg:
+            logreg.learn_one(estimator, z, y)
+        else:
+            estimator.learn_one(z, y)
         self.seen[y] += 1
         return p
 
@@ -348,17 +361,21 @@ class RiverModel:
     # predict_then_learn cannot take its one-pass path; cached per pipeline object, never pickled.
     _split: tuple[EdgeFeatures, tuple[base.Transformer, ...], base.Classifier] | None = None
     _split_of: object = None
+    _logreg = False  # the split's estimator is a logistic regression edge.learning.model.logreg drives
+
 
     def _split_pipeline(self) -> tuple[EdgeFeatures, tuple[base.Transformer, ...], base.Classifier] | None:
         pipeline = self.pipeline
         if self._split_of is not pipeline:
             self._split, self._split_of = _split_pipeline(pipeline), pipeline
+            self._logreg = self._split is not None and logreg.is_plain(self._split[2])
         return self._split
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()  # checkpoints keep the layout they always had
         state.pop("_split", None)
         state.pop("_split_of", None)
+        state.pop("_logreg", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
