@@ -1,4 +1,4 @@
-"""The full tier's fast path: a page request served without the ASGI layers between the server and the storefront.
+"""The fast path: a page request served without the ASGI layers between the server and the storefront.
 
 Most requests a storefront gets are page views at the full tier: a ``GET`` with no body, answered by
 an uncompressed HTML page of declared length, which edge streams through with the switch link and the
@@ -7,7 +7,7 @@ middleware, the proxy and the responder, with a message dict and an ``await`` pe
 copied once more for the splice. For such a request edge's public protocol
 (:mod:`edge.runtime.protocol`) runs :class:`FastPath` instead of the app: the same steps, with the
 same functions, in the same order, and the spliced page written with its head in one ``writev``
-without joining it first.
+without joining it first. A page decided lite or minimal is laid out and written the same way.
 
 Which requests (:meth:`FastPath.takes`, before anything is done): ``GET`` over HTTP/1.1, not an
 ``/__edge/`` path, no ``Content-Length``, ``Transfer-Encoding``, ``Expect``, ``Upgrade``,
@@ -71,7 +71,7 @@ _FAST_PAGE = metrics.counting(metrics.FAST_PATH)
 
 
 class FastPath:
-    """The full tier's fast path for one edge (see the module docstring): an ASGI app for the requests it takes."""
+    """The fast path for one edge (see the module docstring): an ASGI app for the requests it takes."""
 
     def __init__(self, middleware: AdaptiveMiddleware, proxy: ReverseProxy, app: Any) -> None:
         self.mw = middleware
