@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from operator import mul
 
 __all__ = ["Stacker", "INPUTS", "MAX_LOGIT", "LEARNING_RATE"]
 
@@ -93,14 +94,13 @@ class Stacker:
 
     def predict(self, ps: Mapping[str, float | None]) -> float:
         """p(degraded) from the candidates' raw predictions ``ps``."""
-        w, x = self.w, self.features(ps)
-        return _sigmoid(sum([w[i] * x[i] for i in range(_N)]))
+        return _sigmoid(sum(map(mul, self.w, self.features(ps))))  # Σ w[i]·x[i], summed in index order
 
     def learn(self, ps: Mapping[str, float | None], degraded: bool) -> float:
         """Predict ``ps``, then one AdaGrad step on the log-loss of ``degraded``; returns the prediction from before it."""
         x = self.features(ps)
         w, g2, lr, sqrt = self.w, self.g2, self.lr, math.sqrt
-        p = _sigmoid(sum([w[i] * x[i] for i in range(_N)]))
+        p = _sigmoid(sum(map(mul, w, x)))
         error = p - 1.0 if degraded else p
         if error:
             for i in range(_N):

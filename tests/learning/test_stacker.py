@@ -165,3 +165,15 @@ def test_the_stacker_is_cheap():
     learn = min(timeit.repeat(lambda: s.learn(ps, True), number=2000, repeat=3)) / 2000
     predict = min(timeit.repeat(lambda: s.predict(ps), number=2000, repeat=3)) / 2000
     assert learn < 100e-6 and predict < 100e-6  # a few µs; generous for loaded CI machines
+
+
+def test_the_stackers_sum_is_the_plain_indexed_sum_bit_for_bit():
+    from edge.learning.stacker import _N, INPUTS, _sigmoid
+
+    rng = random.Random(8)
+    s = Stacker()
+    for _ in range(500):
+        ps = {name: rng.choice([None, 0.0, 1.0, rng.random()]) for name in INPUTS}
+        x, w = Stacker.features(ps), list(s.w)
+        assert s.predict(ps) == _sigmoid(sum([w[i] * x[i] for i in range(_N)]))
+        assert s.learn(ps, rng.random() < 0.4) == _sigmoid(sum([w[i] * x[i] for i in range(_N)]))

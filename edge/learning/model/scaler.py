@@ -8,7 +8,7 @@ What differs is where the statistics live, which is what a label's cost was made
 
 - River keeps them in a ``collections.Counter`` and two ``defaultdict`` (three lookups and three
   stores per feature, on dict subclasses that CPython's fast paths skip); here one plain dict maps a
-  feature to a list ``[count, mean, var, std]``: one lookup per feature;
+  feature to a tuple ``(count, mean, var, std)``: one lookup and one store per feature;
 - ``std`` is ``var ** 0.5`` as computed when ``var`` last changed, so a prediction does not take the
   root again (the same expression on the same ``var``: the same float);
 - :meth:`WelfordScaler.learn_transform` is River's ``learn_one`` then ``transform_one`` in one pass
@@ -41,12 +41,12 @@ __all__ = ["WelfordScaler"]
 class WelfordScaler(base.Transformer):
     """River's ``StandardScaler()`` with its statistics in one plain dict (see the module docstring).
 
-    ``stats`` maps a feature name to ``[count, mean, var, std]``, ``std`` being ``var ** 0.5``.
+    ``stats`` maps a feature name to ``(count, mean, var, std)``, ``std`` being ``var ** 0.5``.
     ``counts``, ``means`` and ``vars`` are River's views of them (new dicts, read-only).
     """
 
     def __init__(self) -> None:
-        self.stats: dict[Any, list[Any]] = {}
+        self.stats: dict[Any, tuple[Any, Any, Any, Any]] = {}
 
     @classmethod
     def from_river(cls, scaler: preprocessing.StandardScaler) -> WelfordScaler:
@@ -61,12 +61,12 @@ class WelfordScaler(base.Transformer):
         means, vars_ = scaler.means, scaler.vars
         for name, count in scaler.counts.items():
             var = vars_.get(name, 0.0)
-            ours.stats[name] = [count, means.get(name, 0.0), var, var**0.5]
+            ours.stats[name] = (count, means.get(name, 0.0), var, var**0.5)
         return ours
 
     def set(self, name: Any, count: int, mean: float, var: float) -> None:
         """Set one feature's statistics (a prior's, :func:`edge.learning.prior.apply_prior`)."""
-        self.stats[name] = [count, mean, var, var**0.5]
+        self.stats[name] = (count, mean, var, var**0.5)
 
     @property
     def counts(self) -> dict[Any, Any]:
@@ -88,32 +88,31 @@ class WelfordScaler(base.Transformer):
         stats = self.stats
         out = {}
         for i, xi in x.items():
-            s = stats.get(i)
-            out[i] = (xi - s[1]) / s[3] if s is not None and s[2] else 0.0
+            try:
+                _, mean, var, std = stats[i]
+            except KeyError:
+                out[i] = 0.0
+                continue
+            out[i] = (xi - mean) / std if var else 0.0
         return out
 
     def learn_transform(self, x: dict) -> dict:
-        """``learn_one(x)`` then ``transform_one(x)``, in one pass."""
+        """``learn_one(x)`` then ``transform_one(x)``, in one pass (:meth:`predict_learn_transform`'s second half)."""
         stats = self.stats
-        out = {}
+        after = {}
         for i, xi in x.items():
-            s = stats.get(i)
-            if s is None:
-                s = stats[i] = [0, 0.0, 0.0, 0.0]
-            # River's learn_one: counts[i] += 1; old_mean = means[i]; means[i] += (xi - old_mean) / counts[i];
-            # vars[i] += ((xi - old_mean) * (xi - means[i]) - vars[i]) / counts[i]
-            n = s[0] + 1
-            old_mean = s[1]
-            old_var = s[2]
-            mean = old_mean + (xi - old_mean) / n
-            var = old_var + ((xi - old_mean) * (xi - mean) - old_var) / n
+            try:
+                n, old_mean, old_var, _ = stats[i]
+            except KeyError:
+                n, old_mean, old_var = 0, 0.0, 0.0
+            n += 1
+            delta = xi - old_mean
+            mean = old_mean + delta / n
+            var = old_var + (delta * (xi - mean) - old_var) / n
             std = var**0.5
-            s[0] = n
-            s[1] = mean
-            s[2] = var
-            s[3] = std
-            out[i] = (xi - mean) / std if var else 0.0
-        return out
+            stats[i] = (n, mean, var, std)
+            after[i] = (xi - mean) / std if var else 0.0
+        return after
 
     def predict_learn_transform(self, x: dict) -> tuple[dict, dict]:
         """``(transform_one(x), then learn_one(x), then transform_one(x))``, in one pass."""
@@ -121,21 +120,20 @@ class WelfordScaler(base.Transformer):
         before = {}
         after = {}
         for i, xi in x.items():
-            s = stats.get(i)
-            if s is None:
-                s = stats[i] = [0, 0.0, 0.0, 0.0]
+            try:
+                n, old_mean, old_var, std = stats[i]
+            except KeyError:
+                n, old_mean, old_var = 0, 0.0, 0.0
                 before[i] = 0.0
             else:
-                before[i] = (xi - s[1]) / s[3] if s[2] else 0.0
-            n = s[0] + 1
-            old_mean = s[1]
-            old_var = s[2]
-            mean = old_mean + (xi - old_mean) / n
-            var = old_var + ((xi - old_mean) * (xi - mean) - old_var) / n
+                before[i] = (xi - old_mean) / std if old_var else 0.0
+            # River's learn_one: counts[i] += 1; old_mean = means[i]; means[i] += (xi - old_mean) / counts[i];
+            # vars[i] += ((xi - old_mean) * (xi - means[i]) - vars[i]) / counts[i]  (xi - old_mean: once, the same float)
+            n += 1
+            delta = xi - old_mean
+            mean = old_mean + delta / n
+            var = old_var + (delta * (xi - mean) - old_var) / n
             std = var**0.5
-            s[0] = n
-            s[1] = mean
-            s[2] = var
-            s[3] = std
+            stats[i] = (n, mean, var, std)
             after[i] = (xi - mean) / std if var else 0.0
         return before, after
