@@ -11,32 +11,7 @@ import pytest
 from edge.learning.model import ChampionChallenger
 from edge.learning.model.champion import DEFAULT_CANDIDATES, STACKER_MIN_LABELS
 from edge.learning.stacker import INPUTS, Stacker
-
-
-class Scripted:
-    """A River-model stand-in whose p is ``x["p_model"]`` (and learns nothing)."""
-
-    prior = None
-    estimator = "scripted"
-
-    def __init__(self):
-        self.labels = 0
-
-    def predict(self, x):
-        return x.get("p_model")
-
-    def predict_then_learn(self, x, degraded):
-        self.labels += 1
-        return self.predict(x)
-
-    def learn(self, x, degraded):
-        self.labels += 1
-
-
-def _cc(**kw):
-    kw.setdefault("window", 1000)
-    kw.setdefault("every", 25)
-    return ChampionChallenger(Scripted(), export_metrics=False, **kw)
+from tests.learning.scripted import scripted_cc as _cc
 
 
 def _cell_labels(n, rng, *, positive_rate=0.4, informative=True):

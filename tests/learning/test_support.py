@@ -7,27 +7,7 @@ import timeit
 
 from edge.learning.model import ChampionChallenger
 from edge.learning.model.candidates import support_signature
-
-
-class Scripted:
-    """A River-model stand-in whose p is ``x["p_model"]``."""
-
-    prior = None
-    estimator = "scripted"
-
-    def __init__(self):
-        self.labels = 0
-
-    def predict(self, x):
-        return x.get("p_model")
-
-    def predict_then_learn(self, x, degraded):
-        self.labels += 1
-        return self.predict(x)
-
-
-def _cc(**kw):
-    return ChampionChallenger(Scripted(), export_metrics=False, **kw)
+from tests.learning.scripted import scripted_cc as _cc
 
 
 def _radio_labels(n, rng):

@@ -5,8 +5,8 @@ label (``_enter_learn_mode``, ``_fit``, the optimizer's ``look_ahead`` and ``ste
 checks, ``_eval_gradient_one``, ``clamp``, two schedulers' ``get``). :func:`learn_one` makes the same
 operations on the same objects, in the same order, directly: the weights, the intercept and the
 optimizer's iteration count come out as River's, to the bit (``tests/learning/test_learning.py``
-and ``tests/learning/test_river_fast_path.py`` compare :class:`~edge.learning.model.river.RiverModel`
-with River's own pipeline). Any other configuration (:func:`is_plain` says) is left to River.
+compares :class:`~edge.learning.model.river.RiverModel` with River's own pipeline, in one call and in
+separate predict and learn calls). Any other configuration (:func:`is_plain` says) is left to River.
 """
 
 from __future__ import annotations
