@@ -41,6 +41,7 @@ from edge.core import metrics
 from edge.core.errors import PolicyError
 from edge.core.settings import Settings
 from edge.learning.model import MODELS, Checkpointed, NetworkModel, Restorable, Snapshotting
+from edge.learning.model.checkpoints import write_atomically
 from edge.pipeline.policy import Policy, load_policy
 from edge.runtime.fast_path import FastPath
 from edge.runtime.workers import SHARED_KEY_ENV, WORKER_INDEX_ENV
@@ -158,16 +159,35 @@ class Edge:
     # Checkpoints of the learned model.
 
     def checkpoint(self) -> bool:
-        """Write the model's checkpoint now (atomically, by the model's ``save``). True if written."""
+        """Write the model's checkpoint now (atomically). True if written."""
+        data = self._checkpoint_bytes()
+        return data is not None and self._write_checkpoint(data)
+
+    def _checkpoint_bytes(self) -> bytes | None:
+        """The checkpoint's bytes, taken now (None: no checkpoint configured, or it failed and was counted).
+
+        Taken on the event loop, where no request learns meanwhile: a pickle in a thread interleaves with
+        the loop's learning (the GIL switches between the objects it visits) and could save a model half a
+        label on. Most of the pickle holds the GIL anyway, so a thread would not spare the loop that time.
+        """
         model = self.model
         if not isinstance(model, Checkpointed) or not self.settings.checkpoint:
-            return False
+            return None
         # What the model learned, what cells taught, and which tokens were already used: a
         # restart must not make a used token good again.
         model.extra["towers"] = self.middleware.towers
         model.extra["replay_guard"] = self.middleware.feedback.guard
         try:
-            model.save(Path(self.settings.checkpoint), key=checkpoint_key(self.settings))
+            return model.checkpoint_bytes(key=checkpoint_key(self.settings))
+        except Exception as exc:
+            metrics.CHECKPOINTS.labels("failed").inc()
+            log.error("model checkpoint to %s failed: %s", self.settings.checkpoint, exc)
+            return None
+
+    def _write_checkpoint(self, data: bytes) -> bool:
+        """Write checkpoint bytes to the configured file (atomically: temp file, fsync, rename). True if written."""
+        try:
+            write_atomically(data, Path(self.settings.checkpoint))
         except Exception as exc:  # a full disk must not take the sidecar down
             metrics.CHECKPOINTS.labels("failed").inc()
             log.error("model checkpoint to %s failed: %s", self.settings.checkpoint, exc)
@@ -178,7 +198,9 @@ class Edge:
     async def _checkpoint_periodically(self) -> None:
         while True:
             await asyncio.sleep(self.settings.checkpoint_interval_s)
-            await asyncio.to_thread(self.checkpoint)
+            data = self._checkpoint_bytes()  # on the loop: a consistent picture
+            if data is not None:
+                await asyncio.to_thread(self._write_checkpoint, data)  # the disk (and its fsync) off the loop
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Any) -> AsyncIterator[None]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,13 @@ from edge.adapt.middleware import _key_bytes
 from edge.core import metrics as edge_metrics
 from edge.core.settings import Settings
 from edge.learning.model import Checkpointed, NetworkModel, Snapshotting
+from edge.learning.model.checkpoints import write_atomically
 from edge.runtime.app import checkpoint_key, make_model
 from edge.state.keys import FleetKeys
 from edge.state.learner import Learner
 from edge.state.link import RedisLink
+
+log = logging.getLogger("edge.learner")
 
 __all__ = ["build_learner_app"]
 
@@ -52,10 +56,19 @@ def build_learner_app(settings: Settings, *, publish_s: float = 1.0, identity: s
             model.save(Path(settings.checkpoint), key=checkpoint_key(settings))
             edge_metrics.CHECKPOINTS.labels("written").inc()
 
+    async def checkpoint_now() -> None:
+        # The bytes on the loop, where the learner's batches run (a pickle in a thread could interleave
+        # with one and save a model half a batch on); the disk in a thread.
+        model = learner.model
+        if isinstance(model, Checkpointed) and settings.checkpoint:
+            data = model.checkpoint_bytes(key=checkpoint_key(settings))
+            await asyncio.to_thread(write_atomically, data, Path(settings.checkpoint))
+            edge_metrics.CHECKPOINTS.labels("written").inc()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(learner.run())
-        saver = asyncio.create_task(_every(settings.checkpoint_interval_s, lambda: checkpoint(learner.model) if learner.model is not None else None))
+        saver = asyncio.create_task(_every(settings.checkpoint_interval_s, checkpoint_now))
         try:
             yield
         finally:
@@ -96,7 +109,11 @@ def build_learner_app(settings: Settings, *, publish_s: float = 1.0, identity: s
     return app, learner
 
 
-async def _every(seconds: float, action: Any) -> None:
+async def _every(seconds: float, action: Callable[[], Awaitable[None]]) -> None:
     while True:
         await asyncio.sleep(seconds)
-        await asyncio.to_thread(action)
+        try:
+            await action()
+        except Exception as exc:  # a full disk must not stop the next checkpoints, nor the learner
+            edge_metrics.CHECKPOINTS.labels("failed").inc()
+            log.error("checkpoint failed: %s", exc)

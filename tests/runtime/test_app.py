@@ -90,3 +90,46 @@ def test_fresh_process_exports_every_table_and_status_class(metric):
     text = TestClient(build_edge(Settings(policy=DEMO)).admin).get("/metrics").text
     for series in ('edge_table_entries{table="cells"}', 'edge_table_entries{table="replay_guard"}', 'edge_proxied_requests_total{code="5xx"}'):
         assert series in text
+
+
+def test_a_periodic_checkpoint_is_taken_on_the_loop_and_written_off_it(tmp_path, monkeypatch):
+    """The model is pickled on the event loop (where no request learns meanwhile: a consistent picture),
+    and only the file is written in a thread; the file is what ``save`` writes, and loads."""
+    import asyncio
+    import threading
+
+    from edge.learning.model.champion import ChampionChallenger
+    from edge.runtime import app as app_module
+
+    path = tmp_path / "model.ckpt"
+    edge = build_edge(Settings(model="auto", checkpoint=str(path), checkpoint_interval_s=0.01, feedback_key="k" * 32))
+    model = edge.model
+    assert isinstance(model, ChampionChallenger)
+    threads: dict[str, str] = {}
+    take, write = ChampionChallenger.checkpoint_bytes, app_module.write_atomically
+
+    def taking(self, **kwargs):
+        threads["pickled"] = threading.current_thread().name
+        return take(self, **kwargs)
+
+    def writing(data, where):
+        threads["written"] = threading.current_thread().name
+        write(data, where)
+
+    monkeypatch.setattr(ChampionChallenger, "checkpoint_bytes", taking)  # on the class: the instance is what gets pickled
+    monkeypatch.setattr(app_module, "write_atomically", writing)
+
+    async def run() -> str:
+        task = asyncio.create_task(edge._checkpoint_periodically())
+        for _ in range(500):
+            if path.exists():
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        return threading.current_thread().name
+
+    loop_thread = asyncio.run(run())
+    assert threads["pickled"] == loop_thread
+    assert threads["written"] != loop_thread
+    restored = ChampionChallenger.load(path, key=app_module.checkpoint_key(edge.settings))
+    assert restored.snapshot()["labels"] == model.snapshot()["labels"]

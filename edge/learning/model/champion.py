@@ -29,7 +29,7 @@ from edge.learning.model.candidates import (
     last_request_p,
     support_signature,
 )
-from edge.learning.model.checkpoints import read_checkpoint, write_checkpoint
+from edge.learning.model.checkpoints import checkpoint_bytes, read_checkpoint, write_checkpoint
 from edge.learning.model.river import RiverModel
 from edge.learning.model.rules import NetworkModel, RuleModel
 from edge.learning.stacker import Stacker
@@ -497,6 +497,10 @@ class ChampionChallenger:
         it, a SHA-256 checksum that catches corruption only.
         """
         write_checkpoint(self, path, kind=_CHECKPOINT_KIND, key=key)
+
+    def checkpoint_bytes(self, *, key: bytes | None = None) -> bytes:
+        """What :meth:`save` writes, as bytes (see :class:`~edge.learning.model.rules.Checkpointed`)."""
+        return checkpoint_bytes(self, kind=_CHECKPOINT_KIND, key=key)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, key: bytes | None = None) -> ChampionChallenger:

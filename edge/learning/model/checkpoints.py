@@ -32,7 +32,15 @@ import river
 
 from edge.core.errors import EdgeError
 
-__all__ = ["CheckpointError", "CHECKPOINT_FORMAT", "write_checkpoint", "read_checkpoint", "checkpoint_bytes", "from_checkpoint_bytes"]
+__all__ = [
+    "CheckpointError",
+    "CHECKPOINT_FORMAT",
+    "write_checkpoint",
+    "write_atomically",
+    "read_checkpoint",
+    "checkpoint_bytes",
+    "from_checkpoint_bytes",
+]
 
 T = TypeVar("T")
 
@@ -89,8 +97,16 @@ def from_checkpoint_bytes(data: bytes, expected: type[T], *, kind: str, key: byt
 
 def write_checkpoint(obj: object, path: str | os.PathLike[str], *, kind: str, key: bytes | None = None) -> None:
     """Write ``obj`` as a checkpoint of ``kind`` atomically (temp file in the same directory, fsync, rename)."""
+    write_atomically(checkpoint_bytes(obj, kind=kind, key=key), path)
+
+
+def write_atomically(data: bytes, path: str | os.PathLike[str]) -> None:
+    """Write ``data`` (a checkpoint's bytes) to ``path`` atomically: temp file in the same directory, fsync, rename.
+
+    Apart from :func:`checkpoint_bytes` so that a server can take the bytes where nothing changes the
+    object meanwhile (its event loop) and leave only the disk to a thread.
+    """
     path = Path(path)
-    data = checkpoint_bytes(obj, kind=kind, key=key)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:

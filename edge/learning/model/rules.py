@@ -192,6 +192,12 @@ class Checkpointed(Protocol):
         """Write the checkpoint atomically; signed with ``key`` (HMAC) when given."""
         ...
 
+    def checkpoint_bytes(self, *, key: bytes | None = None) -> bytes:
+        """What :meth:`save` writes, as bytes: a consistent picture of the model at the moment of the call
+        (a server takes it on its event loop, where nothing learns meanwhile, and writes it in a thread
+        with :func:`~edge.learning.model.checkpoints.write_atomically`)."""
+        ...
+
 
 @runtime_checkable
 class Restorable(Protocol):
