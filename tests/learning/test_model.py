@@ -2,6 +2,7 @@ import pytest
 
 from edge.learning.model import ECT_DEGRADED_P, MODELS, NetworkModel, NullModel, RuleModel, ect_class
 from edge.learning.model.rules import last_throughput_p
+from tests.learning.scripted import Scripted
 
 
 @pytest.mark.parametrize(
@@ -120,25 +121,6 @@ def test_the_envelope_never_serves_strong_fresh_4g_evidence_minimal():
 
 
 # The switching rule of the champion/challenger (docs/learning.md, "The deployed decision").
-
-
-class Scripted:
-    """A candidate whose p is read from the request (``x["p_model"]``), learning nothing."""
-
-    source = "model"
-    labels = 0
-    prior = None
-    estimator = "scripted"
-
-    def predict(self, x):
-        return x.get("p_model")
-
-    def predict_then_learn(self, x, degraded):
-        self.labels += 1
-        return self.predict(x)
-
-    def learn(self, x, degraded):
-        self.labels += 1
 
 
 def _cc(**kw):
