@@ -44,6 +44,7 @@ __all__ = [
     "reliability",
     "bootstrap_roc_auc",
     "bootstrap_roc_aucs",
+    "auc_standard_error",
     "RollingEvaluation",
     "NEUTRAL_P",
     "EPS",
@@ -317,6 +318,20 @@ def _bootstrap_aucs_numpy(
             out[name].extend((twice_wins[ok] / (2.0 * pairs[ok])).tolist())
         done += b
     return out
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil's (1982) standard error of a ROC-AUC from this many positives and negatives
+    (the champion/challenger's switching rule weighs two AUCs' difference by it).
+
+    >>> round(auc_standard_error(0.7, 50, 50), 3), round(auc_standard_error(0.7, 500, 500), 3)
+    (0.052, 0.016)
+    """
+    if positives < 1 or negatives < 1:
+        return 1.0
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
+    var = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
+    return math.sqrt(max(var, 0.0))
 
 
 class RollingEvaluation:

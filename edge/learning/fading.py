@@ -31,7 +31,7 @@ Within a bin (0.04 in log-odds) predictions count as ties; the AUC is exact up t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import accumulate, compress
 
 __all__ = ["FadingEvaluation", "binned_roc_auc", "LOGIT_BINS", "LOGIT_RANGE"]
@@ -114,6 +114,11 @@ class FadingEvaluation:
 
     def update(self, y: bool, predictions: Mapping[str, float | None]) -> bool:
         """Record one label; returns True when the AUCs were just recomputed."""
+        get = predictions.get
+        return self.update_values(y, [get(m) for m in self.models])
+
+    def update_values(self, y: bool, predictions: Sequence[float | None]) -> bool:
+        """:meth:`update` with the predictions in :attr:`models` order (the champion/challenger's call)."""
         y = bool(y)
         self.labels += 1
         self.positives += y
@@ -124,9 +129,8 @@ class FadingEvaluation:
             self._w_neg += w
         hists = self._pos if y else self._neg
         loss = self._loss
-        log, get = math.log, predictions.get
-        for m in self.models:
-            p = get(m)
+        log = math.log
+        for m, p in zip(self.models, predictions):
             p = 0.5 if p is None else p
             # _bin(p), inline (this runs for every candidate on every label)
             if p <= 0.0:

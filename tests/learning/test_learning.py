@@ -24,6 +24,7 @@ from edge.learning.model import (
     RiverModel,
     make_pipeline,
 )
+from edge.learning.model.linear import ScaledLogReg
 
 # --- River's own estimator checks ---------------------------------------------------------------
 
@@ -280,6 +281,7 @@ def test_predict_then_learn_is_river_predict_then_learn_bit_for_bit(estimator, n
     assert predicted > n // 2
     assert model._split is not None  # the one-pass path was the one tested
     assert model._logreg == (estimator == "logreg")  # and edge.learning.model.logreg's, for logreg
+    assert (type(model._fused) is ScaledLogReg) == (estimator == "logreg")  # the flat learner's (edge.learning.model.linear)
     probes = [_random_features(rng) for _ in range(50)]
     assert [model.pipeline.predict_proba_one(x) for x in probes] == [pipeline.predict_proba_one(x) for x in probes]
     if estimator == "logreg":

@@ -152,3 +152,34 @@ def test_the_stackers_sum_is_the_plain_indexed_sum_bit_for_bit():
         x, w = Stacker.features(ps), list(s.w)
         assert s.predict(ps) == _sigmoid(sum([w[i] * x[i] for i in range(_N)]))
         assert s.learn(ps, rng.random() < 0.4) == _sigmoid(sum([w[i] * x[i] for i in range(_N)]))
+
+
+def test_learn_values_is_the_plain_adagrad_step_bit_for_bit():
+    """Stacker.learn (visiting only the non-zero inputs) against the plain definition over all 11 weights."""
+    import math
+    from operator import mul
+
+    def plain(s, ps, y):
+        x = s.features(ps)
+        p = 1.0 / (1.0 + math.exp(-z)) if (z := sum(map(mul, s.w, x))) >= 0 else math.exp(z) / (1.0 + math.exp(z))
+        error = p - 1.0 if y else p
+        for i, xi in enumerate(x):
+            if error and xi:
+                g = error * xi
+                s.g2[i] += g * g
+                s.w[i] -= s.lr * g / math.sqrt(s.g2[i])
+        s.labels += 1
+        return p
+
+    rng = random.Random(7)
+    ours, reference = Stacker(), Stacker()
+
+    def opinion():
+        r = rng.random()
+        return None if r < 0.2 else 0.5 if r < 0.25 else 0.0 if r < 0.28 else 1.0 if r < 0.3 else float("nan") if r < 0.32 else rng.random()
+
+    for _ in range(5000):
+        ps = {name: opinion() for name in INPUTS}
+        y = rng.random() < 0.3
+        assert ours.learn(ps, y) == plain(reference, ps, y)
+    assert ours.w == reference.w and ours.g2 == reference.g2 and ours.labels == reference.labels

@@ -19,6 +19,7 @@ from river import drift
 
 from edge.core.metrics import MODEL_CHAMPION, MODEL_DRIFTS, MODEL_LOG_LOSS, MODEL_ROC_AUC
 from edge.learning.calibration import ConfidenceCalibrator
+from edge.learning.evaluation import auc_standard_error
 from edge.learning.fading import FadingEvaluation
 from edge.learning.model.candidates import (
     ENVELOPE_MAX_P,
@@ -67,19 +68,6 @@ STACKER_MIN_LABELS = 300
 #: other kinds of inputs once more than this share of the latest labels (faded over ``min_labels``
 #: labels) carry a signature (:func:`support_signature`) it was elected without.
 NOVEL_SHARE = 0.5
-
-
-def _auc_se(auc: float, positives: int, negatives: int) -> float:
-    """Hanley & McNeil's (1982) standard error of a ROC-AUC from this many positives and negatives.
-
-    >>> round(_auc_se(0.7, 50, 50), 3), round(_auc_se(0.7, 500, 500), 3)
-    (0.052, 0.016)
-    """
-    if positives < 1 or negatives < 1:
-        return 1.0
-    q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
-    var = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
-    return math.sqrt(max(var, 0.0))
 
 
 class ChampionChallenger:
@@ -361,21 +349,25 @@ class ChampionChallenger:
         # Each candidate is judged as it would be served: calibrated (edge.learning.calibration),
         # by its calibrator as it stood before this label; then the calibrator learns the label.
         calibrators = self._calibrators()
-        predictions: dict[str, float | None] = {}
+        p_last = last_request_p(x)
+        predictions: list[float | None] = []  # in the evaluation's order of candidates
         for name in self.evaluation.models:
             if name == "stacker":
                 # The stacker learns every label, observed ones too: it is part of the guard (how much
                 # to trust which candidate here), not one of the frozen learners (observe's docstring).
-                if self.stacker is None:
-                    self.stacker = Stacker()
-                predictions[name] = self.stacker.learn(self._stacker_inputs(x, p_model, p_rules), y)
+                stacker = self.stacker
+                if stacker is None:
+                    stacker = self.stacker = Stacker()
+                inputs = (p_rules, p_model, p_last, client_average_p(x), cell_share_p(x))  # stacker.INPUTS' order
+                predictions.append(stacker.learn_values(inputs, y))
                 continue
-            p = p_model if name == "model" else p_rules if name == "rules" else FIXED_CANDIDATES[name](x)
+            p = p_model if name == "model" else p_rules if name == "rules" else p_last if name == "last_request" else FIXED_CANDIDATES[name](x)
             calibrate = calibrators[name]
-            predictions[name] = calibrate(p)
+            predictions.append(calibrate(p))
             if learn:
                 calibrate.learn(p, y)
-        refreshed = self.evaluation.update(y, predictions)
+        ev = self.evaluation  # a RollingEvaluation in checkpoints from before the fading one: its dict call
+        refreshed = ev.update_values(y, predictions) if type(ev) is FadingEvaluation else ev.update(y, dict(zip(ev.models, predictions)))
         if p_model is not None:
             self.drift.update(abs(float(y) - p_model))
             if self.drift.drift_detected:
@@ -449,7 +441,7 @@ class ChampionChallenger:
     @staticmethod
     def _noise(auc_a: float, auc_b: float, positives: int, n: int) -> float:
         """The noise of the difference of two AUCs on ``n`` labels with ``positives`` degraded (Hanley–McNeil, combined)."""
-        return math.hypot(_auc_se(auc_a, positives, n - positives), _auc_se(auc_b, positives, n - positives))
+        return math.hypot(auc_standard_error(auc_a, positives, n - positives), auc_standard_error(auc_b, positives, n - positives))
 
     def _export(self) -> None:
         if not self.export_metrics:

@@ -26,6 +26,7 @@ from typing import Any
 from river import base, compose, forest, linear_model, optim, preprocessing, tree
 
 from edge.learning.model import logreg
+from edge.learning.model.linear import ScaledLogReg
 from edge.learning.model.rules import RuleModel
 from edge.learning.model.scaler import WelfordScaler
 from edge.learning.prior import Prior, apply_prior, load_prior
@@ -278,6 +279,10 @@ class RiverModel:
     def predict(self, x: Features) -> float | None:
         if not (self.seen[False] and self.seen[True]) and self.prior is None:
             return None
+        fused = self._fused_learner()
+        if fused is not None:
+            p = fused.predict(self._features.transform_one(x))
+            return 0.0 if p < 0.0 else 1.0 if p > 1.0 else p
         steps = self._split_pipeline()
         if steps is None or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
             proba = self.pipeline.predict_proba_one(x)
@@ -296,6 +301,11 @@ class RiverModel:
 
     def learn(self, x: Features, degraded: bool) -> None:
         y = bool(degraded)
+        fused = self._fused_learner()
+        if fused is not None:
+            fused.learn(self._features.transform_one(x), y)
+            self.seen[y] += 1
+            return
         steps = self._split_pipeline()
         if steps is None or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
             self.pipeline.learn_one(x, y)
@@ -322,13 +332,28 @@ class RiverModel:
         The numbers are those of the two calls, bit for bit (``tests/learning/test_learning.py`` checks it).
         A pipeline of another shape, or River's ``learn_during_predict`` mode, takes the two calls.
         """
+        y = bool(degraded)
+        fused = self._fused_learner()
+        if fused is not None:  # the default pipeline: one pass (edge.learning.model.linear)
+            features = self._features
+            if rules_p is not _NOT_GIVEN and type(features._rule_model) is RuleModel:
+                z = features.transform_with_rules(x, rules_p)  # type: ignore[arg-type]
+            else:
+                z = features.transform_one(x)
+            seen = self.seen
+            p: float | None = fused.predict_learn(z, y)
+            if not (seen[False] and seen[True]) and self.prior is None:  # as predict(): not ready
+                p = None
+            elif p is not None:
+                p = 0.0 if p < 0.0 else 1.0 if p > 1.0 else p
+            seen[y] += 1
+            return p
         steps = self._split_pipeline()
         if steps is None or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
             p = self.predict(x)
             self.learn(x, degraded)
             return p
         features, transformers, estimator = steps
-        y = bool(degraded)
         if rules_p is not _NOT_GIVEN and type(features._rule_model) is RuleModel:
             z = features.transform_with_rules(x, rules_p)  # type: ignore[arg-type]
         else:
@@ -362,27 +387,68 @@ class RiverModel:
     _split: tuple[EdgeFeatures, tuple[base.Transformer, ...], base.Classifier] | None = None
     _split_of: object = None
     _logreg = False  # the split's estimator is a logistic regression edge.learning.model.logreg drives
+    # The default pipeline's scaler and logistic regression as one flat learner (edge.learning.model.linear),
+    # holding their state between reads of ``pipeline``; False: this pipeline cannot have one. Never pickled.
+    _fused: ScaledLogReg | None | bool = None
 
+    @property
+    def pipeline(self) -> compose.Pipeline:
+        """The River pipeline, its scaler and estimator up to date: reading it hands the state back from
+        the flat learner to River's objects (which the reader may change), and the next label reads it again."""
+        fused = self.__dict__.pop("_fused", None)
+        pipeline = self.__dict__["pipeline"]
+        if isinstance(fused, ScaledLogReg):
+            fused.write_back(pipeline.steps[_SCALER_STEP], list(pipeline.steps.values())[-1])
+        return pipeline
+
+    @pipeline.setter
+    def pipeline(self, pipeline: compose.Pipeline) -> None:
+        self.__dict__.pop("_fused", None)
+        self.__dict__["pipeline"] = pipeline
+
+    @property
+    def _features(self) -> EdgeFeatures:
+        return self._split[0]  # type: ignore[index]  # set whenever _fused_learner() returned one
+
+    def _fused_learner(self) -> ScaledLogReg | None:
+        """The flat learner for this pipeline (built from River's objects on first use), or None if it is
+        not ``EdgeFeatures | WelfordScaler | plain LogisticRegression`` (or River learns during predict)."""
+        fused = self._fused
+        if isinstance(fused, ScaledLogReg):
+            return fused
+        if fused is False or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
+            return None
+        steps = self._split_pipeline()
+        if steps is None or not self._logreg or len(steps[1]) != 1 or type(steps[1][0]) is not WelfordScaler:
+            self._fused = False
+            return None
+        fused = self._fused = ScaledLogReg.from_river(steps[1][0], steps[2])
+        return fused
 
     def _split_pipeline(self) -> tuple[EdgeFeatures, tuple[base.Transformer, ...], base.Classifier] | None:
-        pipeline = self.pipeline
+        pipeline = self.__dict__["pipeline"]
         if self._split_of is not pipeline:
             self._split, self._split_of = _split_pipeline(pipeline), pipeline
             self._logreg = self._split is not None and logreg.is_plain(self._split[2])
         return self._split
 
     def __getstate__(self) -> dict[str, Any]:
+        fused = self._fused
+        if isinstance(fused, ScaledLogReg):  # River's objects are what is pickled: bring them up to date
+            pipeline = self.__dict__["pipeline"]
+            fused.write_back(pipeline.steps[_SCALER_STEP], list(pipeline.steps.values())[-1])
         state = self.__dict__.copy()  # checkpoints keep the layout they always had
         state.pop("_split", None)
         state.pop("_split_of", None)
         state.pop("_logreg", None)
+        state.pop("_fused", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         # A checkpoint from before WelfordScaler holds River's StandardScaler: the same statistics,
         # moved into a WelfordScaler (the numbers from here on are those River's would have given).
-        pipeline = self.pipeline
+        pipeline = self.__dict__["pipeline"]
         if isinstance(pipeline, compose.Pipeline) and any(_convertible(step) for step in pipeline.steps.values()):
             self.pipeline = compose.Pipeline(
                 *((name, WelfordScaler.from_river(step) if _convertible(step) else step) for name, step in pipeline.steps.items())

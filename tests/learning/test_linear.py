@@ -1,0 +1,101 @@
+"""ScaledLogReg (edge.learning.model.linear) is River's StandardScaler | LogisticRegression, to the bit."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import random
+
+from river import linear_model, optim, preprocessing
+
+from edge.learning.model import RiverModel
+from edge.learning.model.linear import ScaledLogReg
+from edge.learning.model.scaler import WelfordScaler
+from tests.learning.test_learning import _random_features, _random_label
+from tests.learning.test_scaler import _random_z
+
+
+def _logreg() -> linear_model.LogisticRegression:
+    return linear_model.LogisticRegression(optimizer=optim.SGD(0.02), l2=1e-4)
+
+
+def _indicator_z(rng: random.Random) -> dict:
+    """_random_z plus one-hot indicators (always 1.0 when present: variance 0, the learner's short path)."""
+    z = _random_z(rng)
+    for name in ("radio=lte", "radio=nr", "no_cell"):
+        if rng.random() < 0.4:
+            z[name] = 1.0
+    return z
+
+
+def _same(ours: ScaledLogReg, rivers) -> None:
+    scaler, estimator = WelfordScaler(), _logreg()
+    ours.write_back(scaler, estimator)
+    theirs = rivers["LogisticRegression"]
+    assert dict(estimator._weights) == dict(theirs._weights)
+    assert estimator.intercept == theirs.intercept
+    assert estimator.optimizer.n_iterations == theirs.optimizer.n_iterations
+    assert scaler.counts == dict(rivers["StandardScaler"].counts)
+    assert scaler.means == {k: v for k, v in rivers["StandardScaler"].means.items() if k in rivers["StandardScaler"].counts}
+    assert scaler.vars == {k: v for k, v in rivers["StandardScaler"].vars.items() if k in rivers["StandardScaler"].counts}
+
+
+def test_predict_learn_is_rivers_scaler_and_logistic_regression_bit_for_bit():
+    """Every prediction (before learning) and, at the end, every statistic and weight are River's exactly:
+    changing any one operation of the fused pass (an order, a rate, the L2 term, Welford's update) fails here."""
+    rng = random.Random(3)
+    rivers = preprocessing.StandardScaler() | _logreg()
+    ours = ScaledLogReg.from_river(WelfordScaler(), _logreg())
+    for _ in range(1500):
+        z = _indicator_z(rng)
+        y = rng.random() < 0.3
+        expected = rivers.predict_proba_one(z)[True]
+        rivers.learn_one(z, y)
+        assert ours.predict_learn(z, y) == expected
+    for _ in range(200):
+        z = _indicator_z(rng)
+        assert ours.predict(z) == rivers.predict_proba_one(z)[True]
+    _same(ours, rivers)
+
+
+def test_a_started_state_with_weights_on_indicators_continues_as_river():
+    """From a prior-like state (statistics and weights already set, an indicator weighted): the same numbers."""
+    rng = random.Random(4)
+    rivers = preprocessing.StandardScaler() | _logreg()
+    for _ in range(300):
+        z = _indicator_z(rng)
+        rivers.learn_one(z, rng.random() < 0.5)
+    for name in ("radio=lte", "no_cell", "never_seen"):
+        rivers["LogisticRegression"]._weights[name] = 0.3
+    scaler = WelfordScaler.from_river(rivers["StandardScaler"])
+    ours = ScaledLogReg.from_river(scaler, copy.deepcopy(rivers["LogisticRegression"]))
+    for _ in range(500):
+        z = _indicator_z(rng)
+        y = rng.random() < 0.5
+        expected = rivers.predict_proba_one(z)[True]
+        rivers.learn_one(z, y)
+        assert ours.predict_learn(z, y) == expected
+    _same(ours, rivers)
+
+
+def test_river_model_hands_its_state_to_the_pipeline_when_read_and_when_pickled():
+    rng = random.Random(8)
+    model, twin = RiverModel(), RiverModel()
+    for _ in range(300):
+        x = _random_features(rng)
+        y = _random_label(x, rng)
+        assert model.predict_then_learn(x, y) == twin.predict_then_learn(x, y)
+    assert isinstance(model._fused, ScaledLogReg)  # the flat learner holds the state now
+    restored = pickle.loads(pickle.dumps(model))  # River's objects are pickled, brought up to date
+    assert "_fused" not in restored.__dict__
+    weights = dict(model.pipeline["LogisticRegression"]._weights)  # a read hands the state back ...
+    assert model._fused is None
+    assert weights == dict(restored.pipeline["LogisticRegression"]._weights) == dict(twin.pipeline["LogisticRegression"]._weights)
+    for other in (model, twin):  # ... and what the reader changes is what is learned from
+        other.pipeline["LogisticRegression"].intercept += 1.0
+    for _ in range(100):
+        x = _random_features(rng)
+        y = _random_label(x, rng)
+        p, q = model.predict_then_learn(x, y), restored.predict_then_learn(x, y)
+        assert p == twin.predict_then_learn(x, y)
+        assert q is not None and p is not None and q != p  # restored missed the change: a different model
