@@ -129,20 +129,21 @@ class FadingEvaluation:
             self._w_neg += w
         hists = self._pos if y else self._neg
         loss = self._loss
-        log = math.log
+        log, eps, hi, top, lo_z, hi_z, scale = math.log, _EPS, _HI, LOGIT_BINS - 1, -LOGIT_RANGE, LOGIT_RANGE, _SCALE
         for m, p in zip(self.models, predictions):
-            p = 0.5 if p is None else p
+            if p is None:
+                p = 0.5
             # _bin(p), inline (this runs for every candidate on every label)
             if p <= 0.0:
                 b = 0
             elif p >= 1.0:
-                b = LOGIT_BINS - 1
+                b = top
             else:
                 z = log(p / (1.0 - p))
-                b = 0 if z <= -LOGIT_RANGE else LOGIT_BINS - 1 if z >= LOGIT_RANGE else int((z + LOGIT_RANGE) * _SCALE + 0.5)
+                b = 0 if z <= lo_z else top if z >= hi_z else int((z + hi_z) * scale + 0.5)
             hists[m][b] += w
-            q = _EPS if _EPS > p else p  # min(max(p, _EPS), 1 - _EPS), NaN kept as max and min keep it
-            q = _HI if _HI < q else q
+            q = eps if eps > p else p  # min(max(p, _EPS), 1 - _EPS), NaN kept as max and min keep it
+            q = hi if hi < q else q
             loss[m] += -w * log(q if y else 1.0 - q)
         if w > _RESCALE_AT:
             self._rescale(1.0 / w)

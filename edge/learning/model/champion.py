@@ -316,7 +316,12 @@ class ChampionChallenger:
         self._judge(x, degraded, None, True, learn=False)
 
     def _judge(self, x: Features, degraded: bool, client: str | None, trusted: bool, *, learn: bool) -> None:
-        self._track_sender(None if client is None else (client if trusted else ""))
+        senders = self._senders
+        if client is None and senders is not None and len(senders) >= self._window and senders[0] is None:
+            senders.append(None)  # _track_sender(None), inline: an unattributed label replaces another
+            senders.popleft()
+        else:
+            self._track_sender(None if client is None else (client if trusted else ""))
         y = bool(degraded)
         rules, model = self.rules, self.model
         p_rules = rules.predict(x)
@@ -348,7 +353,7 @@ class ChampionChallenger:
                         self._export()
         # Each candidate is judged as it would be served: calibrated (edge.learning.calibration),
         # by its calibrator as it stood before this label; then the calibrator learns the label.
-        calibrators = self._calibrators()
+        calibrators = self.calibrators or self._calibrators()
         p_last = last_request_p(x)
         predictions: list[float | None] = []  # in the evaluation's order of candidates
         for name in self.evaluation.models:

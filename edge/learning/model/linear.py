@@ -52,6 +52,7 @@ from edge.learning.model.scaler import WelfordScaler
 __all__ = ["ScaledLogReg"]
 
 _exp = math.exp
+_NAN = math.nan
 
 
 def _sigmoid(z: float) -> float:
@@ -73,7 +74,7 @@ class ScaledLogReg:
 
     __slots__ = (
         "index", "names", "count", "mean", "var", "std", "w", "intercept", "iterations",
-        "lr", "intercept_lr", "l2", "clip", "weight_pos", "weight_neg", "_weighted",
+        "lr", "intercept_lr", "l2", "clip", "weight_pos", "weight_neg", "_weighted", "constant",
     )
 
     def __init__(self, *, lr: float, intercept_lr: float, l2: float, clip: float, weight_pos: float = 1.0, weight_neg: float = 1.0) -> None:
@@ -89,6 +90,9 @@ class ScaledLogReg:
         self.lr, self.intercept_lr, self.l2, self.clip = lr, intercept_lr, l2, clip
         self.weight_pos, self.weight_neg = weight_pos, weight_neg
         self._weighted: set[Any] = set()  # names River's weight dict held when read: written back even if never learned
+        # Per slot, the value at which learning it changes nothing but its count (variance 0, weight 0:
+        # the module docstring's indicators), or NaN (equal to nothing) while it has a spread or a weight.
+        self.constant: list[float] = []
 
     def _slot(self, name: Any) -> int:
         i = self.index[name] = len(self.names)
@@ -98,7 +102,11 @@ class ScaledLogReg:
         self.var.append(0.0)
         self.std.append(0.0)
         self.w.append(0.0)  # River's Zeros initializer
+        self.constant.append(0.0)
         return i
+
+    def _settle(self, i: int) -> None:
+        self.constant[i] = self.mean[i] if not self.var[i] and not self.w[i] else _NAN
 
     @classmethod
     def from_river(cls, scaler: WelfordScaler, estimator: Any) -> ScaledLogReg:
@@ -120,6 +128,8 @@ class ScaledLogReg:
             fused._weighted.add(name)
         fused.intercept = estimator.intercept
         fused.iterations = estimator.optimizer.n_iterations
+        for i in range(len(fused.names)):
+            fused._settle(i)
         return fused
 
     def write_back(self, scaler: WelfordScaler, estimator: Any) -> None:
@@ -147,7 +157,7 @@ class ScaledLogReg:
     def predict_learn(self, z: dict, y: bool) -> float:
         """The prediction for ``z`` before learning it (as :meth:`predict`), then the scaler's and the
         estimator's ``learn_one`` of ``(z, y)`` as River's pipeline makes them: one pass (module docstring)."""
-        index, count, mean, var, std, w = self.index, self.count, self.mean, self.var, self.std, self.w
+        index, count, mean, var, std, w, constant = self.index, self.count, self.mean, self.var, self.std, self.w, self.constant
         intercept = self.intercept
         before = after = 0.0
         slots: list[int] = []
@@ -157,10 +167,10 @@ class ScaledLogReg:
                 i = index[name]
             except KeyError:
                 i = self._slot(name)
-            m, v, wi = mean[i], var[i], w[i]
-            if not v and xi == m and not wi:
+            if xi == constant[i]:
                 count[i] += 1  # an indicator at its constant value: scales to 0 now and after (docstring)
                 continue
+            m, v, wi = mean[i], var[i], w[i]
             if v:
                 before += wi * ((xi - m) / std[i])
             # Welford, as River's StandardScaler.learn_one (and WelfordScaler) writes it
@@ -194,7 +204,8 @@ class ScaledLogReg:
         lr, l2 = self.lr, self.l2
         for i, xa in zip(slots, scaled):
             wi = w[i]
-            w[i] = wi - (xa * g + wi * l2) * lr
+            w[i] = wi = wi - (xa * g + wi * l2) * lr
+            constant[i] = mean[i] if not var[i] and not wi else _NAN
         self.iterations += 1
         return _sigmoid(before + intercept)
 
