@@ -99,3 +99,23 @@ def test_river_model_hands_its_state_to_the_pipeline_when_read_and_when_pickled(
         p, q = model.predict_then_learn(x, y), restored.predict_then_learn(x, y)
         assert p == twin.predict_then_learn(x, y)
         assert q is not None and p is not None and q != p  # restored missed the change: a different model
+
+
+def test_river_learn_during_predict_mode_takes_rivers_calls_from_the_state_the_flat_learner_had():
+    from river import compose
+
+    from tests.learning.test_learning import _plain_river
+
+    model, (_, plain_step) = RiverModel(), _plain_river("logreg")
+    rng = random.Random(12)
+    for i in range(300):
+        x = _random_features(rng)
+        y = _random_label(x, rng)
+        if i == 150:
+            assert isinstance(model._fused, ScaledLogReg)
+            mode = compose.learn_during_predict()
+            mode.__enter__()  # River's calls from here on, on River's objects brought up to date
+        expected = plain_step(x, y)
+        assert model.predict_then_learn(x, y) == expected
+    mode.__exit__(None, None, None)
+    assert model._fused is None

@@ -274,7 +274,7 @@ class ChampionChallenger:
         """Predict-then-learn one label; ``client`` sent it, ``trusted``: its claims were consistent."""
         self._observing = False
         self._learned_since_forget += 1
-        self._judge(x, degraded, client, trusted, learn=True)
+        self._judge(x, degraded, client, trusted, True)
 
     def observe(self, x: Features, degraded: bool) -> None:
         """Judge the candidates on one label without learning from it: the River model and the
@@ -313,9 +313,9 @@ class ChampionChallenger:
                     self._champion = "rules"
                     self.switches += 1
                     self._export()
-        self._judge(x, degraded, None, True, learn=False)
+        self._judge(x, degraded, None, True, False)
 
-    def _judge(self, x: Features, degraded: bool, client: str | None, trusted: bool, *, learn: bool) -> None:
+    def _judge(self, x: Features, degraded: bool, client: str | None, trusted: bool, learn: bool) -> None:
         senders = self._senders
         if client is None and senders is not None and len(senders) >= self._window and senders[0] is None:
             senders.append(None)  # _track_sender(None), inline: an unattributed label replaces another

@@ -333,7 +333,9 @@ class RiverModel:
         A pipeline of another shape, or River's ``learn_during_predict`` mode, takes the two calls.
         """
         y = bool(degraded)
-        fused = self._fused_learner()
+        fused = self._fused
+        if type(fused) is not ScaledLogReg or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
+            fused = self._fused_learner()
         if fused is not None:  # the default pipeline: one pass (edge.learning.model.linear)
             features = self._features
             if rules_p is not _NOT_GIVEN and type(features._rule_model) is RuleModel:
@@ -414,9 +416,13 @@ class RiverModel:
         """The flat learner for this pipeline (built from River's objects on first use), or None if it is
         not ``EdgeFeatures | WelfordScaler | plain LogisticRegression`` (or River learns during predict)."""
         fused = self._fused
+        if compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:  # River's own calls, on River's objects:
+            if isinstance(fused, ScaledLogReg):
+                self.pipeline  # noqa: B018  (reading it hands the state back)
+            return None
         if isinstance(fused, ScaledLogReg):
             return fused
-        if fused is False or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
+        if fused is False:
             return None
         steps = self._split_pipeline()
         if steps is None or not self._logreg or len(steps[1]) != 1 or type(steps[1][0]) is not WelfordScaler:
