@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import random
 
-from edge.learning.calibration import MIN_SLOPE, SETTLED_AFTER, ConfidenceCalibrator
+import pytest
+
+from edge.learning.calibration import MIN_SLOPE, NOISE_Z, SETTLED_AFTER, ConfidenceCalibrator
 from edge.learning.model import ChampionChallenger
 
 
@@ -76,3 +79,54 @@ def test_observe_judges_without_learning_and_still_demotes_a_model_that_went_wro
         cc.observe({"radio": "lte", "cqi": 14.0 if y else 3.0, "ect": "2g" if y else "4g"}, y)
     assert cc.model.labels == labels and {n: c.a for n, c in cc.calibrators.items()} == slopes  # frozen
     assert cc.source == "rules"  # the guard is live
+
+
+def test_a_well_calibrated_candidate_is_served_as_it_gives_its_p():
+    """The estimate wanders on chance; the served map stays the identity, so the ranking over time is the candidate's own."""
+    rng = random.Random(5)
+    cal = ConfidenceCalibrator()
+    wandered = 1.0
+    for _ in range(SETTLED_AFTER):
+        p = rng.uniform(0.05, 0.95)
+        cal.learn(p, rng.random() < p)  # right as often as it says
+        wandered = min(wandered, cal.a)
+        assert cal.served == 1.0
+    assert wandered < 0.97  # the estimate did move ...
+    assert [cal(p) for p in (0.0, 0.1234, 0.5, 0.9, 1.0)] == [0.0, 0.1234, 0.5, 0.9, 1.0]  # ... the served p did not
+
+
+def test_an_overconfident_candidate_is_tempered_once_the_labels_show_it_beyond_noise():
+    rng = random.Random(6)
+    cal = ConfidenceCalibrator()
+    moved_at = None
+    for i in range(1, SETTLED_AFTER + 1):
+        cal.learn(rng.choice((0.05, 0.95)), rng.random() < 0.5)  # says 5 % or 95 %, right half the time
+        if moved_at is None and cal.served < 1.0:
+            moved_at = i
+            # it moved because the estimate was more than NOISE_Z standard errors away from the identity
+            assert (1.0 - cal.a) * math.sqrt(cal.info) > NOISE_Z
+    assert moved_at is not None and moved_at <= 30
+    assert cal.served < 0.5 and abs(cal.served - cal.a) * math.sqrt(cal.info) <= NOISE_Z
+    assert cal(0.95) == pytest.approx(1.0 / (1.0 + math.exp(-cal.served * math.log(0.95 / 0.05))))
+
+
+def test_a_calibrator_pickled_before_the_served_slope_goes_on_serving_what_it_served():
+    old = ConfidenceCalibrator.__new__(ConfidenceCalibrator)
+    old.__setstate__({"a": 0.4, "labels": 120})  # the state calibration.py pickled before
+    assert (old.served, old.info, old.labels) == (0.4, 0.0, 120) and old(0.9) < 0.9
+    fresh = ConfidenceCalibrator.__new__(ConfidenceCalibrator)
+    fresh.__setstate__({"a": 1.0, "labels": 0})
+    assert fresh.served == 1.0 and fresh(0.9) == 0.9
+
+
+def test_the_champion_serves_well_calibrated_rules_exactly():
+    """Rules right as often as they say: the deployed p is the rules' p on every label (no map moved)."""
+    cc = ChampionChallenger(min_labels=50, window=100, every=10, export_metrics=False)
+    rng = random.Random(7)
+    for _ in range(400):
+        kbps = rng.lognormvariate(6.5, 1.0)
+        x = {"last_kbps": kbps, "last_age_s": 1.0}
+        p = cc.rules.predict(x)
+        assert cc.source != "rules" or cc.predict(x) == p
+        cc.learn(x, rng.random() < p)
+    assert cc.calibrators["rules"].served == 1.0
