@@ -7,8 +7,9 @@ signals (headers → Signals), features, model predict and learn (the default
 ``auto`` model, after it has learned from replayed-like traffic; its learn
 includes the prequential evaluation — both models predict first, the River
 model from the same EdgeFeatures pass it then learns from
-(``RiverModel.predict_then_learn``) — so the River model's own learn, River's
-``Pipeline.learn_one``, is shown apart), decide (the
+(``RiverModel.predict_then_learn``) — so the River model's own learn, ``RiverModel.learn``
+(River's scaler and logistic regression, as one flat learner: ``edge.learning.model.linear``), is
+shown apart), decide (the
 policy), token sign and verify, rewrite (full: link+beacon splice, buffered
 and streamed in 64 KB chunks as the proxy does; lite and minimal: lol_html, no rewrite cache; lite
 with the proxy's rewrite cache on the same page again, a hit, and on the dynamic storefront's page,
