@@ -119,3 +119,27 @@ def test_river_learn_during_predict_mode_takes_rivers_calls_from_the_state_the_f
         assert model.predict_then_learn(x, y) == expected
     mode.__exit__(None, None, None)
     assert model._fused is None
+
+
+def test_straight_line_passes_give_the_loops_numbers_bit_for_bit():
+    """A few layouts seen again and again get their compiled pass (edge.learning.model.unrolled): every
+    prediction, statistic and weight stays River's, and the compiled pass gives the loop's result exactly."""
+    from edge.learning.model.linear import COMPILE_AFTER
+    from edge.learning.model.unrolled import compile_pass
+
+    rng = random.Random(5)
+    layouts = [_indicator_z(rng) for _ in range(4)]
+    rivers = preprocessing.StandardScaler() | _logreg()
+    ours = ScaledLogReg.from_river(WelfordScaler(), _logreg())
+    for k in range(600):
+        z = {name: rng.gauss(1.0, 2.0) if not name.startswith(("radio", "no_")) else 1.0 for name in layouts[k % 4]}
+        y = rng.random() < 0.3
+        if k % 50 == 7:  # the compiled pass against the loop, on copies of the same state
+            twin = copy.deepcopy(ours)
+            lists = (twin.count, twin.mean, twin.var, twin.std, twin.w, twin.constant)
+            assert compile_pass([twin.index[n] for n in z])(z.values(), *lists) == copy.deepcopy(ours).first_pass(z)
+        expected = rivers.predict_proba_one(z)[True]
+        rivers.learn_one(z, y)
+        assert ours.predict_learn(z, y) == expected
+    assert len(ours._passes) == 4 and 600 // 4 > COMPILE_AFTER
+    _same(ours, rivers)

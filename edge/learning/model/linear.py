@@ -48,8 +48,14 @@ import math
 from typing import Any
 
 from edge.learning.model.scaler import WelfordScaler
+from edge.learning.model.unrolled import FirstPass, compile_pass
 
-__all__ = ["ScaledLogReg"]
+__all__ = ["ScaledLogReg", "COMPILE_AFTER", "MAX_LAYOUTS"]
+
+#: A feature layout gets its straight-line pass the time it is seen this often (a rare one keeps the loop) ...
+COMPILE_AFTER = 8
+#: ... and at most this many layouts per learner do (each is ~1 ms to compile and a few KB).
+MAX_LAYOUTS = 64
 
 _exp = math.exp
 _NAN = math.nan
@@ -74,7 +80,7 @@ class ScaledLogReg:
 
     __slots__ = (
         "index", "names", "count", "mean", "var", "std", "w", "intercept", "iterations",
-        "lr", "intercept_lr", "l2", "clip", "weight_pos", "weight_neg", "_weighted", "constant",
+        "lr", "intercept_lr", "l2", "clip", "weight_pos", "weight_neg", "_weighted", "constant", "_passes", "_seen",
     )
 
     def __init__(self, *, lr: float, intercept_lr: float, l2: float, clip: float, weight_pos: float = 1.0, weight_neg: float = 1.0) -> None:
@@ -93,6 +99,9 @@ class ScaledLogReg:
         # Per slot, the value at which learning it changes nothing but its count (variance 0, weight 0:
         # the module docstring's indicators), or NaN (equal to nothing) while it has a spread or a weight.
         self.constant: list[float] = []
+        # Straight-line passes by layout (tuple of names), and how often each uncompiled layout was seen.
+        self._passes: dict[tuple, FirstPass] = {}
+        self._seen: dict[tuple, int] = {}
 
     def _slot(self, name: Any) -> int:
         i = self.index[name] = len(self.names)
@@ -154,11 +163,11 @@ class ScaledLogReg:
                 dot += w[i] * ((xi - mean[i]) / std[i])
         return _sigmoid(dot + self.intercept)
 
-    def predict_learn(self, z: dict, y: bool) -> float:
-        """The prediction for ``z`` before learning it (as :meth:`predict`), then the scaler's and the
-        estimator's ``learn_one`` of ``(z, y)`` as River's pipeline makes them: one pass (module docstring)."""
+    def first_pass(self, z: dict) -> tuple[float, float, list[int], list[float]]:
+        """The pass over ``z``'s features (module docstring): the dot products before and after the scaler
+        learns, the scaler's update, and the slots whose weights the estimator steps with their scaled values.
+        The reference for :mod:`~edge.learning.model.unrolled`'s straight-line copies of it."""
         index, count, mean, var, std, w, constant = self.index, self.count, self.mean, self.var, self.std, self.w, self.constant
-        intercept = self.intercept
         before = after = 0.0
         slots: list[int] = []
         scaled: list[float] = []
@@ -184,6 +193,34 @@ class ScaledLogReg:
             after += wi * xa
             slots.append(i)
             scaled.append(xa)
+        return before, after, slots, scaled
+
+    def _compiled(self, layout: tuple) -> FirstPass | None:
+        """The straight-line pass for ``layout`` (``tuple(z)``), compiled the :data:`COMPILE_AFTER`-th time it is
+        seen (once its names have slots) while fewer than :data:`MAX_LAYOUTS` are; None meanwhile."""
+        seen = self._seen
+        n = seen[layout] = seen.get(layout, 0) + 1
+        if n < COMPILE_AFTER or len(self._passes) >= MAX_LAYOUTS:
+            if len(seen) > 16 * MAX_LAYOUTS:  # many rare layouts: count afresh
+                seen.clear()
+            return None
+        index = self.index
+        fn = self._passes[layout] = compile_pass([index[name] for name in layout])
+        return fn
+
+    def predict_learn(self, z: dict, y: bool) -> float:
+        """The prediction for ``z`` before learning it (as :meth:`predict`), then the scaler's and the
+        estimator's ``learn_one`` of ``(z, y)`` as River's pipeline makes them: one pass (module docstring),
+        straight-line code for a layout seen often (:mod:`~edge.learning.model.unrolled`)."""
+        layout = tuple(z)
+        run = self._passes.get(layout)
+        if run is not None:
+            before, after, slots, scaled = run(z.values(), self.count, self.mean, self.var, self.std, self.w, self.constant)
+        else:
+            before, after, slots, scaled = self.first_pass(z)
+            self._compiled(layout)
+        intercept = self.intercept
+        w, mean, var, constant = self.w, self.mean, self.var, self.constant
         # River's Log.gradient at the raw dot, × the sample weight 1.0, clamped (logreg.learn_one)
         if y:
             yt, weight = 1, self.weight_pos
