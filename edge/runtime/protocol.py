@@ -164,6 +164,10 @@ class _Cycle(RequestResponseCycle):
         """
         if self.flow.write_paused and not self.disconnected:
             await self.flow.drain()
+        self.write_whole(status, headers, body)
+
+    def write_whole(self, status: int, headers: list[tuple[bytes, bytes]], body: list[bytes | memoryview]) -> None:
+        """:meth:`send_whole` once the client takes writes (the callback exchange's: it checked ``flow``)."""
         if self.disconnected:
             return
         if self.response_started or self.access_log:
@@ -299,6 +303,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         fast = self.fast_path
         scope: Any = cycle.scope  # (uvicorn's TypedDict, an ASGI scope)
         if fast is not None and app is fast.app and not self.access_log and fast.takes(scope):
+            if type(cycle) is RequestResponseCycle:
+                cycle.__class__ = _Cycle  # (on_headers_complete does it too, after this call)
+            # No task at all when the callback exchange can run it (edge.runtime.callback_exchange).
+            if fast.start(self, cycle):  # type: ignore[arg-type]
+                return
             app = fast
         super()._start_asgi_task(cycle, app)
 
