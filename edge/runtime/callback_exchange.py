@@ -104,28 +104,40 @@ class CallbackExchange:
 
     def moved(self) -> None:
         """The connection's callback: its response moved on (a head, body bytes, its end, an error)."""
+        try:
+            whole = self._whole()
+        except Exception as exc:  # (a bug): never left waiting; the task reports it as uvicorn does
+            self.connection.listener = None
+            self.connection.close()
+            self._then(_raise(exc))
+            return
+        if whole is not None:
+            self._serve(whole)
+
+    def _whole(self) -> RawResponse | None:
+        """The page, once it is whole and served here (the connection no longer listened to); else None."""
         connection = self.connection
         if connection.error is not None or connection.answered_early:
             self.hand_off()
-            return
+            return None
         if not connection.headers_done:
-            return  # an interim (1xx) answer
+            return None  # an interim (1xx) answer
         if self.headers is None:
             headers = response_headers(connection.headers)
             page = self.fast._page(headers) if connection.status == 200 and self.responder.verdict is not None else None
             if page is None:
                 self.hand_off()  # not a page served here: relayed (streamed) by the task, as today
-                return
+                return None
             self.headers, self.page = headers, page
         if not connection.complete:
             if connection.reading_paused:
                 self.hand_off()  # more than the connection buffers: the task streams (full) or reads it
-            return
+            return None
         if self.cycle.flow.write_paused and not self.cycle.disconnected:
             self.hand_off()  # the task waits for the shopper to take writes, as send_whole does
-            return
+            return None
         connection.listener = None
-        self._serve(RawResponse(connection, None))
+        return RawResponse(connection, None)
 
     def _serve(self, response: RawResponse) -> None:
         """The page is whole: spliced or laid out, written with its head in one ``writelines``."""

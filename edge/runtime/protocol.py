@@ -53,7 +53,7 @@ from uvicorn.protocols.http.httptools_impl import HEADER_VALUE_RE as _HEADER_VAL
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from edge.core import metrics
-from edge.pipeline.client_rtt import SCOPE_EXTENSION, read_tcp_info
+from edge.pipeline.client_rtt import SCOPE_EXTENSION, FdSocket, read_tcp_info
 
 if TYPE_CHECKING:
     from edge.runtime.fast_path import FastPath
@@ -272,7 +272,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if self.tcp_info:
             sock = transport.get_extra_info("socket")
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                self._sock = sock
+                self._sock = FdSocket(sock)
         self._start_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
