@@ -65,6 +65,13 @@ __all__ = ["ConnectionLimits", "protocol_class", "EdgeHttpProtocol"]
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]{0,5})?|")
 
 
+#: The bytes uvicorn's header name and value patterns do not match (each matches one byte): deleting these
+#: from the joined names (values) leaves a byte exactly when a field has one the pattern refuses. One
+#: ``translate`` is ~7x faster than the pattern's search over a response's ~1 KB of values (~10 us here).
+_NAME_BYTES = bytes(b for b in range(256) if not _HEADER_NAME.match(bytes([b])))
+_VALUE_BYTES = bytes(b for b in range(256) if not _HEADER_VALUE.match(bytes([b])))
+
+
 @dataclass(frozen=True)
 class ConnectionLimits:
     """What one client connection may cost (defaults: what an SRE would set at a public front door)."""
@@ -89,9 +96,9 @@ class _Cycle(RequestResponseCycle):
       (``writelines``): one system call, and one wake-up of the client, fewer per response. A head
       whose body does not follow within the same loop step goes out on the next step by itself, so
       a streamed response (a storefront that sends its head and then thinks) is not held back;
-    - header names and values are checked with one regex search over all of them (uvicorn's same
-      patterns, which match one byte: the joined bytes have a match exactly when one field does),
-      not two searches per field.
+    - header names and values are checked with one ``translate`` over all of them (deleting the bytes
+      uvicorn's patterns accept: the joined bytes keep one exactly when a field has a byte they refuse),
+      not two regex searches per field.
 
     An access log (edge runs without one) takes uvicorn's own path for the head.
     """
@@ -192,9 +199,9 @@ class _Cycle(RequestResponseCycle):
         self.response_started = True
         self.waiting_for_100_continue = False
         headers = self.default_headers + list(message_headers)
-        if _HEADER_NAME.search(b"".join([n for n, _ in headers])):
+        if b"".join([n for n, _ in headers]).translate(None, _NAME_BYTES):
             raise RuntimeError("Invalid HTTP header name.")
-        if _HEADER_VALUE.search(b"".join([v for _, v in headers])):
+        if b"".join([v for _, v in headers]).translate(None, _VALUE_BYTES):
             raise RuntimeError("Invalid HTTP header value.")
         content = [STATUS_LINE[status_code]]
         has_connection_close = False
