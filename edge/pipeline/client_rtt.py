@@ -46,6 +46,7 @@ and slower to follow a change.
 
 from __future__ import annotations
 
+import _socket
 import ipaddress
 import socket
 import struct
@@ -116,6 +117,30 @@ def read_tcp_info(sock: Any) -> dict[str, float] | None:
     if _TCP_INFO is None:
         return None
     return parse_tcp_info(sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, TCP_INFO_SIZE))
+
+
+class FdSocket:
+    """``getsockopt`` on a connected socket's descriptor, for :func:`read_tcp_info` once per request: a C-level
+    socket object made and detached per call (uvloop's pseudo-socket makes a Python ``socket.socket`` per
+    call, ~2.5 us more here). Use it only while the transport that owns the descriptor is open.
+
+    >>> server = socket.create_server(("127.0.0.1", 0)); client = socket.create_connection(server.getsockname())
+    >>> figures = read_tcp_info(FdSocket(client)); figures is None or "rtt_ms" in figures
+    True
+    >>> client.close(); server.close()
+    """
+
+    __slots__ = ("_args",)
+
+    def __init__(self, sock: Any) -> None:
+        self._args = (sock.family, sock.type, sock.proto, sock.fileno())
+
+    def getsockopt(self, level: int, name: int, size: int) -> bytes:
+        sock = _socket.socket(*self._args)
+        try:
+            return sock.getsockopt(level, name, size)
+        finally:
+            sock.detach()  # the descriptor is the transport's: never closed here
 
 
 def rtt_header_ms(raw: bytes | str | None) -> float | None:

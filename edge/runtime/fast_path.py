@@ -52,11 +52,13 @@ from edge.adapt.responder import Responder, observe_upstream
 from edge.core import metrics
 from edge.core.errors import UpstreamStreamBroken
 from edge.pipeline.rewrite import StreamSplicer
+from edge.runtime.callback_exchange import start_callback_exchange
 from edge.transport.http1 import Http1Transport, RawResponse
 from edge.transport.proxy import PROXIED, response_headers
 
 if TYPE_CHECKING:
     from edge.adapt.middleware import AdaptiveMiddleware
+    from edge.runtime.protocol import EdgeHttpProtocol, _Cycle
     from edge.transport.proxy import ReverseProxy
 
 __all__ = ["FastPath"]
@@ -90,6 +92,11 @@ class FastPath:
                 return False
         return likely_page(scope)
 
+    def start(self, protocol: EdgeHttpProtocol, cycle: _Cycle) -> bool:
+        """Run this request (taken) without a task when it can be (:mod:`edge.runtime.callback_exchange`): True
+        when it runs so; False, with nothing done, when the protocol must start a task running this app."""
+        return start_callback_exchange(self, protocol, cycle)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """What the middleware and the proxy do for this request (uvicorn's cycle runs it, as it runs the app)."""
         mw = self.mw
@@ -97,22 +104,27 @@ class FastPath:
         # As the middleware: decide in the next loop step, after the request has gone upstream.
         asyncio.get_running_loop().call_soon(responder.decide_early)
         proxy = self.proxy
-        try:
-            transport = proxy.transport
-            if not isinstance(transport, Http1Transport):  # closed since takes(): the proxy answers
+        transport = proxy.transport
+        if not isinstance(transport, Http1Transport):  # closed since takes(): the proxy answers
+            try:
                 await proxy(scope, receive, responder.send)
-                return
-            response = await proxy.exchange(transport, scope, b"", responder.send)
-            if response is None:
-                return
+            except UpstreamStreamBroken as exc:
+                await _broke(responder, exc)
+            return
+        response = await proxy.exchange(transport, scope, b"", responder.send)
+        if response is not None:
+            await self.answer(response, responder, send)
+
+    async def answer(self, response: RawResponse, responder: Responder, send: Send) -> None:
+        """The storefront's answer (its head is in) to the shopper: a page served here, or the proxy's relay."""
+        try:
             try:
                 if not await self._serve_page(response, responder, send):
-                    await proxy._relay(response.status, response.headers, response.next_chunk, responder.send)
+                    await self.proxy._relay(response.status, response.headers, response.next_chunk, responder.send)
             finally:
                 response.close()
         except UpstreamStreamBroken as exc:
-            if not await responder.upstream_broke(exc):
-                log.warning("%s after the response started: connection aborted", exc)
+            await _broke(responder, exc)
 
     async def _serve_page(self, response: RawResponse, responder: Responder, send: Send) -> bool:
         """The answer as a full-tier page, spliced; False, with nothing done, when it is not one."""
@@ -125,41 +137,65 @@ class FastPath:
             return False
         if verdict.decision.tier != "full":
             return await self._serve_laid_out(response, responder, send, headers, page[1])
-        length, responder.content_type = page
-        # From here on: the proxy's relay of the head, then the responder's start of a streamed splice.
-        _OK()
-        responder.upstream_s = time.perf_counter() - responder.started
-        observe_upstream(responder.upstream_s)
-        start = {"type": "http.response.start", "status": 200, "headers": headers}
-        try:
-            token = responder._issue(verdict, "full")
-            snippet = responder._snippet("full", token)
-            out = adapted_headers(
-                headers, "full", verdict.decision, length + len(snippet), None, responder.upstream_s, verdict.model_s, 0.0,
-                verdict.set_cookie,
-            )
-        except Exception as exc:
+        spliced = self.splice_head(responder, headers, page)
+        if spliced is None:
             # As the responder: the page is held and laid out for its tier (the buffered path), or served as it came.
-            self.mw.fail_open("respond", exc)
-            responder.kind, responder.start, responder.mode = "html", start, "buffer"
             await self.proxy.relay_body(response.next_chunk, responder.send)
             return True
-        out.append((b"edge-token", token.encode()))
-        splicer = StreamSplicer(snippet, length)
+        out, splicer = spliced
         body = response.whole()
         cycle = getattr(send, "__self__", None)
         send_whole = getattr(cycle, "send_whole", None)
         if body is None or send_whole is None:
             # The page is still arriving: stream it through the responder's splice.
             responder.splicer, responder.mode = splicer, "splice"
-            await send({**start, "headers": out})
+            await send({"type": "http.response.start", "status": 200, "headers": out})
             await self.proxy.relay_body(response.next_chunk, responder.send)
             return True
         responder.mode = "done"
         await send_whole(200, out, splicer.finish_pieces(body))
-        responder._count("full", verdict.decision.source, len(body), len(body) + len(snippet))
-        _FAST_PAGE()
+        self.spliced(responder, body, splicer)
         return True
+
+    def splice_head(
+        self, responder: Responder, headers: list[tuple[bytes, bytes]], page: tuple[int, bytes]
+    ) -> tuple[list[tuple[bytes, bytes]], StreamSplicer] | None:
+        """A full-tier page's head is in (its lower-case ``headers``, ``page`` from :meth:`_page`): the proxy's
+        relay of the head, then the responder's start of a splice: (the headers to send, the splicer). None when
+        adapting it failed (counted): the responder then holds the page (its buffered path), to be relayed to it."""
+        verdict = responder.verdict
+        assert verdict is not None
+        length, responder.content_type = page
+        _OK()
+        responder.upstream_s = time.perf_counter() - responder.started
+        observe_upstream(responder.upstream_s)
+        try:
+            token = responder._issue(verdict, "full")
+            snippet = responder._snippet("full", token)
+            out = adapted_headers(
+                headers,
+                "full",
+                verdict.decision,
+                length + len(snippet),
+                None,
+                responder.upstream_s,
+                verdict.model_s,
+                0.0,
+                verdict.set_cookie,
+            )
+        except Exception as exc:
+            self.mw.fail_open("respond", exc)
+            responder.kind, responder.mode = "html", "buffer"
+            responder.start = {"type": "http.response.start", "status": 200, "headers": headers}
+            return None
+        out.append((b"edge-token", token.encode()))
+        return out, StreamSplicer(snippet, length)
+
+    def spliced(self, responder: Responder, body: bytes, splicer: StreamSplicer) -> None:
+        """A full-tier page written whole: its counters."""
+        assert responder.verdict is not None
+        responder._count("full", responder.verdict.decision.source, len(body), len(body) + len(splicer.snippet))
+        _FAST_PAGE()
 
     async def _serve_laid_out(
         self, response: RawResponse, responder: Responder, send: Send, headers: list[tuple[bytes, bytes]], content_type: bytes
@@ -169,12 +205,7 @@ class FastPath:
         send_whole = getattr(getattr(send, "__self__", None), "send_whole", None)
         if send_whole is None:
             return False
-        # From here on: the proxy's relay of the head, then the responder holding the page (its buffered path).
-        _OK()
-        responder.upstream_s = time.perf_counter() - responder.started
-        observe_upstream(responder.upstream_s)
-        responder.kind, responder.content_type = "html", content_type
-        responder.start = {"type": "http.response.start", "status": 200, "headers": headers}
+        self.hold(responder, headers, content_type)
         body = response.whole()
         if body is None:
             # The page is still arriving: held, as the responder holds it (its declared length is under
@@ -184,10 +215,22 @@ class FastPath:
         responder.mode = "done"
         tier, out, served = responder.laid_out(body)
         await send_whole(200, headers if out is None else out, [served])
+        self.laid_out(responder, tier, body, served)
+        return True
+
+    def hold(self, responder: Responder, headers: list[tuple[bytes, bytes]], content_type: bytes) -> None:
+        """A lite or minimal page's head is in: the proxy's relay of the head, then the responder holding the page."""
+        _OK()
+        responder.upstream_s = time.perf_counter() - responder.started
+        observe_upstream(responder.upstream_s)
+        responder.kind, responder.content_type = "html", content_type
+        responder.start = {"type": "http.response.start", "status": 200, "headers": headers}
+
+    def laid_out(self, responder: Responder, tier: str, body: bytes, served: bytes) -> None:
+        """A page laid out and written whole: its counters."""
         assert responder.verdict is not None
         responder._count(tier, responder.verdict.decision.source, len(body), len(served))
         _FAST_PAGE()
-        return True
 
     def _page(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes] | None:
         """(declared length, lower-case content type) of an uncompressed HTML page edge adapts, from its
@@ -210,3 +253,8 @@ class FastPath:
         if content_type is None or length is None or length > self.mw.max_body:
             return None
         return length, content_type
+
+
+async def _broke(responder: Responder, exc: UpstreamStreamBroken) -> None:
+    if not await responder.upstream_broke(exc):
+        log.warning("%s after the response started: connection aborted", exc)

@@ -54,7 +54,7 @@ import httpx
 
 from edge.transport.http1_connection import _Connection, _StaleConnection
 
-__all__ = ["Http1Transport", "RawResponse"]
+__all__ = ["Http1Transport", "RawResponse", "request_head"]
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -170,9 +170,20 @@ class _Pool:
         self.closed = False
         self.waiters: deque[asyncio.Future[None]] = deque()
 
-    async def acquire(
-        self, timeouts: dict[str, Any], max_buffer: int, max_head: int, fresh: bool = False
-    ) -> tuple[_Connection, bool]:
+    def take_idle(self) -> _Connection | None:
+        """The newest idle connection still usable (:meth:`acquire`'s first choice), or None."""
+        now = time.monotonic()
+        idle = self.idle
+        while idle:
+            connection = idle.pop()
+            if connection.closed or now - connection.idle_since > self.keepalive_expiry:
+                connection.close()
+                self._forget(connection)
+                continue
+            return connection
+        return None
+
+    async def acquire(self, timeouts: dict[str, Any], max_buffer: int, max_head: int, fresh: bool = False) -> tuple[_Connection, bool]:
         """A connection and whether it was reused from the idle list (``fresh``: a new one)."""
         deadline = None
         while True:
@@ -341,9 +352,45 @@ class Http1Transport(httpx.AsyncBaseTransport):
         Same pool, retries, limits and errors as :meth:`handle_async_request`.
         """
         pool = self._pool(*origin)
-        head = _head(method.encode("ascii"), target, headers)
+        head = request_head(method.encode("ascii"), target, headers)
         connection = await self._send(pool, method, head, body, None, timeouts, None)
         return RawResponse(connection, timeouts.get("read"))
+
+    def start_idle(self, origin: tuple[str, str, int | None], method: str, head: bytes) -> _Connection | None:
+        """Write a request without a body (its ``head``) on an idle pooled connection, now, without waiting:
+        the connection it went out on, or None when none is idle or the one found was closed (nothing is
+        written then: :meth:`exchange` does all of it). The caller reads the answer by listening to the
+        connection (``_Connection.listen``) or with :meth:`resume`, what :meth:`exchange` does next.
+        """
+        pool = self._pool(*origin)
+        connection = pool.take_idle()
+        if connection is None:
+            return None
+        connection.start(head_request=method == "HEAD")
+        try:
+            connection.write_now(head)
+        except _StaleConnection:
+            pool.release(connection, reuse=False)
+            return None
+        return connection
+
+    async def resume(self, connection: _Connection, method: str, head: bytes, timeouts: dict[str, Any], drain: bool) -> RawResponse:
+        """The rest of :meth:`exchange` for a request :meth:`start_idle` wrote on ``connection`` (``drain``:
+        writing paused, wait until the transport took it): its response head, with the same retry (a reused
+        connection closed before answering: once more, on a new one), limits and errors."""
+        read_timeout = timeouts.get("read")
+        pool = connection.pool
+        try:
+            await self._answered(connection, (lambda: connection.drained(timeouts.get("write"))) if drain else None, read_timeout)
+        except _StaleConnection:
+            pool.release(connection, reuse=False)
+            if method not in _IDEMPOTENT:
+                raise httpx.ReadError("upstream closed the connection without answering") from None
+            connection = await self._send(pool, method, head, b"", None, timeouts, None, first_attempt=1)
+        except BaseException:
+            pool.release(connection, reuse=False)
+            raise
+        return RawResponse(connection, read_timeout)
 
     async def _send(
         self,
@@ -354,34 +401,29 @@ class Http1Transport(httpx.AsyncBaseTransport):
         stream: Callable[[_Connection], Awaitable[None]] | None,
         timeouts: dict[str, Any],
         request: httpx.Request | None,
+        first_attempt: int = 0,
     ) -> _Connection:
         """Write the request (``body`` whole, or ``stream`` it) and wait for its response head."""
         read_timeout = timeouts.get("read")
+        write_timeout = timeouts.get("write")
         retry_allowed = method in _IDEMPOTENT and body is not None
-        for attempt in (0, 1):
+        for attempt in range(first_attempt, 2):
             # A retry takes a new connection: the idle ones may have died with the one that failed.
             connection, reused = await pool.acquire(timeouts, self.max_buffer, self.max_head, fresh=attempt > 0)
             connection.start(head_request=method == "HEAD")
+
+            async def write(connection: _Connection = connection) -> None:
+                if body is not None:
+                    await connection.write(head + body if len(body) <= 64 * 1024 else head, write_timeout)
+                    if len(body) > 64 * 1024:
+                        await connection.write(body, write_timeout)
+                else:
+                    await connection.write(head, write_timeout)
+                    assert stream is not None
+                    await stream(connection)
+
             try:
-                try:
-                    if body is not None:
-                        await connection.write(head + body if len(body) <= 64 * 1024 else head, timeouts.get("write"))
-                        if len(body) > 64 * 1024:
-                            await connection.write(body, timeouts.get("write"))
-                    else:
-                        await connection.write(head, timeouts.get("write"))
-                        assert stream is not None
-                        await stream(connection)
-                except (_StaleConnection, httpx.WriteError):
-                    if not connection.headers_done:
-                        raise
-                    # The storefront answered (413, 401...) and closed before taking the whole body: relay it.
-                if connection.headers_done:
-                    # An answer that came before the request was written whole: whatever the storefront did
-                    # with the rest of the body, this connection's framing is no longer known. Never reuse it.
-                    connection.keep_alive = False
-                    connection.answered_early = True
-                await connection.wait_headers(read_timeout)
+                await self._answered(connection, write, read_timeout)
             except _StaleConnection:
                 pool.release(connection, reuse=False)
                 if reused and retry_allowed and attempt == 0:
@@ -393,6 +435,23 @@ class Http1Transport(httpx.AsyncBaseTransport):
             return connection
         raise AssertionError("unreachable")  # pragma: no cover
 
+    @staticmethod
+    async def _answered(connection: _Connection, write: Callable[[], Awaitable[None]] | None, read_timeout: float | None) -> None:
+        """``write`` the request (None: it is out) and wait for the response head."""
+        if write is not None:
+            try:
+                await write()
+            except (_StaleConnection, httpx.WriteError):
+                if not connection.headers_done:
+                    raise
+                # The storefront answered (413, 401...) and closed before taking the whole body: relay it.
+            if connection.headers_done:
+                # An answer that came before the request was written whole: whatever the storefront did
+                # with the rest of the body, this connection's framing is no longer known. Never reuse it.
+                connection.keep_alive = False
+                connection.answered_early = True
+        await connection.wait_headers(read_timeout)
+
     async def aclose(self) -> None:
         self._closed = True
         for pool in self._pools.values():
@@ -403,7 +462,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
 def _serialize(request: httpx.Request) -> tuple[bytes, bytes | None, bool]:
     """(request head, whole body or None when it streams, body is chunked)."""
     raw = request.headers.raw
-    head = _head(request.method.encode("ascii"), request.url.raw_path, raw, request)
+    head = request_head(request.method.encode("ascii"), request.url.raw_path, raw, request)
     chunked = any(n.lower() == b"transfer-encoding" and v.lower() == b"chunked" for n, v in raw)
     try:
         content = request.content
@@ -414,7 +473,7 @@ def _serialize(request: httpx.Request) -> tuple[bytes, bytes | None, bool]:
     return head, content, chunked
 
 
-def _head(method: bytes, target: bytes, raw: list[tuple[bytes, bytes]], request: httpx.Request | None = None) -> bytes:
+def request_head(method: bytes, target: bytes, raw: list[tuple[bytes, bytes]], request: httpx.Request | None = None) -> bytes:
     """A request head: the request line and the header fields, as given."""
     head = b"".join([method, b" ", target, b" HTTP/1.1\r\n", *[b"%s: %s\r\n" % pair for pair in raw], b"\r\n"])
     # Header names and values came through parsers that refuse CR and LF, but this is the last

@@ -6,11 +6,27 @@ until close), holds at most ``max_buffer`` body bytes before pausing reading, re
 over ``max_head`` bytes, and says whether it may go back to its pool. A reused connection the
 server closed before any byte of the response raises :class:`_StaleConnection`, which the
 transport retries once when it may.
+
+A connection is read either by awaiting it (:meth:`_Connection.wait_headers`, :meth:`_Connection.read`,
+one future per wait) or, on the fast path's callback exchange (:mod:`edge.runtime.callback_exchange`),
+by a *listener* it calls back when its response moves on (:meth:`_Connection.listen`): after the bytes
+of a read are parsed (never inside a parser callback), when the server closes, or at the read deadline.
+
+    >>> calls = []
+    >>> connection = _Connection.__new__(_Connection)  # (the pool makes them)
+    >>> connection.waiter, connection.woken, connection._listen_timeout = None, False, None
+    >>> connection.listener = lambda: calls.append("moved")
+    >>> connection._wake(); calls, connection.woken  # inside a parse: noted, not called
+    ([], True)
+    >>> connection._notify(); calls
+    ['moved']
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httptools
@@ -44,6 +60,10 @@ class _Connection(asyncio.Protocol):
         self._reset(head_request=False)
         self.in_use = False
         self.counted = True  # in its pool's count; False once the pool has let it go
+        #: Called back (no argument) when the response moves on, in place of waking a waiter (see listen).
+        self.listener: Callable[[], None] | None = None
+        self.woken = False  # the response moved on since the listener was last called
+        self._listen_timeout: float | None = None
 
     def _reset(self, head_request: bool) -> None:
         self.parser = httptools.HttpResponseParser(self)
@@ -71,6 +91,11 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self._parse(data)
+        if self.woken:
+            self._notify()
+
+    def _parse(self, data: bytes) -> None:
         if not self.in_use or self.complete:
             # Bytes nobody asked for (or after a response's end): this connection is out of sync.
             self._fail(httpx.RemoteProtocolError("upstream sent data outside a response"))
@@ -100,6 +125,7 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self._ended()
+        self._notify()
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -111,6 +137,7 @@ class _Connection(asyncio.Protocol):
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(httpx.WriteError("upstream connection lost while sending the request"))
         self.pool.lost(self)
+        self._notify()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -199,8 +226,36 @@ class _Connection(asyncio.Protocol):
 
     def _wake(self) -> None:
         waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+        elif self.listener is not None:
+            self.woken = True  # called once the parse (or the close) is over: see _notify
+
+    def _notify(self) -> None:
+        """Call the listener if the response moved on; outside the parser, so it may release this
+        connection and a request it starts may take it (httptools is not re-entered)."""
+        listener = self.listener
+        if self.woken and listener is not None:
+            self.woken = False
+            if self._listen_timeout is not None:
+                # A new wait starts, as each await of _wait does: the read deadline is an idle time.
+                self._deadline = self.loop.time() + self._listen_timeout
+            listener()
+
+    def listen(self, listener: Callable[[], None], timeout: float | None) -> None:
+        """Call ``listener`` back as the response moves on (instead of awaiting it); at the read deadline
+        (``timeout`` s with nothing new) the connection fails with ``httpx.ReadTimeout``, is closed, and
+        the listener is called. The listener clears :attr:`listener` when it is done listening."""
+        self.listener = listener
+        self.woken = False
+        self._listen_timeout = timeout
+        if timeout is None:
+            self._deadline = math.inf  # (a timer left from an earlier wait finds nothing due)
+        else:
+            self._deadline = self.loop.time() + timeout
+            if self._timer is None or self._deadline < self._timer_at:
+                self._arm()
 
     async def _wait(self, timeout: float | None) -> None:
         """Until the parser has something new (or the connection failed), at most ``timeout`` s.
@@ -222,12 +277,19 @@ class _Connection(asyncio.Protocol):
     def _check_deadline(self) -> None:
         self._timer = None
         waiter = self.waiter
-        if waiter is None or waiter.done() or self.closed:
+        if self.closed or (self.listener is None if waiter is None else waiter.done()):
             return  # no wait in progress: the next one arms the timer again
-        if self.loop.time() >= self._deadline:
+        if self._deadline == math.inf:
+            return  # a listener without a read timeout
+        if self.loop.time() < self._deadline:
+            self._arm()
+        elif waiter is not None:
             self._time_out(waiter)
         else:
-            self._arm()
+            # A listener's wait: the error its reader meets next, as an awaiting reader would.
+            self._fail(httpx.ReadTimeout("upstream did not answer in time"))
+            self.close()
+            self._notify()
 
     def _arm(self) -> None:
         if self._timer is not None:
@@ -245,9 +307,17 @@ class _Connection(asyncio.Protocol):
         self.in_use = True
 
     async def write(self, data: bytes, timeout: float | None) -> None:
+        self.write_now(data)
+        await self.drained(timeout)
+
+    def write_now(self, data: bytes) -> None:
+        """Hand ``data`` to the transport (raises :class:`_StaleConnection` on a closed connection); see :meth:`drained`."""
         if self.closed or self.transport is None or self.transport.is_closing():
             raise _StaleConnection()
         self.transport.write(data)
+
+    async def drained(self, timeout: float | None) -> None:
+        """Until the transport has taken what was written (at once unless writing is paused)."""
         if self._write_paused:
             self._drain = self.loop.create_future()
             try:

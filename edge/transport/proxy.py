@@ -35,7 +35,7 @@ from starlette.types import Message, Receive, Scope, Send
 from edge.core import metrics
 from edge.core.errors import UpstreamStreamBroken
 from edge.core.settings import Settings
-from edge.transport.http1 import Http1Transport, RawResponse
+from edge.transport.http1 import Http1Transport, RawResponse, request_head
 from edge.transport.upstream import make_transport, upstream_error_kind
 
 __all__ = ["ReverseProxy", "HOP_BY_HOP", "PROXIED", "response_headers"]
@@ -162,9 +162,7 @@ class ReverseProxy:
             if upload is not None:
                 upload.release()
 
-    async def _forward(
-        self, scope: Scope, content: bytes | AsyncIterator[bytes] | None, upload: _Upload | None, send: Send
-    ) -> None:
+    async def _forward(self, scope: Scope, content: bytes | AsyncIterator[bytes] | None, upload: _Upload | None, send: Send) -> None:
         transport = self.transport
         assert transport is not None
         if isinstance(transport, Http1Transport) and not isinstance(content, AsyncIterator):
@@ -214,19 +212,27 @@ class ReverseProxy:
         """This request, its ``body`` held whole, to the storefront over edge's own transport: its answer,
         or None when there is none (``send`` then got the 502, 503 or 504, counted)."""
         target = self._upstream_target(scope)[1]
-        headers = self._request_headers(scope)
         method = scope["method"].upper()
+        headers = upstream_request_headers(method, self._request_headers(scope), body, self._netloc)
         try:
-            return await transport.exchange(
-                method, self._origin, target, upstream_request_headers(method, headers, body, self._netloc), body, self._timeout
-            )
+            return await transport.exchange(method, self._origin, target, headers, body, self._timeout)
         except Exception as exc:
-            if not isinstance(exc, httpx.HTTPError):
-                # A transport's own error that it did not map to httpx's: still the storefront's side.
-                log.error("upstream request failed: %s: %.200s", exc.__class__.__name__, exc)
-                exc = httpx.TransportError(str(exc))
-            await self._upstream_failed(send, exc)
+            await self.exchange_failed(exc, send)
             return None
+
+    def upstream_head(self, scope: Scope) -> bytes:
+        """The head :meth:`exchange` writes for this request without a body; raises what the transport would."""
+        method = scope["method"].upper()
+        headers = upstream_request_headers(method, self._request_headers(scope), b"", self._netloc)
+        return request_head(method.encode("ascii"), self._upstream_target(scope)[1], headers)
+
+    async def exchange_failed(self, exc: Exception, send: Send) -> None:
+        """What :meth:`exchange` answers when no answer came (502, 503 or 504, counted)."""
+        if not isinstance(exc, httpx.HTTPError):
+            # A transport's own error that it did not map to httpx's: still the storefront's side.
+            log.error("upstream request failed: %s: %.200s", exc.__class__.__name__, exc)
+            exc = httpx.TransportError(str(exc))
+        await self._upstream_failed(send, exc)
 
     async def _relay(
         self, status: int, raw_headers: list[tuple[bytes, bytes]], next_chunk: Callable[[], Awaitable[tuple[bytes, bool]]], send: Send
@@ -405,9 +411,7 @@ _REPLACED_REQUEST_HEADERS = frozenset({b"host", b"x-forwarded-for", b"x-forwarde
 _LENGTH_REQUIRED = frozenset({"POST", "PUT", "PATCH"})
 
 
-def upstream_request_headers(
-    method: str, headers: list[tuple[bytes, bytes]], body: bytes, netloc: bytes
-) -> list[tuple[bytes, bytes]]:
+def upstream_request_headers(method: str, headers: list[tuple[bytes, bytes]], body: bytes, netloc: bytes) -> list[tuple[bytes, bytes]]:
     """``headers`` (lower-case names) as ``httpx.Request`` would send them with ``body`` to ``netloc``: a
     ``Content-Length`` appended for a body that has none, then a ``Host`` (when missing) and, for a body-less
     POST, PUT or PATCH, ``Content-Length: 0`` in front — byte for byte what the httpx path sends.

@@ -63,6 +63,10 @@ def _answer(path: bytes) -> list[bytes | float]:
         page = (b"<!doctype html><html><head><title>t</title></head><body><form><input name=csrf value=" + value + b"></form>"
                 b'<div data-edge-widget="reviews"><p>great</p></div>' + b"<p>leaf</p>" * 3000 + b"<p>" + value + b"</p></body></html>")  # fmt: skip
         return [b"HTTP/1.1 200 OK\r\n" + html + b"content-length: %d\r\n\r\n" % len(page) + page]
+    if path.startswith(b"/stall"):  # nothing until past edge's read timeout (2 s): a 504
+        return [2.6, b"HTTP/1.1 200 OK\r\n" + html + b"content-length: %d\r\n\r\n" % len(PAGE) + PAGE]
+    if path.startswith(b"/halt"):  # the head and a part, then nothing past the read timeout
+        return [b"HTTP/1.1 200 OK\r\n" + html + b"content-length: %d\r\n\r\n" % len(PAGE) + PAGE[:3000], 2.6, PAGE[3000:]]
     if path.startswith(b"/notransform"):
         return [b"HTTP/1.1 200 OK\r\n" + html + b"cache-control: no-transform\r\ncontent-length: %d\r\n\r\n" % len(PAGE) + PAGE]
     extra = b"set-cookie: a=1; Path=/\r\nset-cookie: b=2; Path=/\r\nkeep-alive: timeout=5\r\nconnection: keep-alive, x-hop\r\nx-hop: 1\r\n"
@@ -90,6 +94,7 @@ class Storefront:
 
     def _serve(self, conn: socket.socket) -> None:
         data = b""
+        drop_next = False  # after a /stale page, the next request on this connection is not answered
         with conn:
             while True:
                 while b"\r\n\r\n" not in data:
@@ -100,14 +105,20 @@ class Storefront:
                 head, _, data = data.partition(b"\r\n\r\n")
                 with self.lock:
                     self.requests.append(head + b"\r\n\r\n")
+                if drop_next:
+                    return  # closed on a request it took, unanswered: a reused connection gone stale
                 path = head.split(b" ", 2)[1]
+                drop_next = path.startswith(b"/stale")
                 for part in _answer(path):
                     if part is None:
                         return  # close mid-body
                     if isinstance(part, float):
                         time.sleep(part)
                     else:
-                        conn.sendall(part)
+                        try:
+                            conn.sendall(part)
+                        except OSError:
+                            return  # edge gave up on it (a read timeout)
 
     def take(self) -> list[bytes]:
         with self.lock:
@@ -149,14 +160,14 @@ def edges() -> Iterator[tuple[Storefront, int, int]]:
         shop.sock.close()
 
 
-def _exchange(port: int, requests: list[bytes]) -> bytes:
+def _exchange(port: int, requests: list[bytes], quiet: float = 0.6) -> bytes:
     """Send ``requests`` on one connection, one after the other's answer; everything received until the
-    connection closes or goes quiet."""
+    connection closes or goes ``quiet`` seconds."""
     out = b""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         for request in requests:
             sock.sendall(request)
-            sock.settimeout(0.6)
+            sock.settimeout(quiet)
             try:
                 while True:
                     data = sock.recv(262144)
@@ -213,8 +224,13 @@ def _lite(path: str, extra: bytes = b"") -> bytes:
 CASES = {
     "page": [_get("/")],
     "page, two on one connection": [_get("/"), _get("/?again=1")],
-    "page with proxy headers": [_get("/p?q=a%20b&x=1", b"X-Forwarded-For: 10.0.0.9\r\nVia: 1.0 cdn\r\nCookie: c=1; d=2\r\n"
-                                     b"Connection: keep-alive, X-Drop\r\nX-Drop: 1\r\nTE: trailers\r\nKeep-Alive: 5\r\n")],
+    "page with proxy headers": [
+        _get(
+            "/p?q=a%20b&x=1",
+            b"X-Forwarded-For: 10.0.0.9\r\nVia: 1.0 cdn\r\nCookie: c=1; d=2\r\n"
+            b"Connection: keep-alive, X-Drop\r\nX-Drop: 1\r\nTE: trailers\r\nKeep-Alive: 5\r\n",
+        )
+    ],
     "page, connection close": [_get("/", b"Connection: close\r\n")],
     "HEAD": [_get("/", method="HEAD")],
     "conditional": [_get("/", b'If-None-Match: "v1"\r\n')],
@@ -239,6 +255,15 @@ CASES = {
     "lite, gzip page": [_lite("/gzip", b"Accept-Encoding: gzip\r\n")],
     "lite, chunked page": [_lite("/chunked")],
     "minimal": [_get("/widgets?v=A1", b"Cookie: edge_tier=minimal\r\n"), _get("/widgets?v=B2", b"Cookie: edge_tier=minimal\r\n")],
+    "upstream read timeout (504)": [_get("/"), _get("/stall")],
+    "upstream read timeout mid-page": [_get("/"), _get("/halt")],
+    "lite, upstream read timeout mid-page": [_lite("/small"), _lite("/halt")],
+    "stale reused connection (retried)": [_get("/stale"), _get("/?after=stale")],
+    "lite, stale reused connection": [_lite("/stale"), _lite("/small?after=stale")],
+    "pipelined pages": [_get("/") + _get("/?2") + _get("/small")],
+    "pipelined: lite, an image, a 304, full": [_lite("/small") + _get("/image") + _get("/304") + _get("/?x") + _lite("/widgets?v=Q")],
+    "pipelined behind a slow page": [_get("/small") + _get("/slow") + _get("/small?2")],
+    "pipelined, the last cut short": [_get("/small") + _get("/small?2") + b"GET /small?3 HTTP/1.1\r\nHost: shop"],
     "asset path": [_get("/static/app.js")],
     "edge's own path": [_get("/__edge/nothing-here")],
     "HTTP/1.0": [b"GET / HTTP/1.0\r\nHost: shop.test\r\n" + HINTS + b"\r\n"],
@@ -257,11 +282,12 @@ def _fast_pages(admin: int) -> float:
 def test_same_bytes_as_the_asgi_path(edges: tuple[Storefront, tuple[int, int], tuple[int, int]], case: str) -> None:
     shop, (fast, fast_admin), (asgi, _) = edges
     requests = CASES[case]
+    quiet = 3.0 if "timeout" in case else 0.6
     shop.take()
-    via_fast = _exchange(fast, requests)
+    via_fast = _exchange(fast, requests, quiet)
     time.sleep(0.05)
     upstream_fast = shop.take()
-    via_asgi = _exchange(asgi, requests)
+    via_asgi = _exchange(asgi, requests, quiet)
     time.sleep(0.05)
     upstream_asgi = shop.take()
     assert upstream_fast == upstream_asgi
@@ -288,3 +314,27 @@ def test_the_page_takes_the_fast_path(edges: tuple[Storefront, tuple[int, int], 
     assert _fast_pages(fast_admin) == before + 4
     _exchange(asgi, [_get("/")])
     assert _fast_pages(asgi_admin) == 0
+
+
+def test_a_shopper_gone_mid_page(edges: tuple[Storefront, tuple[int, int], tuple[int, int]]) -> None:
+    """A shopper who leaves while the page is on its way: the storefront's connection is not reused
+    mid-answer (the next shopper's page comes whole, from the request it sent), on either path."""
+    shop, (fast, _), (asgi, _) = edges
+    answers, upstream = [], []
+    for port in (fast, asgi):
+        shop.take()
+        _exchange(port, [_get("/small")])  # a pooled connection for the callback exchange to take
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(_get("/slow?gone=1"))
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(_lite("/halt?gone=2"))
+            time.sleep(0.05)
+        answers.append(_normalized(_exchange(port, [_get("/small?next=1"), _lite("/widgets?v=N")])))
+        time.sleep(0.3)  # the first page's rest arrives
+        answers.append(_normalized(_exchange(port, [_get("/small?next=2")])))
+        time.sleep(0.05)
+        upstream.append(sorted(shop.take()))
+    assert answers[0] == answers[2] and answers[1] == answers[3]
+    assert len(answers[0]) == 2 and len(answers[1]) == 1
+    assert upstream[0] == upstream[1]

@@ -14,7 +14,7 @@ import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.transport.http1 import Http1Transport, _head, _serialize
+from edge.transport.http1 import Http1Transport, _serialize, request_head
 from edge.transport.proxy import upstream_request_headers
 from tests.transport.test_http1 import PAGE, TIMEOUTS, Server, check_body_cut_short, keep_answering, ok
 
@@ -31,7 +31,7 @@ def test_the_raw_path_sends_what_httpx_request_would(method, headers, content, u
     ours = upstream_request_headers(method, headers, content or b"", url.netloc)
     assert ours == request.headers.raw
     head, body, _ = _serialize(request)
-    assert _head(method.encode(), url.raw_path, ours) == head and body == (content or b"")
+    assert request_head(method.encode(), url.raw_path, ours) == head and body == (content or b"")
 
 
 def origin(server: Server) -> tuple[str, str, int]:
