@@ -236,6 +236,27 @@ def test_edge_features_match_the_plain_definition():
         assert list(features.transform_one(x).items()) == list(_reference_edge_features(x).items()), x
 
 
+
+def test_edge_features_compiled_input_passes_match_the_loop_and_the_plain_definition():
+    """Layouts seen often get straight-line code (edge.learning.model.unrolled.compile_inputs): the same keys,
+    order and floats (down to the sign of a zero) as the loop, and as the plain definition, whatever the values."""
+    from edge.learning.model import river as edge_river
+    from edge.learning.model.river import _input_pass
+    from edge.learning.model.unrolled import compile_inputs
+
+    rng = random.Random(12)
+    features = EdgeFeatures()
+    layouts = [tuple(_random_features(rng)) for _ in range(6)] + [tuple(_POOL), (), ("radio",), (7, "rsrp")]
+    for layout in layouts:
+        compiled = compile_inputs(layout, edge_river._PLAN, edge_river._ONE_HOT_KEYS, edge_river._STEPS)
+        for _ in range(150):
+            x = {name: _POOL.get(name, _POOL["weird"])(rng) for name in layout}
+            out, tcp = compiled(x.values())
+            assert [(k, repr(v)) for k, v in out.items()] == [(k, repr(v)) for k, v in _input_pass(x)[0].items()], x
+            assert tcp == _input_pass(x)[1]
+            assert list(features.transform_one(x).items()) == list(_reference_edge_features(x).items()), x
+    assert edge_river._INPUT_PASSES.get(tuple(_POOL)) is not None  # compiled in use by transform_one after 8 sightings
+
 def _plain_river(estimator):
     """River's own pipeline, driven as RiverModel.predict and .learn would be: predict, then learn."""
     pipeline = make_pipeline(estimator)

@@ -29,6 +29,7 @@ from edge.learning.model import logreg
 from edge.learning.model.linear import ScaledLogReg
 from edge.learning.model.rules import RuleModel
 from edge.learning.model.scaler import WelfordScaler
+from edge.learning.model.unrolled import Layouts, compile_inputs
 from edge.learning.prior import Prior, apply_prior, load_prior
 from edge.pipeline.features import Features
 from edge.pipeline.signals import ECT_VALUES, RADIO_CLASSES
@@ -123,47 +124,9 @@ class EdgeFeatures(base.Transformer):
     def transform_with_rules(self, x: dict, p: float | None) -> dict:
         """``transform_one(x)`` given ``p``, the rule baseline's prediction for ``x`` (``RuleModel().predict(x)``,
         which the champion/challenger has already computed for the label: it is not computed twice)."""
-        # Runs once per prediction and once per label, so it is written for CPython: one lookup
-        # per input name in _PLAN says what to do with it (a step code and its table), no helper
-        # calls where an expression does. The output (keys, their order, values, down to the sign
-        # of a zero) is what the plain rules in the class docstring give
-        # (tests/learning/test_learning.py compares the two on random inputs).
-        out: dict[str, float] = {}
-        plan, one_hot, log10, log1p = _PLAN, _ONE_HOT_KEYS, math.log10, math.log1p
-        has_tcp_rtt = False
-        for name, value in x.items():
-            if type(value) is float:  # the common case (edge.pipeline.features gives floats)
-                v = value
-            elif isinstance(value, str):
-                keys = one_hot.get(name)
-                if keys is not None:
-                    key = keys.get(value)
-                    if key is not None:
-                        out[key] = 1.0
-                continue
-            elif isinstance(value, (int, float)):
-                v = float(value)
-            else:
-                continue
-            if v - v != 0.0:  # inf or nan: inf - inf and nan - nan are nan
-                continue
-            step = plan.get(name)
-            if step is None:
-                out[name] = v
-                continue
-            code, edges, band_keys = step
-            if code is _LOG10:
-                out[name] = log10(v if v >= 1.0 else 1.0)  # max(v, 1.0), as the rules say
-            elif code is _LOG1P_SCALE:
-                out[name] = log1p(v if v >= 0.0 else 0.0)  # max(v, 0.0): keeps -0.0 as max does
-            elif code is _BANDED:
-                out[name] = v
-                out[band_keys[bisect_right(edges, v)]] = 1.0
-            elif code is _TCP_BAND:
-                out[band_keys[bisect_right(edges, v)]] = 1.0
-                if name == "tcp_rtt_ms":
-                    has_tcp_rtt = True
-            # _UNUSED: nothing
+        # Per prediction and label: _input_pass as straight-line code for a layout seen often (…model.unrolled).
+        run = _INPUT_PASSES.get(layout := tuple(x)) or _INPUT_PASSES.seen(layout)
+        out, has_tcp_rtt = _input_pass(x) if run is None else run(x.values())
         if "last_kbps" in out:
             age = x.get("last_age_s")
             fresh = 0.5 ** (float(age) / self.freshness_half_life_s) if isinstance(age, (int, float)) else 0.5
@@ -217,7 +180,52 @@ _PLAN: dict[str, tuple[str, tuple[float, ...], tuple[str, ...]]] = {
     **{name: (_TCP_BAND, edges, keys) for name, (edges, keys) in _TCP_BAND_KEYS.items()},
     **{name: (_UNUSED, (), ()) for name in _TCP_UNUSED},
 }
+#: The inputs' pass compiled per layout of input names (edge.learning.model.unrolled), for layouts seen often.
+_STEPS = {c: c for c in (_LOG10, _LOG1P_SCALE, _BANDED, _TCP_BAND, _UNUSED)}
+_INPUT_PASSES = Layouts(lambda layout: compile_inputs(layout, _PLAN, _ONE_HOT_KEYS, _STEPS), after=8, limit=256)
 _LAST_BAND_KEYS = tuple(f"last_band={i}" for i in range(len(_ascending(LAST_KBPS_BANDS, "last_kbps")) + 1))
+
+
+def _input_pass(x: dict) -> tuple[dict[str, float], bool]:
+    """EdgeFeatures' loop over the inputs: (their features in order, whether a TCP round trip was read). The
+    output (keys, order, values, the sign of a zero) is the class docstring's (tests/learning/test_learning.py)."""
+    out: dict[str, float] = {}
+    plan, one_hot, log10, log1p = _PLAN, _ONE_HOT_KEYS, math.log10, math.log1p
+    has_tcp_rtt = False
+    for name, value in x.items():
+        if type(value) is float:  # the common case (edge.pipeline.features gives floats)
+            v = value
+        elif isinstance(value, str):
+            keys = one_hot.get(name)
+            if keys is not None:
+                key = keys.get(value)
+                if key is not None:
+                    out[key] = 1.0
+            continue
+        elif isinstance(value, (int, float)):
+            v = float(value)
+        else:
+            continue
+        if v - v != 0.0:  # inf or nan: inf - inf and nan - nan are nan
+            continue
+        step = plan.get(name)
+        if step is None:
+            out[name] = v
+            continue
+        code, edges, band_keys = step
+        if code is _LOG10:
+            out[name] = log10(v if v >= 1.0 else 1.0)  # max(v, 1.0), as the rules say
+        elif code is _LOG1P_SCALE:
+            out[name] = log1p(v if v >= 0.0 else 0.0)  # max(v, 0.0): keeps -0.0 as max does
+        elif code is _BANDED:
+            out[name] = v
+            out[band_keys[bisect_right(edges, v)]] = 1.0
+        elif code is _TCP_BAND:
+            out[band_keys[bisect_right(edges, v)]] = 1.0
+            if name == "tcp_rtt_ms":
+                has_tcp_rtt = True
+        # _UNUSED: nothing
+    return out, has_tcp_rtt
 
 
 def make_pipeline(estimator: str = "logreg", seed: int = 0) -> compose.Pipeline:

@@ -19,9 +19,12 @@ bookkeeping (iterating the dict, the slot lookup, the index loads) was about hal
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
+from typing import Any
 
-__all__ = ["compile_pass", "FirstPass"]
+__all__ = ["compile_pass", "compile_inputs", "FirstPass", "Layouts"]
 
 #: ``(values, count, mean, var, std, w, constant) -> (before, after, slots, scaled)``: the features'
 #: values in the layout's order and the learner's per-slot lists (see ScaledLogReg.first_pass).
@@ -63,3 +66,93 @@ def compile_pass(slots: Sequence[int]) -> FirstPass:
     namespace: dict[str, object] = {}
     exec(compile("\n".join(lines), f"<ScaledLogReg pass over {len(slots)} slots>", "exec"), namespace)  # noqa: S102
     return namespace["first_pass"]  # type: ignore[return-value]
+
+
+class Layouts:
+    """Compiled functions by layout: ``get(layout)`` is the function, or None until :meth:`seen` has compiled
+    it (the ``after``-th sighting; at most ``limit`` layouts are compiled, a rare one keeps the loop).
+
+    >>> layouts = Layouts(lambda layout: len(layout), after=2, limit=1)
+    >>> layouts.seen(("a",)), layouts.seen(("a",)), layouts.get(("a",)), layouts.seen(("b", "c")), layouts.seen(("b", "c"))
+    (None, 1, 1, None, None)
+    """
+
+    __slots__ = ("_make", "_after", "_limit", "_compiled", "_seen", "get")
+
+    def __init__(self, make: Callable[[tuple], Callable[..., Any]], *, after: int, limit: int) -> None:
+        self._make, self._after, self._limit = make, after, limit
+        self._compiled: dict[tuple, Callable[..., Any]] = {}
+        self._seen: dict[tuple, int] = {}
+        self.get = self._compiled.get
+
+    def seen(self, layout: tuple) -> Callable[..., Any] | None:
+        """Count a sighting of ``layout`` (which the loop just ran); its compiled function once it has one."""
+        seen = self._seen
+        n = seen[layout] = seen.get(layout, 0) + 1
+        if n < self._after or len(self._compiled) >= self._limit:
+            if len(seen) > 16 * self._limit:  # many rare layouts: count afresh
+                seen.clear()
+            return None
+        fn = self._compiled[layout] = self._make(layout)
+        return fn
+
+    def __len__(self) -> int:
+        return len(self._compiled)
+
+
+def compile_inputs(layout: tuple, plan: dict, one_hot: dict, codes: dict[str, str]) -> Callable[..., tuple[dict, bool]]:
+    """:class:`~edge.learning.model.river.EdgeFeatures`' loop over the inputs (``river._input_pass``) for inputs
+    named ``layout``, in that order, as straight-line code: ``fn(x.values()) -> (out, has_tcp_rtt)``.
+
+    ``plan`` and ``one_hot`` are ``river._PLAN`` and ``river._ONE_HOT_KEYS``; ``codes`` names the plan's steps
+    (``{"log10": …, "log1p": …, "banded": …, "tcp band": …, "unused": …}``). Each input's block is the loop's
+    body for that name's step; a ``str`` name is written as a literal, any other is a global of the code.
+    """
+    env: dict[str, object] = {"log10": math.log10, "log1p": math.log1p, "bisect_right": bisect_right}
+    names = [f"x{k}" for k in range(len(layout))]
+    lines = ["def input_pass(values):"]
+    if names:
+        lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = values")
+    lines += ["    out = {}", "    has_tcp_rtt = False"]
+    for k, (x, name) in enumerate(zip(names, layout)):
+        env[f"N{k}"] = name
+        key_of = repr(name) if type(name) is str else f"N{k}"
+        keys = one_hot.get(name)
+        if keys is not None:
+            env[f"K{k}"] = keys
+            on_str = [f"        key = K{k}.get(v)", "        if key is not None:", "            out[key] = 1.0"]
+        else:
+            on_str = []
+        lines += [
+            f"    v = {x}",
+            "    if type(v) is not float:",
+            "        if isinstance(v, str):",
+            *("    " + line for line in on_str),
+            "            v = None",
+            "        elif isinstance(v, (int, float)):",
+            "            v = float(v)",
+            "        else:",
+            "            v = None",
+            "    if v is not None and v - v == 0.0:  # not inf nor nan",
+        ]
+        step = plan.get(name)
+        code = None if step is None else step[0]
+        if step is not None and code in (codes["banded"], codes["tcp band"]):
+            env[f"E{k}"], env[f"B{k}"] = step[1], step[2]
+        if step is None:
+            lines.append(f"        out[{key_of}] = v")
+        elif code is codes["log10"]:
+            lines.append(f"        out[{key_of}] = log10(v if v >= 1.0 else 1.0)")
+        elif code is codes["log1p"]:
+            lines.append(f"        out[{key_of}] = log1p(v if v >= 0.0 else 0.0)")
+        elif code is codes["banded"]:
+            lines += [f"        out[{key_of}] = v", f"        out[B{k}[bisect_right(E{k}, v)]] = 1.0"]
+        elif code is codes["tcp band"]:
+            lines.append(f"        out[B{k}[bisect_right(E{k}, v)]] = 1.0")
+            if name == "tcp_rtt_ms":
+                lines.append("        has_tcp_rtt = True")
+        else:  # unused
+            lines.append("        pass")
+    lines.append("    return out, has_tcp_rtt")
+    exec(compile("\n".join(lines), f"<EdgeFeatures inputs, {len(layout)} names>", "exec"), env)  # noqa: S102
+    return env["input_pass"]  # type: ignore[return-value]
