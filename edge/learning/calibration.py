@@ -139,6 +139,22 @@ class ConfidenceCalibrator:
         e = math.exp(z)
         return e / (1.0 + e)
 
+    def serve_learn(self, p: float | None, degraded: bool) -> float | None:
+        """``q = self(p); self.learn(p, degraded); return q``, in one call (the champion/challenger's, per label).
+
+        >>> c = ConfidenceCalibrator()
+        >>> c.serve_learn(0.8, True), c.labels, c.serve_learn(None, True), c.labels
+        (0.8, 1, None, 1)
+        """
+        if p is None:
+            return None
+        q = p if self.served == 1.0 else self(p)
+        if self.labels >= SETTLED_AFTER:  # settled: learn would only count the label
+            self.labels += 1
+        else:
+            self.learn(p, degraded)
+        return q
+
     def learn(self, p: float | None, degraded: bool) -> None:
         """One SGD step on the log-loss of ``degraded`` given the raw ``p`` (nothing to learn from ``None``);
         the served slope takes the learned one if they now differ beyond :data:`NOISE_Z` standard errors."""

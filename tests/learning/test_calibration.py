@@ -130,3 +130,17 @@ def test_the_champion_serves_well_calibrated_rules_exactly():
         assert cc.source != "rules" or cc.predict(x) == p
         cc.learn(x, rng.random() < p)
     assert cc.calibrators["rules"].served == 1.0
+
+
+def test_serve_learn_is_call_then_learn_bit_for_bit():
+    """The champion/challenger's one call per label gives what serving then learning gives, past settling too."""
+    rng = random.Random(2)
+    ours, theirs = ConfidenceCalibrator(), ConfidenceCalibrator()
+    for k in range(700):
+        p = None if k % 37 == 0 else rng.choice([rng.random(), 0.0, 1.0, 0.97])
+        y = rng.random() < (0.9 if k < 200 else 0.3)  # miscalibrated first: the served slope moves
+        expected = theirs(p)
+        theirs.learn(p, y)
+        assert ours.serve_learn(p, y) == expected
+        assert (ours.a, ours.labels, ours.served, ours.info) == (theirs.a, theirs.labels, theirs.served, theirs.info)
+    assert ours.served != 1.0 and ours.labels > SETTLED_AFTER

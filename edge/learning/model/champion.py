@@ -368,9 +368,7 @@ class ChampionChallenger:
                 continue
             p = p_model if name == "model" else p_rules if name == "rules" else p_last if name == "last_request" else FIXED_CANDIDATES[name](x)
             calibrate = calibrators[name]
-            predictions.append(calibrate(p))
-            if learn:
-                calibrate.learn(p, y)
+            predictions.append(calibrate.serve_learn(p, y) if learn else calibrate(p))
         ev = self.evaluation  # a RollingEvaluation in checkpoints from before the fading one: its dict call
         refreshed = ev.update_values(y, predictions) if type(ev) is FadingEvaluation else ev.update(y, dict(zip(ev.models, predictions)))
         if p_model is not None:
