@@ -143,3 +143,36 @@ def test_straight_line_passes_give_the_loops_numbers_bit_for_bit():
         assert ours.predict_learn(z, y) == expected
     assert len(ours._passes) == 4 and 600 // 4 > COMPILE_AFTER
     _same(ours, rivers)
+
+
+def test_the_transform_and_the_pass_compiled_in_one_give_the_two_steps_numbers_bit_for_bit():
+    """unrolled.compile_features_pass against EdgeFeatures.transform_with_rules then ScaledLogReg.first_pass, on
+    twins of one state, for layouts of the random inputs (new features, NaN, inf, strings, ints); and a RiverModel
+    whose layouts repeat (so that its compiled passes are used) against River's own pipeline."""
+    from edge.learning.model import river as edge_river
+    from edge.learning.model.river import EdgeFeatures
+    from edge.learning.model.unrolled import compile_features_pass
+    from tests.learning.test_learning import _POOL, _plain_river
+
+    rng = random.Random(8)
+    features = EdgeFeatures()
+    ours = ScaledLogReg.from_river(WelfordScaler(), _logreg())
+    layouts = [tuple(_random_features(rng)) for _ in range(8)] + [tuple(n for n in _POOL if n != "weird"), ()]
+    for k in range(600):
+        layout = layouts[k % len(layouts)]
+        x = {name: _POOL[name](rng) for name in layout}
+        p = rng.choice([None, rng.random(), 0.0])
+        twin = copy.deepcopy(ours)
+        run = compile_features_pass(layout, ours.index.get, edge_river._TABLES)
+        f = twin
+        got = run(x, x.values(), p, 60.0, True, f.count, f.mean, f.var, f.std, f.w, f.constant, f.index, f._slot)
+        z = features.transform_with_rules(x, p)
+        assert repr(got) == repr(ours.first_pass(z)), (x, p)
+        assert twin.names == ours.names and repr((twin.count, twin.mean, twin.var, twin.w)) == repr((ours.count, ours.mean, ours.var, ours.w))
+        ours.finish(*got, rng.random() < 0.3)
+    model, (_, step) = RiverModel(), _plain_river("logreg")
+    for k in range(900):
+        x = {name: _POOL[name](rng) for name in layouts[k % 3]}
+        y = _random_label(x, rng)
+        assert model.predict_then_learn(x, y) == step(x, y)
+    assert len(model._fused._x_passes) == 3

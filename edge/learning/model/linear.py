@@ -48,7 +48,7 @@ import math
 from typing import Any
 
 from edge.learning.model.scaler import WelfordScaler
-from edge.learning.model.unrolled import FirstPass, compile_pass
+from edge.learning.model.unrolled import FirstPass, Layouts, compile_features_pass, compile_pass
 
 __all__ = ["ScaledLogReg", "COMPILE_AFTER", "MAX_LAYOUTS"]
 
@@ -81,6 +81,7 @@ class ScaledLogReg:
     __slots__ = (
         "index", "names", "count", "mean", "var", "std", "w", "intercept", "iterations",
         "lr", "intercept_lr", "l2", "clip", "weight_pos", "weight_neg", "_weighted", "constant", "_passes", "_seen",
+        "_x_passes", "_x_refused",
     )
 
     def __init__(self, *, lr: float, intercept_lr: float, l2: float, clip: float, weight_pos: float = 1.0, weight_neg: float = 1.0) -> None:
@@ -102,6 +103,9 @@ class ScaledLogReg:
         # Straight-line passes by layout (tuple of names), and how often each uncompiled layout was seen.
         self._passes: dict[tuple, FirstPass] = {}
         self._seen: dict[tuple, int] = {}
+        # Straight-line transform-and-pass code by layout of EdgeFeatures' inputs (RiverModel.predict_then_learn).
+        self._x_passes = Layouts(compile_features_pass, after=COMPILE_AFTER, limit=MAX_LAYOUTS)
+        self._x_refused: set[tuple] = set()
 
     def _slot(self, name: Any) -> int:
         i = self.index[name] = len(self.names)
@@ -219,6 +223,22 @@ class ScaledLogReg:
         else:
             before, after, slots, scaled = self.first_pass(z)
             self._compiled(layout)
+        return self.finish(before, after, slots, scaled, y)
+
+    def features_pass(self, x: dict, tables: dict[str, Any]) -> FirstPass | None:
+        """The straight-line transform-and-pass for ``x``'s layout of inputs
+        (:func:`~edge.learning.model.unrolled.compile_features_pass` with ``tables``), once seen often; else None."""
+        layout = tuple(x)
+        run = self._x_passes.get(layout)
+        if run is None and layout not in self._x_refused:
+            try:
+                run = self._x_passes.seen(layout, self.index.get, tables)
+            except ValueError:  # features that could collide: the transform's dict orders them
+                self._x_refused.add(layout)
+        return run
+
+    def finish(self, before: float, after: float, slots: list[int], scaled: list[float], y: bool) -> float:
+        """The estimator's step after a first pass (:meth:`first_pass`'s results); the prediction from before it."""
         intercept = self.intercept
         w, mean, var, constant = self.w, self.mean, self.var, self.constant
         # River's Log.gradient at the raw dot, × the sample weight 1.0, clamped (logreg.learn_one)

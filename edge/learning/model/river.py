@@ -184,6 +184,8 @@ _PLAN: dict[str, tuple[str, tuple[float, ...], tuple[str, ...]]] = {
 _STEPS = {c: c for c in (_LOG10, _LOG1P_SCALE, _BANDED, _TCP_BAND, _UNUSED)}
 _INPUT_PASSES = Layouts(lambda layout: compile_inputs(layout, _PLAN, _ONE_HOT_KEYS, _STEPS), after=8, limit=256)
 _LAST_BAND_KEYS = tuple(f"last_band={i}" for i in range(len(_ascending(LAST_KBPS_BANDS, "last_kbps")) + 1))
+_TAIL_KEYS = frozenset({"last_fresh", "last_kbps_fresh", "no_last", "cell_share_conf", "no_cell", "no_tcp", "rules"})
+_TABLES = dict(plan=_PLAN, one_hot=_ONE_HOT_KEYS, codes=_STEPS, tail_keys=_TAIL_KEYS, last_bands=LAST_KBPS_BANDS, last_band_keys=_LAST_BAND_KEYS, centre=_LOG_KBPS_CENTRE)
 
 
 def _input_pass(x: dict) -> tuple[dict[str, float], bool]:
@@ -329,16 +331,12 @@ class RiverModel:
     def predict_then_learn(self, x: Features, degraded: bool, rules_p: float | None | object = _NOT_GIVEN) -> float | None:
         """``p = self.predict(x); self.learn(x, degraded); return p``, with one :class:`EdgeFeatures` pass.
 
-        The prequential step (:meth:`ChampionChallenger.learn`). :class:`EdgeFeatures` is
-        stateless (it learns nothing), so its output for ``x`` is the same before and after
-        learning: it is computed once, and the later steps are called as River's
-        ``Pipeline.predict_proba_one`` then ``Pipeline.learn_one`` call them (each unsupervised
-        transformer learns ``x`` before transforming it; the estimator learns the result); the
-        scaler gives its transform before and after learning in one pass
-        (:meth:`~edge.learning.model.scaler.WelfordScaler.predict_learn_transform`). ``rules_p``, if
-        given, is ``RuleModel().predict(x)``, which :class:`EdgeFeatures` then does not compute again.
-        The numbers are those of the two calls, bit for bit (``tests/learning/test_learning.py`` checks it).
-        A pipeline of another shape, or River's ``learn_during_predict`` mode, takes the two calls.
+        The prequential step (:meth:`ChampionChallenger.learn`). :class:`EdgeFeatures` is stateless, so its
+        output for ``x`` is computed once; the default pipeline's flat learner takes it in one pass (for a layout
+        of inputs seen often, transform and pass as one straight-line function: ``unrolled.compile_features_pass``),
+        another's steps are called as River's ``Pipeline.predict_proba_one`` then ``learn_one`` call them.
+        ``rules_p``, if given, is ``RuleModel().predict(x)`` (not computed again). The numbers are the two
+        calls', bit for bit (tests/learning); River's ``learn_during_predict`` mode takes the two calls.
         """
         y = bool(degraded)
         fused = self._fused
@@ -346,12 +344,16 @@ class RiverModel:
             fused = self._fused_learner()
         if fused is not None:  # the default pipeline: one pass (edge.learning.model.linear)
             features = self._features
-            if rules_p is not _NOT_GIVEN and type(features._rule_model) is RuleModel:
-                z = features.transform_with_rules(x, rules_p)  # type: ignore[arg-type]
+            if rules_p is _NOT_GIVEN or type(features._rule_model) is not RuleModel:  # transform_one's p
+                rules_p = features._rule_model.predict(x) if features.rules else None
+            run = fused.features_pass(x, _TABLES)  # the transform and the learner's pass in one, for a layout seen often
+            if run is None:
+                p: float | None = fused.predict_learn(features.transform_with_rules(x, rules_p), y)  # type: ignore[arg-type]
             else:
-                z = features.transform_one(x)
+                f = fused
+                result = run(x, x.values(), rules_p, features.freshness_half_life_s, features.rules, f.count, f.mean, f.var, f.std, f.w, f.constant, f.index, f._slot)
+                p = fused.finish(*result, y)
             seen = self.seen
-            p: float | None = fused.predict_learn(z, y)
             if not (seen[False] and seen[True]) and self.prior is None:  # as predict(): not ready
                 p = None
             elif p is not None:

@@ -30,21 +30,22 @@ __all__ = ["compile_pass", "compile_inputs", "FirstPass", "Layouts"]
 #: values in the layout's order and the learner's per-slot lists (see ScaledLogReg.first_pass).
 FirstPass = Callable[..., tuple[float, float, list[int], list[float]]]
 
-# One feature's block: ScaledLogReg.first_pass's loop body with the slot I and the value X fixed.
+# One feature's block: ScaledLogReg.first_pass's loop body with the slot I and the value X fixed (its
+# variance is ``vr``: the features pass keeps an input's value in ``v``).
 _BLOCK = """\
     if {x} == constant[{i}]:
         count[{i}] += 1
     else:
-        m, v, wi = mean[{i}], var[{i}], w[{i}]
-        if v:
+        m, vr, wi = mean[{i}], var[{i}], w[{i}]
+        if vr:
             before += wi * (({x} - m) / std[{i}])
         n = count[{i}] + 1
         d = {x} - m
         m += d / n
-        v += (d * ({x} - m) - v) / n
-        s = v**0.5
-        count[{i}], mean[{i}], var[{i}], std[{i}] = n, m, v, s
-        xa = ({x} - m) / s if v else 0.0
+        vr += (d * ({x} - m) - vr) / n
+        s = vr**0.5
+        count[{i}], mean[{i}], var[{i}], std[{i}] = n, m, vr, s
+        xa = ({x} - m) / s if vr else 0.0
         after += wi * xa
         slots.append({i})
         scaled.append(xa)
@@ -79,21 +80,22 @@ class Layouts:
 
     __slots__ = ("_make", "_after", "_limit", "_compiled", "_seen", "get")
 
-    def __init__(self, make: Callable[[tuple], Callable[..., Any]], *, after: int, limit: int) -> None:
+    def __init__(self, make: Callable[..., Callable[..., Any]], *, after: int, limit: int) -> None:
         self._make, self._after, self._limit = make, after, limit
         self._compiled: dict[tuple, Callable[..., Any]] = {}
         self._seen: dict[tuple, int] = {}
         self.get = self._compiled.get
 
-    def seen(self, layout: tuple) -> Callable[..., Any] | None:
-        """Count a sighting of ``layout`` (which the loop just ran); its compiled function once it has one."""
+    def seen(self, layout: tuple, *args: Any) -> Callable[..., Any] | None:
+        """Count a sighting of ``layout`` (which the loop just ran); its compiled function (``make(layout, *args)``)
+        once it has one."""
         seen = self._seen
         n = seen[layout] = seen.get(layout, 0) + 1
         if n < self._after or len(self._compiled) >= self._limit:
             if len(seen) > 16 * self._limit:  # many rare layouts: count afresh
                 seen.clear()
             return None
-        fn = self._compiled[layout] = self._make(layout)
+        fn = self._compiled[layout] = self._make(layout, *args)
         return fn
 
     def __len__(self) -> int:
@@ -156,3 +158,102 @@ def compile_inputs(layout: tuple, plan: dict, one_hot: dict, codes: dict[str, st
     lines.append("    return out, has_tcp_rtt")
     exec(compile("\n".join(lines), f"<EdgeFeatures inputs, {len(layout)} names>", "exec"), env)  # noqa: S102
     return env["input_pass"]  # type: ignore[return-value]
+
+
+def compile_features_pass(layout: tuple, slot_of: Callable[[Any], int | None], tables: dict[str, Any]) -> FirstPass:
+    """:class:`~edge.learning.model.river.EdgeFeatures`' transform and the flat learner's first pass in one piece of
+    straight-line code for inputs named ``layout``: each feature goes to the learner as it is made, in the order
+    the transform would have put it in its dict, and no dict is built. ``fn(x, values, p, half_life, rules, count,
+    mean, var, std, w, constant, index, new_slot) -> (before, after, slots, scaled)`` is what
+    ``learner.first_pass(features.transform_with_rules(x, p))`` gives (tests/learning/test_linear.py).
+
+    A feature whose slot ``slot_of(name)`` knows is written with its slot as a constant; the others (and the
+    one-hot and band features, named by their values) look theirs up. ``tables``: river's ``plan``, ``one_hot``,
+    ``codes`` (as :func:`compile_inputs`), ``tail_keys`` (the names the transform adds after the inputs),
+    ``last_bands``, ``last_band_keys`` and ``centre``. A layout with a name holding ``=`` or one of ``tail_keys``
+    could put a feature twice in the transform's dict: ValueError, the caller keeps the two steps.
+    """
+    if any(type(name) is not str or "=" in name or name in tables["tail_keys"] for name in layout):
+        raise ValueError("this layout's features could collide: the transform's dict decides their order")
+    plan, one_hot, codes = tables["plan"], tables["one_hot"], tables["codes"]
+    env: dict[str, Any] = {
+        "log": math.log, "log10": math.log10, "log1p": math.log1p, "bisect_right": bisect_right,
+        "LAST_BANDS": tables["last_bands"], "LAST_BAND_KEYS": tables["last_band_keys"], "CENTRE": tables["centre"],
+    }
+    lines = ["def features_pass(x, values, p, half_life, rules, count, mean, var, std, w, constant, index, new_slot):"]
+    names = [f"x{k}" for k in range(len(layout))]
+    if names:
+        lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = values")
+    lines += ["    before = after = 0.0", "    slots = []", "    scaled = []", "    has_tcp_rtt = False", "    lk = cs = None"]
+
+    def feature(key: str | None, value: str, indent: str, runtime_key: str = "") -> list[str]:
+        """The learner's block for one feature (``key`` a literal name, or ``runtime_key`` an expression)."""
+        out = [f"{indent}xi = {value}"]
+        slot = None if key is None else slot_of(key)
+        if slot is None:
+            out += [f"{indent}i = index.get({runtime_key or repr(key)})", f"{indent}if i is None:", f"{indent}    i = new_slot({runtime_key or repr(key)})"]
+            i = "i"
+        else:
+            i = str(int(slot))
+        block = _BLOCK.format(x="xi", i=i)
+        return out + [indent + line[4:] for line in block.splitlines()]
+
+    for k, (x, name) in enumerate(zip(names, layout)):
+        keys = one_hot.get(name)
+        lines += [f"    v = {x}", "    if type(v) is not float:", "        if isinstance(v, str):"]
+        if keys is not None:
+            env[f"K{k}"] = keys
+            lines += [f"            key = K{k}.get(v)", "            if key is not None:"]
+            lines += feature(None, "1.0", "                ", runtime_key="key")
+        lines += [
+            "            v = None",
+            "        elif isinstance(v, (int, float)):",
+            "            v = float(v)",
+            "        else:",
+            "            v = None",
+            "    if v is not None and v - v == 0.0:  # not inf nor nan",
+        ]
+        step = plan.get(name)
+        code = None if step is None else step[0]
+        keep = {"last_kbps": "lk", "cell_degraded_share": "cs"}.get(name)
+        if step is not None and code in (codes["banded"], codes["tcp band"]):
+            env[f"E{k}"], env[f"B{k}"] = step[1], step[2]
+        if step is None or code is codes["banded"]:
+            lines += feature(name, "v", "        ")
+        elif code is codes["log10"]:
+            lines += feature(name, "log10(v if v >= 1.0 else 1.0)", "        ")
+        elif code is codes["log1p"]:
+            lines += feature(name, "log1p(v if v >= 0.0 else 0.0)", "        ")
+        if keep and (step is None or code in (codes["banded"], codes["log10"], codes["log1p"])):
+            lines.append(f"        {keep} = xi")
+        if code is codes["banded"] or code is codes["tcp band"]:
+            lines += feature(None, "1.0", "        ", runtime_key=f"B{k}[bisect_right(E{k}, v)]")
+            if code is codes["tcp band"] and name == "tcp_rtt_ms":
+                lines.append("        has_tcp_rtt = True")
+        if step is not None and code is codes["unused"]:
+            lines.append("        pass")
+    lines += [
+        "    if lk is not None:",
+        "        age = x.get('last_age_s')",
+        "        fresh = 0.5 ** (float(age) / half_life) if isinstance(age, (int, float)) else 0.5",
+        *feature("last_fresh", "fresh", "        "),
+        *feature("last_kbps_fresh", "(lk - CENTRE) * fresh", "        "),
+        *feature(None, "fresh", "        ", runtime_key="LAST_BAND_KEYS[bisect_right(LAST_BANDS, float(x['last_kbps']))]"),
+        "    else:",
+        *feature("no_last", "1.0", "        "),
+        "    if cs is not None:",
+        "        samples = x.get('cell_samples')",
+        "        n = float(samples) if isinstance(samples, (int, float)) else 0.0",
+        "        confidence = n / (n + 3.0)",
+        *feature("cell_share_conf", "(cs - 0.5) * confidence", "        "),
+        "    else:",
+        *feature("no_cell", "1.0", "        "),
+        "    if not has_tcp_rtt:",
+        *feature("no_tcp", "1.0", "        "),
+        "    if p is not None and rules:",
+        "        p = 0.01 if p < 0.01 else 0.99 if p > 0.99 else p",
+        *feature("rules", "log(p / (1.0 - p))", "        "),
+        "    return before, after, slots, scaled",
+    ]
+    exec(compile("\n".join(lines), f"<EdgeFeatures and ScaledLogReg, {len(layout)} inputs>", "exec"), env)  # noqa: S102
+    return env["features_pass"]
