@@ -31,8 +31,9 @@ Within a bin (0.04 in log-odds) predictions count as ties; the AUC is exact up t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import accumulate, compress
+from typing import Any
 
 __all__ = ["FadingEvaluation", "binned_roc_auc", "LOGIT_BINS", "LOGIT_RANGE"]
 
@@ -118,7 +119,27 @@ class FadingEvaluation:
         return self.update_values(y, [get(m) for m in self.models])
 
     def update_values(self, y: bool, predictions: Sequence[float | None]) -> bool:
-        """:meth:`update` with the predictions in :attr:`models` order (the champion/challenger's call)."""
+        """:meth:`update` with the predictions in :attr:`models` order (the champion/challenger's call).
+
+        Runs the loop of :meth:`_update_values_loop` written out for these candidates
+        (:func:`_straight_update`, compiled once per tuple of candidate names) when there is one prediction
+        per candidate; the loop otherwise. The same numbers, bit for bit (tests/learning/test_fading.py).
+        """
+        if len(predictions) == len(self.models):
+            update = _STRAIGHT.get(self.models)
+            if update is None:
+                update = _straight_update(self.models)
+            update(self, bool(y), predictions)
+        else:
+            self._update_values_loop(y, predictions)
+        self._since_refresh += 1
+        if self._since_refresh >= self.every:
+            self.refresh()
+            return True
+        return False
+
+    def _update_values_loop(self, y: bool, predictions: Sequence[float | None]) -> None:
+        """:meth:`update_values`' recording of one label, as a loop over the candidates (the reference)."""
         y = bool(y)
         self.labels += 1
         self.positives += y
@@ -147,11 +168,6 @@ class FadingEvaluation:
             loss[m] += -w * log(q if y else 1.0 - q)
         if w > _RESCALE_AT:
             self._rescale(1.0 / w)
-        self._since_refresh += 1
-        if self._since_refresh >= self.every:
-            self.refresh()
-            return True
-        return False
 
     def _rescale(self, factor: float) -> None:
         # Only ratios matter; keep the floats far from overflow.
@@ -205,3 +221,58 @@ class FadingEvaluation:
     def positive_rate(self) -> float | None:
         """Share of degraded labels over the whole stream."""
         return self.positives / self.labels if self.labels else None
+
+
+#: :meth:`FadingEvaluation._update_values_loop` as straight-line code, per tuple of candidate names (at most 64 kept).
+_STRAIGHT: dict[tuple[str, ...], Callable[[FadingEvaluation, bool, Sequence[float | None]], None]] = {}
+
+
+def _straight_source(models: tuple[str, ...]) -> str:
+    """The source of the loop of :meth:`FadingEvaluation._update_values_loop` written out for ``models``:
+    the same float operations in the same order, each candidate's histograms and loss looked up by its
+    name as a constant."""
+    n = len(models)
+    head = "".join(f"p{k}, " for k in range(n))
+    lines = [
+        "def update(self, y, predictions):",
+        f"    {head}= predictions",
+        "    self.labels += 1",
+        "    self.positives += y",
+        "    w = self._weight = self._weight * self._growth",
+        "    if y:",
+        "        self._w_pos += w",
+        "        hists = self._pos",
+        "    else:",
+        "        self._w_neg += w",
+        "        hists = self._neg",
+        "    loss = self._loss",
+    ]
+    top, lo_z, hi_z = LOGIT_BINS - 1, -LOGIT_RANGE, LOGIT_RANGE
+    for k, m in enumerate(models):
+        p, name = f"p{k}", repr(m)
+        lines += [
+            f"    if {p} is None:",
+            f"        {p} = 0.5",
+            f"    if {p} <= 0.0:",
+            "        b = 0",
+            f"    elif {p} >= 1.0:",
+            f"        b = {top}",
+            "    else:",
+            f"        z = log({p} / (1.0 - {p}))",
+            f"        b = 0 if z <= {lo_z!r} else {top} if z >= {hi_z!r} else int((z + {hi_z!r}) * {_SCALE!r} + 0.5)",
+            f"    hists[{name}][b] += w",
+            f"    q = {_EPS!r} if {_EPS!r} > {p} else {p}",
+            f"    q = {_HI!r} if {_HI!r} < q else q",
+            f"    loss[{name}] += -w * log(q if y else 1.0 - q)",
+        ]
+    lines += [f"    if w > {_RESCALE_AT!r}:", "        self._rescale(1.0 / w)", ""]
+    return "\n".join(lines)
+
+
+def _straight_update(models: tuple[str, ...]) -> Callable[[FadingEvaluation, bool, Sequence[float | None]], None]:
+    namespace: dict[str, Any] = {"log": math.log}
+    exec(compile(_straight_source(models), "<edge.learning.fading straight-line update>", "exec"), namespace)  # noqa: S102
+    update = namespace["update"]
+    if len(_STRAIGHT) < 64:
+        _STRAIGHT[models] = update
+    return update

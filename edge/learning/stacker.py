@@ -33,8 +33,9 @@ It is a dozen floats: plain Python, a few microseconds per prediction and per la
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import mul
+from typing import Any
 
 __all__ = ["Stacker", "INPUTS", "MAX_LOGIT", "LEARNING_RATE"]
 
@@ -106,7 +107,15 @@ class Stacker:
 
         The same numbers as :meth:`learn` to the bit: the inputs that are 0 (a log-odds of exactly 0, an
         indicator off) add nothing to the sum nor get a step, so only the others are visited, in index order.
+        Runs :func:`_straight_learn` (the loop of :meth:`_learn_values_loop`, written out for the five
+        inputs) when ``ps`` holds all five; the loop otherwise.
         """
+        if len(ps) == _INPUT_COUNT:
+            return _straight_learn(self, ps, degraded)
+        return self._learn_values_loop(ps, degraded)
+
+    def _learn_values_loop(self, ps: Sequence[float | None], degraded: bool) -> float:
+        """:meth:`learn_values` as a loop over the inputs: the reference the straight-line code is tested against."""
         w, g2, lr, log = self.w, self.g2, self.lr, math.log
         hi, lo = MAX_LOGIT, -MAX_LOGIT
         slots = [0]  # the bias: x[0] = 1.0
@@ -153,3 +162,72 @@ class Stacker:
         self.g2 = [float(v) for v in state["g2"]]  # type: ignore[attr-defined]
         self.labels = int(state["labels"])  # type: ignore[call-overload]
         self.lr = float(state["lr"])  # type: ignore[arg-type]
+
+
+_INPUT_COUNT = len(INPUTS)
+
+
+def _straight_source(n: int) -> str:
+    """The source of :func:`_straight_learn`: :meth:`Stacker._learn_values_loop` written out for ``n`` inputs.
+
+    The same float operations in the same order: the sum adds the bias, then each non-zero log-odds in
+    index order, then each missing indicator's weight (× 1.0) in index order; the steps touch one weight
+    and one sum of squares each, so their order does not matter.
+    """
+    head = ", ".join(f"p{i}" for i in range(1, n + 1))
+    lines = ["def _straight_learn(self, ps, degraded):", "    w = self.w", f"    {head}, = ps", "    dot = 0 + w[0]"]
+    for i in range(1, n + 1):
+        lines += [
+            f"    if p{i} is None or p{i} != p{i}:",
+            f"        m{i} = True",
+            f"        z{i} = 0.0",
+            "    else:",
+            f"        m{i} = False",
+            f"        if p{i} <= 0.0:",
+            f"            z{i} = {-MAX_LOGIT!r}",
+            f"        elif p{i} >= 1.0:",
+            f"            z{i} = {MAX_LOGIT!r}",
+            "        else:",
+            f"            z{i} = log(p{i} / (1.0 - p{i}))",
+            f"            z{i} = {-MAX_LOGIT!r} if z{i} < {-MAX_LOGIT!r} else {MAX_LOGIT!r} if z{i} > {MAX_LOGIT!r} else z{i}",
+            f"        if z{i}:",
+            f"            dot += w[{i}] * z{i}",
+        ]
+    for i in range(1, n + 1):
+        lines += [f"    if m{i}:", f"        dot += w[{i + n}]"]
+    lines += [
+        "    if dot >= 0:",
+        "        p = 1.0 / (1.0 + exp(-dot))",
+        "    else:",
+        "        e = exp(dot)",
+        "        p = e / (1.0 + e)",
+        "    error = p - 1.0 if degraded else p",
+        "    if error:",
+        "        g2, lr = self.g2, self.lr",
+        "        g = error * 1.0",
+        "        s = g2[0] = g2[0] + g * g",
+        "        w[0] -= lr * g / sqrt(s)",
+    ]
+    for i in range(1, n + 1):
+        lines += [
+            f"        if m{i}:",
+            "            g = error * 1.0",
+            f"            s = g2[{i + n}] = g2[{i + n}] + g * g",
+            f"            w[{i + n}] -= lr * g / sqrt(s)",
+            f"        elif z{i}:",
+            f"            g = error * z{i}",
+            f"            s = g2[{i}] = g2[{i}] + g * g",
+            f"            w[{i}] -= lr * g / sqrt(s)",
+        ]
+    lines += ["    self.labels += 1", "    return p", ""]
+    return "\n".join(lines)
+
+
+def _compile_straight() -> Callable[[Stacker, Sequence[float | None], bool], float]:
+    namespace: dict[str, Any] = {"log": math.log, "exp": math.exp, "sqrt": math.sqrt}
+    exec(compile(_straight_source(_INPUT_COUNT), "<edge.learning.stacker straight-line learn>", "exec"), namespace)  # noqa: S102
+    return namespace["_straight_learn"]
+
+
+#: :meth:`Stacker.learn_values` for all five inputs, as straight-line code (written once, at import).
+_straight_learn = _compile_straight()

@@ -123,3 +123,28 @@ def test_update_bins_and_scores_each_prediction_as_bin_and_clipping_define_it():
     for m in "ab":
         assert ev._pos[m] == pos[m] and ev._neg[m] == neg[m]
         assert ev._loss[m] == loss[m]
+
+
+def test_the_straight_line_update_is_the_loop_bit_for_bit():
+    """update_values (the generated straight-line code per tuple of candidates) against its loop,
+    _update_values_loop, on twins: histograms, losses, weights, counts and refreshes to the bit."""
+    from edge.learning.fading import _STRAIGHT
+
+    rng = random.Random(12)
+    edges = [0.0, -0.0, 1.0, -0.5, 1.5, 1e-300, 1 - 1e-16, 0.5, 1e-3, 1 - 1e-3, 0.00033, 0.99967, None, float("inf")]
+    for models in [("model", "rules", "last_request", "stacker"), ("a",), ("it's", 'a "b"')]:
+        ours = FadingEvaluation(models, half_life=2.0, every=7)  # weights double every 2 labels: rescaled often
+        reference = FadingEvaluation(models, half_life=2.0, every=7)
+        for _ in range(3000):
+            y = rng.random() < 0.4
+            ps = [rng.choice(edges) if rng.random() < 0.2 else rng.random() for _ in models]
+            refreshed = ours.update_values(y, ps)
+            reference._update_values_loop(y, ps)
+            reference._since_refresh += 1
+            if reference._since_refresh >= reference.every:
+                reference.refresh()
+            assert refreshed == (reference._since_refresh == 0)
+        assert models in _STRAIGHT
+        assert vars(ours).keys() == vars(reference).keys()
+        for key, value in vars(reference).items():
+            assert repr(getattr(ours, key)) == repr(value), key

@@ -183,3 +183,22 @@ def test_learn_values_is_the_plain_adagrad_step_bit_for_bit():
         y = rng.random() < 0.3
         assert ours.learn(ps, y) == plain(reference, ps, y)
     assert ours.w == reference.w and ours.g2 == reference.g2 and ours.labels == reference.labels
+
+
+def test_the_straight_line_learn_is_the_loop_bit_for_bit():
+    """Stacker.learn_values (the generated straight-line code for the five inputs) against its loop,
+    _learn_values_loop, on twins: every prediction, weight and sum of squares to the bit, edge values included."""
+    rng = random.Random(17)
+    ours, reference = Stacker(), Stacker()
+    values = [None, float("nan"), 0.0, -0.0, 1.0, -0.5, 1.5, 0.5, 1e-300, 1 - 1e-16, 0.0024, 0.9976, float("inf")]
+
+    def opinion():
+        return rng.choice(values) if rng.random() < 0.3 else rng.random()
+
+    for _ in range(20000):
+        ps = tuple(opinion() for _ in INPUTS)
+        y = rng.random() < 0.3
+        assert repr(ours.learn_values(ps, y)) == repr(reference._learn_values_loop(ps, y))
+    assert [repr(v) for v in ours.w] == [repr(v) for v in reference.w]
+    assert [repr(v) for v in ours.g2] == [repr(v) for v in reference.g2] and ours.labels == reference.labels
+    assert ours.learn_values([0.7, 0.2], True) == reference._learn_values_loop([0.7, 0.2], True)  # fewer inputs: the loop
