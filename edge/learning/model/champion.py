@@ -31,6 +31,7 @@ from edge.learning.model.candidates import (
     support_signature,
 )
 from edge.learning.model.checkpoints import checkpoint_bytes, read_checkpoint, write_checkpoint
+from edge.learning.model.judging import candidate_predictions
 from edge.learning.model.river import RiverModel
 from edge.learning.model.rules import NetworkModel, RuleModel
 from edge.learning.stacker import Stacker
@@ -353,22 +354,9 @@ class ChampionChallenger:
                         self._export()
         # Each candidate is judged as it would be served: calibrated (edge.learning.calibration),
         # by its calibrator as it stood before this label; then the calibrator learns the label.
-        calibrators = self.calibrators or self._calibrators()
-        p_last = last_request_p(x)
-        predictions: list[float | None] = []  # in the evaluation's order of candidates
-        for name in self.evaluation.models:
-            if name == "stacker":
-                # The stacker learns every label, observed ones too: it is part of the guard (how much
-                # to trust which candidate here), not one of the frozen learners (observe's docstring).
-                stacker = self.stacker
-                if stacker is None:
-                    stacker = self.stacker = Stacker()
-                inputs = (p_rules, p_model, p_last, client_average_p(x), cell_share_p(x))  # stacker.INPUTS' order
-                predictions.append(stacker.learn_values(inputs, y))
-                continue
-            p = p_model if name == "model" else p_rules if name == "rules" else p_last if name == "last_request" else FIXED_CANDIDATES[name](x)
-            calibrate = calibrators[name]
-            predictions.append(calibrate.serve_learn(p, y) if learn else calibrate(p))
+        # (The stacker learns every label, observed ones too: it is part of the guard, how much to trust
+        # which candidate here, not one of the frozen learners; observe's docstring.) In the evaluation's order:
+        predictions = candidate_predictions(self, x, y, learn, p_rules, p_model, self.calibrators or self._calibrators())
         ev = self.evaluation  # a RollingEvaluation in checkpoints from before the fading one: its dict call
         refreshed = ev.update_values(y, predictions) if type(ev) is FadingEvaluation else ev.update(y, dict(zip(ev.models, predictions)))
         if p_model is not None:
