@@ -102,6 +102,18 @@ class Layouts:
         return len(self._compiled)
 
 
+#: The rest of an input's coercion, after its ``str`` branch (both passes below write it): a number becomes a
+#: float, anything else None, and only a finite value goes on (``river._input_pass``'s rule).
+_NOT_A_STRING = [
+    "            v = None",
+    "        elif isinstance(v, (int, float)):",
+    "            v = float(v)",
+    "        else:",
+    "            v = None",
+    "    if v is not None and v - v == 0.0:  # not inf nor nan",
+]
+
+
 def compile_inputs(layout: tuple, plan: dict, one_hot: dict, codes: dict[str, str]) -> Callable[..., tuple[dict, bool]]:
     """:class:`~edge.learning.model.river.EdgeFeatures`' loop over the inputs (``river._input_pass``) for inputs
     named ``layout``, in that order, as straight-line code: ``fn(x.values()) -> (out, has_tcp_rtt)``.
@@ -125,18 +137,9 @@ def compile_inputs(layout: tuple, plan: dict, one_hot: dict, codes: dict[str, st
             on_str = [f"        key = K{k}.get(v)", "        if key is not None:", "            out[key] = 1.0"]
         else:
             on_str = []
-        lines += [
-            f"    v = {x}",
-            "    if type(v) is not float:",
-            "        if isinstance(v, str):",
-            *("    " + line for line in on_str),
-            "            v = None",
-            "        elif isinstance(v, (int, float)):",
-            "            v = float(v)",
-            "        else:",
-            "            v = None",
-            "    if v is not None and v - v == 0.0:  # not inf nor nan",
-        ]
+        lines += [f"    v = {x}", "    if type(v) is not float:", "        if isinstance(v, str):"]
+        lines += ["    " + line for line in on_str]
+        lines += _NOT_A_STRING
         step = plan.get(name)
         code = None if step is None else step[0]
         if step is not None and code in (codes["banded"], codes["tcp band"]):
@@ -205,14 +208,7 @@ def compile_features_pass(layout: tuple, slot_of: Callable[[Any], int | None], t
             env[f"K{k}"] = keys
             lines += [f"            key = K{k}.get(v)", "            if key is not None:"]
             lines += feature(None, "1.0", "                ", runtime_key="key")
-        lines += [
-            "            v = None",
-            "        elif isinstance(v, (int, float)):",
-            "            v = float(v)",
-            "        else:",
-            "            v = None",
-            "    if v is not None and v - v == 0.0:  # not inf nor nan",
-        ]
+        lines += _NOT_A_STRING
         step = plan.get(name)
         code = None if step is None else step[0]
         keep = {"last_kbps": "lk", "cell_degraded_share": "cs"}.get(name)
