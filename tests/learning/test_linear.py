@@ -40,18 +40,23 @@ def _same(ours: ScaledLogReg, rivers) -> None:
     assert scaler.vars == {k: v for k, v in rivers["StandardScaler"].vars.items() if k in rivers["StandardScaler"].counts}
 
 
+def _predict_learn_as_river(ours: ScaledLogReg, rivers, rng: random.Random, n: int, positive_rate: float) -> None:
+    """``n`` random indicator labels through both: each of our predictions equals River's, to the bit."""
+    for _ in range(n):
+        z = _indicator_z(rng)
+        y = rng.random() < positive_rate
+        expected = rivers.predict_proba_one(z)[True]
+        rivers.learn_one(z, y)
+        assert ours.predict_learn(z, y) == expected
+
+
 def test_predict_learn_is_rivers_scaler_and_logistic_regression_bit_for_bit():
     """Every prediction (before learning) and, at the end, every statistic and weight are River's exactly:
     changing any one operation of the fused pass (an order, a rate, the L2 term, Welford's update) fails here."""
     rng = random.Random(3)
     rivers = preprocessing.StandardScaler() | _logreg()
     ours = ScaledLogReg.from_river(WelfordScaler(), _logreg())
-    for _ in range(1500):
-        z = _indicator_z(rng)
-        y = rng.random() < 0.3
-        expected = rivers.predict_proba_one(z)[True]
-        rivers.learn_one(z, y)
-        assert ours.predict_learn(z, y) == expected
+    _predict_learn_as_river(ours, rivers, rng, 1500, positive_rate=0.3)
     for _ in range(200):
         z = _indicator_z(rng)
         assert ours.predict(z) == rivers.predict_proba_one(z)[True]
@@ -69,12 +74,7 @@ def test_a_started_state_with_weights_on_indicators_continues_as_river():
         rivers["LogisticRegression"]._weights[name] = 0.3
     scaler = WelfordScaler.from_river(rivers["StandardScaler"])
     ours = ScaledLogReg.from_river(scaler, copy.deepcopy(rivers["LogisticRegression"]))
-    for _ in range(500):
-        z = _indicator_z(rng)
-        y = rng.random() < 0.5
-        expected = rivers.predict_proba_one(z)[True]
-        rivers.learn_one(z, y)
-        assert ours.predict_learn(z, y) == expected
+    _predict_learn_as_river(ours, rivers, rng, 500, positive_rate=0.5)
     _same(ours, rivers)
 
 
