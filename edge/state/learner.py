@@ -7,12 +7,15 @@ versioned snapshot about once per ``publish_s`` when it has learned something. E
 to it within a poll (a second).
 
 **Who learns.** Run it as its own process or container, one or several: a lock with an expiry
-(``<prefix>learner:lock``, ``SET NX PX``, renewed every second by its holder) elects the one that
-learns. A standby tries the lock every second, so a leader that dies is replaced within the lock's
-expiry (5 s) without an operator, and a leader cut off from Redis stops learning once it cannot
-renew. (One ``edge serve`` elected among the sidecars would save a container, but would put a
-model's learning and publishing on a shopper-facing process's event loop; a separate process keeps
-the sidecars' latency what it is.)
+(``<prefix>learner:lock``, ``SET NX PX``, renewed every learning round, about four times a second, by
+its holder) elects the one that learns. A standby tries the lock every second and takes it once it has
+seen it free twice, so a leader that dies is replaced within the lock's expiry (5 s) without an
+operator. A leader cut off from Redis stops learning once it cannot renew, but keeps its model and
+retries every quarter second: when Redis comes back (even empty) it takes the lock back first and
+resumes, unless another learner led or published meanwhile. (A standby taking over an empty Redis would
+start from the shipped prior, losing what the fleet had learned.) One ``edge serve`` elected among the
+sidecars would save a container, but would put a model's learning and publishing on a shopper-facing
+process's event loop; a separate process keeps the sidecars' latency what it is.
 
 **What a crash loses.** Entries are acknowledged (``XACK``) only once a published snapshot holds
 them. A new leader starts from the last published snapshot and claims (``XAUTOCLAIM``) what the old
@@ -58,6 +61,8 @@ return 0
 
 LEARN_BATCH = 500
 LEARN_BLOCK_MS = 250
+#: How often a learner holding a model retries Redis after an error (its renewal pace).
+RECLAIM_S = 0.25
 
 
 class Learner:
@@ -110,10 +115,14 @@ class Learner:
                 await self.step()
             except REDIS_ERRORS as exc:
                 self.link.failed(self._op, exc)
+                self._seen_free = False  # a standby looks twice after Redis answers again, a second apart
                 if self.leader and (time.monotonic() - self._held_at) * 1000 >= self.lock_ms:
-                    log.warning("learner %s could not renew its lock in time; standing by", self.identity)
-                    self._stand_down()  # another learner may lead by now: never two publishing
-                await asyncio.sleep(backoff.next_delay())
+                    log.warning("learner %s could not renew its lock in time; standing by, model kept", self.identity)
+                    self._stand_down(keep_model=True)  # another learner may lead by now: never two publishing
+                delay = backoff.next_delay()
+                # With a model in hand it retries at its renewal pace, so that when Redis answers again it
+                # takes the lock back before a standby (which must see it free twice) starts from nothing.
+                await asyncio.sleep(min(delay, RECLAIM_S) if self.model is not None else delay)
                 continue
             self.link.ok()
             backoff.reset()
@@ -138,45 +147,56 @@ class Learner:
     async def _hold_lock(self) -> bool:
         self._op = "lead"
         if self.leader:
-            renewed = await self._renew(keys=[self.keys.learner_lock], args=[self.identity, self.lock_ms])
-            if renewed:
+            if await self._renew(keys=[self.keys.learner_lock], args=[self.identity, self.lock_ms]):
                 self._held_at = time.monotonic()
                 return True
             # The lock is gone or someone else's. Gone (it expired, or Redis restarted empty): take it
             # again and keep this model, unless another learner published meanwhile.
-            if await self.redis.set(self.keys.learner_lock, self.identity, nx=True, px=self.lock_ms):
-                self._held_at = time.monotonic()
-                raw = await self.redis.get(self.keys.model_version)
-                if raw is not None and raw != self._version_tag():
-                    log.warning("learner %s: another learner published version %r meanwhile; starting from it", self.identity, raw)
-                    self.model = None
-                    self._unacked.clear()
+            if await self._claim():
                 return True
             log.warning("learner %s lost the lock to another learner; standing by", self.identity)
             self._stand_down()
             return False
-        # A standby takes a lock only once it has seen it free twice in a row (a second apart): when Redis
-        # restarts empty the lock vanishes, and the leader (renewing every quarter second, model in hand)
-        # takes it back first instead of a standby starting over from nothing.
         if await self.redis.exists(self.keys.learner_lock):
             self._seen_free = False
+            if self.model is not None:  # kept through an outage, but another learner leads now
+                log.info("learner %s: another learner leads; dropping the model it kept", self.identity)
+                self._stand_down()
             return False
-        if not self._seen_free:
+        # A standby takes a lock only once it has seen it free twice in a row (a second apart): when Redis
+        # restarts empty the lock vanishes, and the learner that led until then (model in hand, retrying
+        # every quarter second) takes it back first instead of a standby starting over from nothing.
+        if self.model is None and not self._seen_free:
             self._seen_free = True
             return False
-        if await self.redis.set(self.keys.learner_lock, self.identity, nx=True, px=self.lock_ms):
-            self._seen_free = False
+        if await self._claim():
             self.leader = True
-            self._held_at = time.monotonic()
             self.m.leader.set(1)
             log.info("learner %s leads", self.identity)
             return True
         return False
 
-    def _stand_down(self) -> None:
+    async def _claim(self) -> bool:
+        """Take a free lock; a model this learner holds is kept unless another learner published since."""
+        if not await self.redis.set(self.keys.learner_lock, self.identity, nx=True, px=self.lock_ms):
+            return False
+        self._seen_free = False
+        self._held_at = time.monotonic()
+        if self.model is not None:
+            raw = await self.redis.get(self.keys.model_version)
+            if raw is not None and raw != self._version_tag():
+                log.warning("learner %s: another learner published version %r meanwhile; starting from it", self.identity, raw)
+                self.model = None
+                self._unacked.clear()
+        return True
+
+    def _stand_down(self, *, keep_model: bool = False) -> None:
+        """Stop leading. ``keep_model``: Redis went away while it led; the model is kept to resume with
+        if this learner is the next to take the lock and nobody published meanwhile."""
         self.leader = False
-        self.model = None  # the next time it leads, it starts from what was published
-        self._unacked.clear()
+        if not keep_model:
+            self.model = None  # the next time it leads, it starts from what was published
+            self._unacked.clear()
         self.m.leader.set(0)
         self.m.pending.set(0)
 

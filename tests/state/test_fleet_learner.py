@@ -15,6 +15,7 @@ from edge.state.keys import LEARNER_GROUP, FleetKeys
 from edge.state.learner import Learner
 from edge.state.link import RedisLink
 from edge.state.snapshot import FleetSnapshot
+from tests.redis_server import RedisServer
 
 KEY = b"f" * 32
 KEYS = FleetKeys("t:")
@@ -135,3 +136,71 @@ def test_after_redis_lost_everything_the_learner_recreates_its_group_and_republi
         await learner.link.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_leader_cut_off_longer_than_its_lock_keeps_its_model_and_takes_the_lock_back_first(tmp_path):
+    """kill -9 of Redis for longer than the lock's expiry: the leader stands down (never two publishing)
+    but keeps its model, retries at its renewal pace, and leads again before the standby (which must see
+    the lock free twice, a second apart) could start over from an empty Redis: nothing learned is lost."""
+    server = RedisServer(tmp_path).start()
+
+    async def scenario():
+        leader = new_learner(server.url, "leader", lock_ms=600)
+        standby = new_learner(server.url, "standby", lock_ms=600)
+        tasks = [asyncio.create_task(leader.run())]
+        try:
+            await until(lambda: leader.leader, "the first learner leads")
+            tasks.append(asyncio.create_task(standby.run()))
+            await asyncio.to_thread(send_labels, server.url, 12)
+            await until(lambda: leader.learned == 12 and not leader._unacked, "12 labels learned and published")
+            await asyncio.to_thread(server.kill)
+            await until(lambda: not leader.leader, "the leader stands down once its lock has expired", timeout=5)
+            assert leader.model is not None  # kept
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(server.start)  # same port, empty
+            snapshot = await until(lambda: published(server.url), "a model published again", timeout=10)
+            await asyncio.sleep(1.5)  # time enough for the standby's two looks, had the lock been free
+            assert leader.leader and not standby.leader
+            assert snapshot.model.snapshot()["labels"] == 12 == published(server.url).model.snapshot()["labels"]
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await leader.link.aclose()
+            await standby.link.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+
+
+def test_a_model_kept_through_an_outage_is_dropped_once_another_learner_leads(redis_url):
+    async def scenario():
+        leader = new_learner(redis_url, "leader", lock_ms=300)
+        standby = new_learner(redis_url, "standby", lock_ms=300)
+        send_labels(redis_url, 6)
+        for _ in range(3):
+            await leader.step()
+        assert leader.leader and leader.learned == 6
+        leader._stand_down(keep_model=True)  # what its run loop does when it could not renew in time
+        await asyncio.sleep(0.4)  # the lock expires
+        await standby.step()
+        await standby.step()
+        assert standby.leader
+        await leader.step()  # the lock is someone else's: the kept model is not resumed
+        assert not leader.leader and leader.model is None
+        await leader.link.aclose()
+        await standby.link.aclose()
+
+    asyncio.run(scenario())
+
+
+async def until(probe, message: str, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out: {message}")
