@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 import random
+from fractions import Fraction
 
 from river import linear_model, optim, preprocessing
 
@@ -176,3 +178,67 @@ def test_the_transform_and_the_pass_compiled_in_one_give_the_two_steps_numbers_b
         y = _random_label(x, rng)
         assert model.predict_then_learn(x, y) == step(x, y)
     assert len(model._fused._x_passes) == 3
+
+
+class _Str(str):
+    pass
+
+
+class _Float(float):
+    pass
+
+
+def test_the_compiled_short_paths_give_the_general_codes_numbers_bit_for_bit():
+    """compile_features_pass's short paths (a float at its feature's constant, a finite float, an exact str for a
+    one-hot name; the slots it remembers) against the two steps, from a state where most features are constants (as
+    a client's repeated inputs make them: stage_cases' state) and each input at times replaced by a value the short
+    paths must leave to the general code: the constant as an int, a bool, a float subclass or a Fraction (equal, not a number to the transform), -0.0 for 0.0, NaN,
+    ±inf, a str subclass, a value outside the vocabulary, None. One compiled function per layout, reused label after
+    label (its remembered slots included), on twins of the learner."""
+    from edge.learning.model import river as edge_river
+    from edge.learning.model.river import EdgeFeatures
+    from edge.learning.model.unrolled import compile_features_pass
+
+    rng = random.Random(14)
+    features = EdgeFeatures()
+    base = {
+        "save_data": 0.0, "device_class": "phone", "os": "android", "ect": "3g", "radio": "lte", "device_memory": 2.0,
+        "rtt_ms": 450.0, "downlink_kbps": 600.0, "rsrp": -101.0, "rsrq": -14.0, "sinr": 3.0, "cqi": 7.0, "speed": 22.0,
+        "last_ms": 840.0, "last_bytes": 51200.0, "last_kbps": 758.5, "last_rtt_ms": 300.0, "low_end": 1.0, "tcp_rtt_ms": 80.0,
+        "cell_degraded_share": 0.25, "cell_samples": 4.0, "last_age_s": 2.0,
+    }  # fmt: skip
+    odd = [lambda v: int(v) if isinstance(v, float) and v == int(v) else v, lambda v: True, lambda v: _Float(v) if isinstance(v, float) else v,
+           lambda v: -0.0, lambda v: math.nan, lambda v: math.inf, lambda v: -math.inf, lambda v: _Str(v) if isinstance(v, str) else v,
+           lambda v: "nope", lambda v: None, lambda v: rng.choice(["nr", "4g", "ios", "tablet"]), lambda v: v * 1.5 if isinstance(v, float) else v,
+           lambda v: Fraction(v) if isinstance(v, float) else v]  # fmt: skip
+    estimator = _logreg()
+    for name, weight in {"radio=lte": 0.3, "rsrp_band=2": -0.2, "os=android": 0.0, "last_band=3": 0.1}.items():
+        estimator._weights[name] = weight  # weighted indicators (a prior's): not constants, their short path learns them
+    ours = ScaledLogReg.from_river(WelfordScaler(), estimator)
+    for _ in range(40):  # the base's features settle at their constants
+        ours.finish(*ours.first_pass(features.transform_with_rules(dict(base, last_kbps=rng.uniform(100.0, 2000.0)), 0.4)), rng.random() < 0.5)
+    assert sum(c == c for c in ours.constant) > 15
+    layouts = [tuple(base), tuple(n for n in base if n not in ("tcp_rtt_ms", "cell_degraded_share", "last_kbps")), ("radio", "rsrp", "save_data")]
+    runs = {layout: compile_features_pass(layout, ours.index.get, edge_river._TABLES) for layout in layouts}
+    for k in range(1500):
+        layout = layouts[k % len(layouts)]
+        x = {name: base[name] if rng.random() < 0.85 else rng.choice(odd)(base[name]) for name in layout}
+        p = rng.choice([None, 0.4, rng.random()])
+        twin = copy.deepcopy(ours)
+        f = twin
+        got = runs[layout](x, x.values(), p, 60.0, True, f.count, f.mean, f.var, f.std, f.w, f.constant, f.index, f._slot)
+        assert repr(got) == repr(ours.first_pass(features.transform_with_rules(x, p))), (x, p)
+        assert twin.names == ours.names and repr((twin.count, twin.mean, twin.var, twin.w, twin.constant)) == repr((ours.count, ours.mean, ours.var, ours.w, ours.constant))
+        ours.finish(*got, rng.random() < 0.3)
+
+
+def test_a_state_with_an_infinite_constant_keeps_the_general_code():
+    """The compiled short paths take a float equal to its feature's constant as finite; learning never makes an infinite
+    constant, but a River state read by from_river might hold one: that learner compiles no features pass."""
+    scaler = WelfordScaler()
+    scaler.stats["speed"] = (3, math.inf, 0.0, 0.0)
+    ours = ScaledLogReg.from_river(scaler, _logreg())
+    assert ours.constant == [math.inf]
+    for _ in range(20):
+        assert ours.features_pass({"speed": math.inf}, {}) is None
+    assert len(ours._x_passes) == 0

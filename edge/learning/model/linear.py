@@ -143,6 +143,10 @@ class ScaledLogReg:
         fused.iterations = estimator.optimizer.n_iterations
         for i in range(len(fused.names)):
             fused._settle(i)
+        # An infinite constant (learning never makes one; a state read here might hold one): no compiled features
+        # pass, whose short paths take a float equal to its feature's constant as finite (unrolled).
+        if any(c - c != 0.0 and c == c for c in fused.constant):
+            fused._x_passes = Layouts(compile_features_pass, after=COMPILE_AFTER, limit=0)
         return fused
 
     def write_back(self, scaler: WelfordScaler, estimator: Any) -> None:

@@ -31,11 +31,8 @@ __all__ = ["compile_pass", "compile_inputs", "FirstPass", "Layouts"]
 FirstPass = Callable[..., tuple[float, float, list[int], list[float]]]
 
 # One feature's block: ScaledLogReg.first_pass's loop body with the slot I and the value X fixed (its
-# variance is ``vr``: the features pass keeps an input's value in ``v``).
-_BLOCK = """\
-    if {x} == constant[{i}]:
-        count[{i}] += 1
-    else:
+# variance is ``vr``: the features pass keeps an input's value in ``v``). _WELFORD is its else branch.
+_WELFORD = """\
         m, vr, wi = mean[{i}], var[{i}], w[{i}]
         if vr:
             before += wi * (({x} - m) / std[{i}])
@@ -50,6 +47,11 @@ _BLOCK = """\
         slots.append({i})
         scaled.append(xa)
 """
+_BLOCK = """\
+    if {x} == constant[{i}]:
+        count[{i}] += 1
+    else:
+""" + _WELFORD
 
 
 def compile_pass(slots: Sequence[int]) -> FirstPass:
@@ -163,6 +165,80 @@ def compile_inputs(layout: tuple, plan: dict, one_hot: dict, codes: dict[str, st
     return env["input_pass"]  # type: ignore[return-value]
 
 
+def _slot_for(key: Any, index: dict, new_slot: Callable[[Any], int]) -> int:
+    """``key``'s slot, a new one if it has none (the generated code's ``index.get`` then ``new_slot``)."""
+    i = index.get(key)
+    return new_slot(key) if i is None else i
+
+
+def _one_hot_slot(value: str, keys: dict[str, str], cache: dict[str, int], index: dict, new_slot: Callable[[Any], int]) -> int | None:
+    """The slot of the one-hot feature ``keys[value]`` (a new one if it has none), remembered in ``cache``; None for a
+    value outside the vocabulary (not remembered: ``cache`` stays as small as the vocabulary)."""
+    key = keys.get(value)
+    if key is None:
+        return None
+    i = cache[value] = _slot_for(key, index, new_slot)
+    return i
+
+
+def _indent(block: list[str], by: str = "    ") -> list[str]:
+    return [by + line for line in block]
+
+
+def _input_lines(
+    k: int, x: str, name: str, tables: dict[str, Any], env: dict[str, Any], slot_of: Callable[[Any], int | None],
+    feature: Callable[..., list[str]], band: Callable[[int], list[str]],
+) -> list[str]:
+    """compile_features_pass's code for input ``k`` (named ``name``, its value the local ``x``), at indent 4: the short
+    path for its common case, then the general code under its else; what it needs goes into ``env``."""
+    plan, one_hot, codes = tables["plan"], tables["one_hot"], tables["codes"]
+    lines: list[str] = []
+    keys = one_hot.get(name)
+    step = plan.get(name)
+    code = None if step is None else step[0]
+    keep = {"last_kbps": "lk", "cell_degraded_share": "cs"}.get(name)
+    if step is not None and code in (codes["banded"], codes["tcp band"]):
+        env[f"E{k}"], env[f"B{k}"], env[f"BS{k}"] = step[1], step[2], [None] * len(step[2])
+    # The input as a finite float v: its features (the loop's order), at indent 8.
+    numeric: list[str] = []
+    if step is None or code is codes["banded"]:
+        numeric += feature(name, "v")
+    elif code is codes["log10"]:
+        numeric += feature(name, "log10(v if v >= 1.0 else 1.0)")
+    elif code is codes["log1p"]:
+        numeric += feature(name, "log1p(v if v >= 0.0 else 0.0)")
+    if keep and (step is None or code in (codes["banded"], codes["log10"], codes["log1p"])):
+        numeric.append(f"        {keep} = xi")
+    if code is codes["banded"] or code is codes["tcp band"]:
+        numeric += band(k)
+        if code is codes["tcp band"] and name == "tcp_rtt_ms":
+            numeric.append("        has_tcp_rtt = True")
+    if step is not None and code is codes["unused"]:
+        numeric.append("        pass")
+    # The general code: any value (the loop's coercion), at indent 4.
+    general = [f"    v = {x}", "    if type(v) is not float:", "        if isinstance(v, str):"]
+    if keys is not None:
+        env[f"K{k}"], env[f"S{k}"] = keys, {}
+        general += [f"            key = K{k}.get(v)", "            if key is not None:"]
+        general += _indent(feature(None, "1.0", runtime_key="key"), "        ")
+    general += _NOT_A_STRING + numeric
+    # The short path first (docstring), then the general code under its else.
+    slot = slot_of(name)
+    if keys is not None:
+        lines += [f"    if type({x}) is str:", f"        i = S{k}.get({x})", "        if i is None:"]
+        lines += [f"            i = one_hot_slot({x}, K{k}, S{k}, index, new_slot)", "        if i is not None:"]
+        lines += _indent(_BLOCK.format(x="1.0", i="i").splitlines(), "        ")
+    elif slot is not None and (step is None or code is codes["banded"]):  # the value is the feature: its constant first
+        i = int(slot)
+        tail = ([f"        {keep} = v"] if keep else []) + (band(k) if code is codes["banded"] else [])
+        lines += [f"    if type({x}) is float:", f"        v = {x}", f"        if v == constant[{i}]:", f"            count[{i}] += 1"]
+        lines += [*_indent(tail), "        elif v - v == 0.0:", *_indent(_WELFORD.format(x="v", i=i).splitlines()), *_indent(tail)]
+    else:
+        lines += [f"    if type({x}) is float and {x} - {x} == 0.0:", f"        v = {x}", *numeric]
+    lines += ["    else:", *_indent(general)]
+    return lines
+
+
 def compile_features_pass(layout: tuple, slot_of: Callable[[Any], int | None], tables: dict[str, Any]) -> FirstPass:
     """:class:`~edge.learning.model.river.EdgeFeatures`' transform and the flat learner's first pass in one piece of
     straight-line code for inputs named ``layout``: each feature goes to the learner as it is made, in the order
@@ -171,17 +247,24 @@ def compile_features_pass(layout: tuple, slot_of: Callable[[Any], int | None], t
     ``learner.first_pass(features.transform_with_rules(x, p))`` gives (tests/learning/test_linear.py).
 
     A feature whose slot ``slot_of(name)`` knows is written with its slot as a constant; the others (and the
-    one-hot and band features, named by their values) look theirs up. ``tables``: river's ``plan``, ``one_hot``,
-    ``codes`` (as :func:`compile_inputs`), ``tail_keys`` (the names the transform adds after the inputs),
-    ``last_bands``, ``last_band_keys`` and ``centre``. A layout with a name holding ``=`` or one of ``tail_keys``
-    could put a feature twice in the transform's dict: ValueError, the caller keeps the two steps.
+    one-hot and band features, named by their values) look theirs up, and the function remembers those it found
+    (value → slot, band → slot: a learner's slots never move; one compiled function serves one learner). ``tables``:
+    river's ``plan``, ``one_hot``, ``codes`` (as :func:`compile_inputs`), ``tail_keys`` (the names the transform adds
+    after the inputs), ``last_bands``, ``last_band_keys`` and ``centre``. A layout with a name holding ``=`` or one
+    of ``tail_keys`` could put a feature twice in the transform's dict: ValueError, the caller keeps the two steps.
+
+    Each input's code starts with a short path for its common case — an exact ``str`` for a one-hot name, a finite
+    ``float`` otherwise, and first of all a ``float`` equal to its feature's constant (an indicator-like feature:
+    only its count moves) — that does what the general code after it would do in that case, fewer steps: the
+    type checks once, no ``None`` check, the constant compared before the finiteness (equal to a finite constant
+    is finite: the learner never holds an infinite one, :meth:`~edge.learning.model.linear.ScaledLogReg.from_river`).
     """
     if any(type(name) is not str or "=" in name or name in tables["tail_keys"] for name in layout):
         raise ValueError("this layout's features could collide: the transform's dict decides their order")
-    plan, one_hot, codes = tables["plan"], tables["one_hot"], tables["codes"]
     env: dict[str, Any] = {
-        "log": math.log, "log10": math.log10, "log1p": math.log1p, "bisect_right": bisect_right,
-        "LAST_BANDS": tables["last_bands"], "LAST_BAND_KEYS": tables["last_band_keys"], "CENTRE": tables["centre"],
+        "log": math.log, "log10": math.log10, "log1p": math.log1p, "bisect_right": bisect_right, "slot_for": _slot_for,
+        "one_hot_slot": _one_hot_slot, "LAST_BANDS": tables["last_bands"], "LAST_BAND_KEYS": tables["last_band_keys"],
+        "LAST_SLOTS": [None] * len(tables["last_band_keys"]), "CENTRE": tables["centre"],
     }
     lines = ["def features_pass(x, values, p, half_life, rules, count, mean, var, std, w, constant, index, new_slot):"]
     names = [f"x{k}" for k in range(len(layout))]
@@ -189,66 +272,49 @@ def compile_features_pass(layout: tuple, slot_of: Callable[[Any], int | None], t
         lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = values")
     lines += ["    before = after = 0.0", "    slots = []", "    scaled = []", "    has_tcp_rtt = False", "    lk = cs = None"]
 
-    def feature(key: str | None, value: str, indent: str, runtime_key: str = "") -> list[str]:
-        """The learner's block for one feature (``key`` a literal name, or ``runtime_key`` an expression)."""
-        out = [f"{indent}xi = {value}"]
+    def feature(key: str | None, value: str, runtime_key: str = "") -> list[str]:
+        """The learner's block for one feature (``key`` a literal name, or ``runtime_key`` an expression), at indent 8."""
+        out = [f"xi = {value}"]
         slot = None if key is None else slot_of(key)
         if slot is None:
-            out += [f"{indent}i = index.get({runtime_key or repr(key)})", f"{indent}if i is None:", f"{indent}    i = new_slot({runtime_key or repr(key)})"]
+            out += [f"i = index.get({runtime_key or repr(key)})", "if i is None:", f"    i = new_slot({runtime_key or repr(key)})"]
             i = "i"
         else:
             i = str(int(slot))
-        block = _BLOCK.format(x="xi", i=i)
-        return out + [indent + line[4:] for line in block.splitlines()]
+        return _indent(out, "        ") + [line[4:] for line in _indent(_BLOCK.format(x="xi", i=i).splitlines(), "        ")]
+
+    def band(k: int) -> list[str]:
+        """The band feature of input ``k`` (finite ``v``), its slot remembered per band (``BS{k}``), at indent 8."""
+        head = [f"b = bisect_right(E{k}, v)", f"i = BS{k}[b]", "if i is None:", f"    i = BS{k}[b] = slot_for(B{k}[b], index, new_slot)"]
+        return _indent(head, "        ") + _indent(_BLOCK.format(x="1.0", i="i").splitlines())
 
     for k, (x, name) in enumerate(zip(names, layout)):
-        keys = one_hot.get(name)
-        lines += [f"    v = {x}", "    if type(v) is not float:", "        if isinstance(v, str):"]
-        if keys is not None:
-            env[f"K{k}"] = keys
-            lines += [f"            key = K{k}.get(v)", "            if key is not None:"]
-            lines += feature(None, "1.0", "                ", runtime_key="key")
-        lines += _NOT_A_STRING
-        step = plan.get(name)
-        code = None if step is None else step[0]
-        keep = {"last_kbps": "lk", "cell_degraded_share": "cs"}.get(name)
-        if step is not None and code in (codes["banded"], codes["tcp band"]):
-            env[f"E{k}"], env[f"B{k}"] = step[1], step[2]
-        if step is None or code is codes["banded"]:
-            lines += feature(name, "v", "        ")
-        elif code is codes["log10"]:
-            lines += feature(name, "log10(v if v >= 1.0 else 1.0)", "        ")
-        elif code is codes["log1p"]:
-            lines += feature(name, "log1p(v if v >= 0.0 else 0.0)", "        ")
-        if keep and (step is None or code in (codes["banded"], codes["log10"], codes["log1p"])):
-            lines.append(f"        {keep} = xi")
-        if code is codes["banded"] or code is codes["tcp band"]:
-            lines += feature(None, "1.0", "        ", runtime_key=f"B{k}[bisect_right(E{k}, v)]")
-            if code is codes["tcp band"] and name == "tcp_rtt_ms":
-                lines.append("        has_tcp_rtt = True")
-        if step is not None and code is codes["unused"]:
-            lines.append("        pass")
+        lines += _input_lines(k, x, name, tables, env, slot_of, feature, band)
     lines += [
         "    if lk is not None:",
         "        age = x.get('last_age_s')",
         "        fresh = 0.5 ** (float(age) / half_life) if isinstance(age, (int, float)) else 0.5",
-        *feature("last_fresh", "fresh", "        "),
-        *feature("last_kbps_fresh", "(lk - CENTRE) * fresh", "        "),
-        *feature(None, "fresh", "        ", runtime_key="LAST_BAND_KEYS[bisect_right(LAST_BANDS, float(x['last_kbps']))]"),
+        *feature("last_fresh", "fresh"),
+        *feature("last_kbps_fresh", "(lk - CENTRE) * fresh"),
+        "        b = bisect_right(LAST_BANDS, float(x['last_kbps']))",
+        "        i = LAST_SLOTS[b]",
+        "        if i is None:",
+        "            i = LAST_SLOTS[b] = slot_for(LAST_BAND_KEYS[b], index, new_slot)",
+        *_indent(_BLOCK.format(x="fresh", i="i").splitlines()),
         "    else:",
-        *feature("no_last", "1.0", "        "),
+        *feature("no_last", "1.0"),
         "    if cs is not None:",
         "        samples = x.get('cell_samples')",
         "        n = float(samples) if isinstance(samples, (int, float)) else 0.0",
         "        confidence = n / (n + 3.0)",
-        *feature("cell_share_conf", "(cs - 0.5) * confidence", "        "),
+        *feature("cell_share_conf", "(cs - 0.5) * confidence"),
         "    else:",
-        *feature("no_cell", "1.0", "        "),
+        *feature("no_cell", "1.0"),
         "    if not has_tcp_rtt:",
-        *feature("no_tcp", "1.0", "        "),
+        *feature("no_tcp", "1.0"),
         "    if p is not None and rules:",
         "        p = 0.01 if p < 0.01 else 0.99 if p > 0.99 else p",
-        *feature("rules", "log(p / (1.0 - p))", "        "),
+        *feature("rules", "log(p / (1.0 - p))"),
         "    return before, after, slots, scaled",
     ]
     exec(compile("\n".join(lines), f"<EdgeFeatures and ScaledLogReg, {len(layout)} inputs>", "exec"), env)  # noqa: S102
