@@ -16,6 +16,7 @@ import csv
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "loadtests"))
@@ -25,6 +26,11 @@ from report import client_rows, load_summary, render, run_locust, start_stack, t
 pytestmark = pytest.mark.integration
 
 USERS, DURATION, WARMUP = 20, "30s", 10.0
+# Users arrive over 5 s, all before the warm-up ends. Twenty cold clients in the same second make their
+# first pages wait behind each other in edge and the storefront on a 2-core machine (1.6-1.9 s to the
+# first byte, measured): every first beacon then reads a 2G-like round trip whatever the profile,
+# and those labels and cookies say "degraded" for the 4G users too.
+SPAWN_RATE = 4
 ON_ERROR = 3  # Locust's exit code when requests failed; 1 is a crash, 2 an unhandled exception in a user
 
 
@@ -34,12 +40,15 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     stack = start_stack(work / "logs")
     try:
         prefix = work / "run"
-        rc = run_locust(stack.url, prefix, users=USERS, spawn_rate=USERS, duration=DURATION, compare_full=False,
+        rc = run_locust(stack.url, prefix, users=USERS, spawn_rate=SPAWN_RATE, duration=DURATION, compare_full=False,
                         warmup=WARMUP, extra=("--exit-code-on-error", str(ON_ERROR)))
         with open(f"{prefix}_failures.csv") as f:
             failures = list(csv.DictReader(f))
+        # What the model had learned by the end (candidates, champion, labels): a wrong-tier share is read with it.
+        model = httpx.get(stack.admin_url + "/admin/model", timeout=10, trust_env=False).json()
+        model = {k: model.get(k) for k in ("champion", "labels", "positives", "roc_auc", "log_loss", "calibration") if k in model}
         yield {"rc": rc, "summary": load_summary(prefix), "failures": failures, "logs": stack.log_tail(),
-               "shares": tier_shares(load_summary(prefix)), "prefix": prefix}
+               "shares": tier_shares(load_summary(prefix)), "prefix": prefix, "model": model}
     finally:
         stack.stop()
 
@@ -56,7 +65,7 @@ def test_slow_networks_get_the_light_page(run: dict, profile: str) -> None:
     row = run["shares"].get(profile)
     assert row and row["total"] >= 2, f"too few {profile} pages after the warm-up: {run['shares']}"
     wrong = {k: v for k, v in run["summary"]["counts"].items() if k.startswith(f"wrong|{profile}|")}
-    assert row["share"] >= 0.85, f"{profile}: {wrong}; : lite {row['lite']}/{row['total']} after {WARMUP:g} s ({run['shares']})"
+    assert row["share"] >= 0.85, f"{profile}: {wrong}; : lite {row['lite']}/{row['total']} after {WARMUP:g} s ({run['shares']}); model {run['model']}"
 
 
 @pytest.mark.parametrize("profile", FAST_PROFILES)
@@ -64,7 +73,7 @@ def test_fast_networks_keep_the_full_page(run: dict, profile: str) -> None:
     row = run["shares"].get(profile)
     assert row and row["total"] >= 5, f"too few {profile} pages after the warm-up: {run['shares']}"
     wrong = {k: v for k, v in run["summary"]["counts"].items() if k.startswith(f"wrong|{profile}|")}
-    assert row["share"] <= 0.10, f"{profile}: {wrong}; : lite {row['lite']}/{row['total']} after {WARMUP:g} s ({run['shares']})"
+    assert row["share"] <= 0.10, f"{profile}: {wrong}; : lite {row['lite']}/{row['total']} after {WARMUP:g} s ({run['shares']}); model {run['model']}"
 
 
 def test_beacon_and_tokens_are_exercised(run: dict) -> None:
