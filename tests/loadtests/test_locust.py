@@ -26,10 +26,10 @@ from report import client_rows, load_summary, render, run_locust, start_stack, t
 pytestmark = pytest.mark.integration
 
 USERS, DURATION, WARMUP = 20, "30s", 10.0
-# Users arrive over 5 s, all before the warm-up ends. Twenty cold clients in the same second make their
-# first pages wait behind each other in edge and the storefront on a 2-core machine (1.6-1.9 s to the
-# first byte, measured): every first beacon then reads a 2G-like round trip whatever the profile,
-# and those labels and cookies say "degraded" for the 4G users too.
+# Users arrive over 5 s, all before the warm-up ends. Twenty cold clients in the same second saw
+# 1.6-1.9 s to their first byte on a loaded 2-core machine (edge's queue or Locust's own CPU: not
+# separated): every first beacon then read a 2G-like round trip whatever the profile, and those
+# labels and cookies said "degraded" for the 4G users too (docs/feedback.md, "Known limit").
 SPAWN_RATE = 4
 ON_ERROR = 3  # Locust's exit code when requests failed; 1 is a crash, 2 an unhandled exception in a user
 
