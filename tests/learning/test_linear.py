@@ -242,3 +242,14 @@ def test_a_state_with_an_infinite_constant_keeps_the_general_code():
     for _ in range(20):
         assert ours.features_pass({"speed": math.inf}, {}) is None
     assert len(ours._x_passes) == 0
+
+
+def test_a_clipped_gradient_is_rivers_bit_for_bit():
+    """finish's clamp (min and max written as comparisons) against River's, with the clip reached, as a float and an int."""
+    for clip in (0.05, 1, 1e12):
+        def logreg(clip=clip):
+            return linear_model.LogisticRegression(optimizer=optim.SGD(0.5), l2=1e-4, clip_gradient=clip)
+        rivers = preprocessing.StandardScaler() | logreg()
+        ours = ScaledLogReg.from_river(WelfordScaler(), logreg())
+        _predict_learn_as_river(ours, rivers, random.Random(21), 400, positive_rate=0.5)
+        _same(ours, rivers)

@@ -81,7 +81,7 @@ class ScaledLogReg:
     __slots__ = (
         "index", "names", "count", "mean", "var", "std", "w", "intercept", "iterations",
         "lr", "intercept_lr", "l2", "clip", "weight_pos", "weight_neg", "_weighted", "constant", "_passes", "_seen",
-        "_x_passes", "_x_refused",
+        "_x_passes", "_x_refused", "_x_last",
     )
 
     def __init__(self, *, lr: float, intercept_lr: float, l2: float, clip: float, weight_pos: float = 1.0, weight_neg: float = 1.0) -> None:
@@ -106,6 +106,7 @@ class ScaledLogReg:
         # Straight-line transform-and-pass code by layout of EdgeFeatures' inputs (RiverModel.predict_then_learn).
         self._x_passes = Layouts(compile_features_pass, after=COMPILE_AFTER, limit=MAX_LAYOUTS)
         self._x_refused: set[tuple] = set()
+        self._x_last: tuple = (None, None)  # the last layout given a compiled pass, and that pass
 
     def _slot(self, name: Any) -> int:
         i = self.index[name] = len(self.names)
@@ -233,12 +234,17 @@ class ScaledLogReg:
         """The straight-line transform-and-pass for ``x``'s layout of inputs
         (:func:`~edge.learning.model.unrolled.compile_features_pass` with ``tables``), once seen often; else None."""
         layout = tuple(x)
+        last, run = self._x_last
+        if layout == last:  # a client's features keep their names label after label: compared, not hashed
+            return run
         run = self._x_passes.get(layout)
         if run is None and layout not in self._x_refused:
             try:
                 run = self._x_passes.seen(layout, self.index.get, tables)
             except ValueError:  # features that could collide: the transform's dict orders them
                 self._x_refused.add(layout)
+        if run is not None:
+            self._x_last = (layout, run)
         return run
 
     def finish(self, before: float, after: float, slots: list[int], scaled: list[float], y: bool) -> float:
@@ -258,8 +264,15 @@ class ScaledLogReg:
         else:
             g = weight * -yt / (_exp(zy) + 1.0)
         g *= 1.0
+        # float(max(min(g, clip), -clip)) without the calls: min keeps g unless clip < g, max unless -clip > it
         clip = self.clip
-        g = float(max(min(g, clip), -clip))
+        if clip < g:
+            g = clip
+        clip = -clip
+        if clip > g:
+            g = clip
+        if type(g) is not float:
+            g = float(g)
         # SGD: w ← w − lr·(x·g + l2·w) on x's features; the intercept's step first, as River's _fit
         self.intercept = intercept - self.intercept_lr * g
         lr, l2 = self.lr, self.l2
@@ -268,7 +281,12 @@ class ScaledLogReg:
             w[i] = wi = wi - (xa * g + wi * l2) * lr
             constant[i] = mean[i] if not var[i] and not wi else _NAN
         self.iterations += 1
-        return _sigmoid(before + intercept)
+        z = before + intercept  # _sigmoid(z), inline
+        if z < -30:
+            return 0.0
+        if z > 30:
+            return 1.0
+        return 1 / (1 + _exp(-z))
 
     def learn(self, z: dict, y: bool) -> None:
         """:meth:`predict_learn` without the prediction (its cost is the same but for one sigmoid)."""
