@@ -380,3 +380,40 @@ def test_the_memory_starts_afresh_once_per_frozen_deployment_only():
     state = pickle.loads(pickle.dumps(cc))
     del state.__dict__["_observing"], state.__dict__["_learned_since_forget"]
     assert state._observing is False and state._learned_since_forget == 0
+
+
+def test_the_rules_inline_last_throughput_p_and_ect_class_to_the_bit():
+    """RuleModel.predict writes last_throughput_p (and ect_class of a slow round trip) inline: the same floats as the
+    calls it replaces, for throughputs and round trips across the table's edges (±0.0, negatives, inf; NaN, ints)."""
+    import math
+    import random
+
+    from edge.learning.model import rules
+
+    def with_calls(x):  # RuleModel.predict's share of the last request, as it was written (the reference)
+        last_kbps, last_rtt = x.get("last_kbps"), x.get("last_rtt_ms")
+        if not isinstance(last_rtt, float):
+            last_rtt = None
+        return last_throughput_p(last_kbps, last_rtt) * 3.0 / 3.0
+
+    rng = random.Random(14)
+    edges = [0.0, -0.0, -5.0, 1.0, 50.0, 69.9, 70.0, 269.99, 270.0, 699.0, 700.0, 1399.9, 1400.0, 1999.9, 2000.0, 5000.0, math.inf]
+    for _ in range(3000):
+        kbps = rng.choice([*edges, rng.uniform(-100.0, 30_000.0), rng.lognormvariate(7, 2)])
+        rtt = rng.choice([*edges, rng.uniform(0.0, 3000.0), None, math.nan, 300, "300"])
+        x = {"last_kbps": kbps} if rtt is None else {"last_kbps": kbps, "last_rtt_ms": rtt}
+        got, expected = RuleModel().predict(x), with_calls(x)
+        assert repr(got) == repr(expected), x
+    assert rules.SLOW_RTT_MS == 270.0 and [ect_class(rtt_ms=r) for r in (270.0, 1400.0, 2000.0)] == ["3g", "2g", "slow-2g"]
+
+
+def test_the_throughput_candidates_max_as_a_comparison_to_the_bit():
+    """last_request_p and client_average_p write max(kbps, 0.0) as a comparison: the same floats (±0.0, negatives, NaN, inf)."""
+    import math
+
+    from edge.learning.model.candidates import CANDIDATE_THRESHOLD_KBPS, client_average_p, last_request_p
+
+    for kbps in (0.0, -0.0, -1.0, 1e-300, 5e-324, 699.9, 700.0, 1e308, math.inf, -math.inf, math.nan, 700, None, "700"):
+        finite = isinstance(kbps, float) and math.isfinite(kbps)
+        expected = repr(CANDIDATE_THRESHOLD_KBPS / (CANDIDATE_THRESHOLD_KBPS + max(kbps, 0.0)) if finite else None)
+        assert repr(last_request_p({"last_kbps": kbps})) == expected == repr(client_average_p({"client_kbps_avg": kbps}))

@@ -81,7 +81,7 @@ def last_request_p(x: Features) -> float | None:
     kbps = x.get("last_kbps")
     if not isinstance(kbps, float) or not math.isfinite(kbps):
         return None
-    return CANDIDATE_THRESHOLD_KBPS / (CANDIDATE_THRESHOLD_KBPS + max(kbps, 0.0))
+    return CANDIDATE_THRESHOLD_KBPS / (CANDIDATE_THRESHOLD_KBPS + (0.0 if 0.0 > kbps else kbps))  # max(kbps, 0.0), no call (per label)
 
 
 def client_average_p(x: Features) -> float | None:
@@ -90,7 +90,7 @@ def client_average_p(x: Features) -> float | None:
     kbps = x.get("client_kbps_avg")
     if not isinstance(kbps, float) or not math.isfinite(kbps):
         return None
-    return CANDIDATE_THRESHOLD_KBPS / (CANDIDATE_THRESHOLD_KBPS + max(kbps, 0.0))
+    return CANDIDATE_THRESHOLD_KBPS / (CANDIDATE_THRESHOLD_KBPS + (0.0 if 0.0 > kbps else kbps))
 
 
 def cell_share_p(x: Features) -> float | None:

@@ -283,7 +283,14 @@ class RuleModel:
         if not isinstance(last_rtt, float):
             last_rtt = None
         if isinstance(last_kbps, float) and last_kbps == last_kbps:  # NaN is no measurement
-            total += last_throughput_p(last_kbps, last_rtt) * 3.0
+            # last_throughput_p(last_kbps, last_rtt) inline, its max() as comparisons (per request and label; the
+            # same floats: tests/learning/test_model.py), ect_class(rtt_ms=…) of a slow round trip (≥ 270 ms) too
+            p = DEGRADED_BELOW_KBPS / (DEGRADED_BELOW_KBPS + (0.0 if 0.0 > last_kbps else last_kbps))
+            if last_rtt is not None and last_rtt >= SLOW_RTT_MS:
+                q = ECT_DEGRADED_P["slow-2g" if last_rtt >= 2000 else "2g" if last_rtt >= 1400 else "3g"]
+                if q > p:
+                    p = q
+            total += p * 3.0
             weight += 3.0
         elif last_rtt is not None and last_rtt >= SLOW_RTT_MS:
             total += ECT_DEGRADED_P[ect_class(rtt_ms=last_rtt) or "3g"] * 3.0
