@@ -343,7 +343,7 @@ class RiverModel:
         if type(fused) is not ScaledLogReg or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
             fused = self._fused_learner()
         if fused is not None:  # the default pipeline: one pass (edge.learning.model.linear)
-            features = self._features
+            features = self._split[0]  # type: ignore[index]  # self._features without the property call (set by _fused_learner)
             if rules_p is _NOT_GIVEN or type(features._rule_model) is not RuleModel:  # transform_one's p
                 rules_p = features._rule_model.predict(x) if features.rules else None
             run = fused.features_pass(x, _TABLES)  # the transform and the learner's pass in one, for a layout seen often
