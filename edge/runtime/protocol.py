@@ -165,7 +165,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.flow.resume_reading()
+        if self.flow.read_paused:  # (FlowControl.resume_reading's own test: no call when reading was not paused)
+            self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
@@ -317,7 +318,10 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._head_begun = False
         if self._head_timer is not None:
             self._stop_head_timer()
-        hosts = [value for name, value in self.headers if name == b"host"]
+        hosts = []  # (a loop, not a comprehension: no call per request)
+        for name, value in self.headers:
+            if name == b"host":
+                hosts.append(value)
         if len(hosts) > 1 or (not hosts and self.parser.get_http_version() == "1.1"):
             self._stop(400, b"exactly one Host header is required\n", "bad_host")
         if hosts and not _HOST.fullmatch(hosts[0]):
