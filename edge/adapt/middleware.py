@@ -40,6 +40,7 @@ import logging
 import secrets
 import time
 from email.utils import formatdate
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -100,6 +101,7 @@ class AdaptiveMiddleware:
             feedback = Feedback(_signer(self.settings), self.model, self.towers, policy.labels, guard)
         self.feedback = feedback
         self.stability = TierStability(self.settings.tier_margin, self.settings.tier_dwell_s)
+        self._stable = self.stability.enabled  # (frozen: read once, not per request)
         self.tier_cookie = TierCookie(feedback.signer, self.settings.tier_dwell_s)
         self.refusals = TierRefusals()  # switch-link clicks against pages served (edge.adapt.refusals)
         self.strict = self.settings.fail_mode == "closed"
@@ -167,8 +169,11 @@ class AdaptiveMiddleware:
     # The adaptive steps, plain synchronous code: the responder calls them once it knows the page is HTML.
 
     def decide(self, scope: Scope, now: float) -> Verdict:
-        """Stages 1–4 for one request (signals, features, predict, decide); ``scope``'s header names are lower-case."""
-        policy = self.policy
+        """Stages 1–4 for one request (signals, features, predict, decide); ``scope``'s header names are lower-case.
+
+        Once per page, so written flat: the steps a request without cookies or a report does not need
+        (reading a cookie, the last measurement) are not called for it (each is a no-op there)."""
+        policy = self._compiled[0]
         headers: dict[str, str] = {}
         rtt_header: bytes | None = None
         for name, value in scope["headers"]:
@@ -180,29 +185,42 @@ class AdaptiveMiddleware:
         stage = "signals"
         try:
             signals = read_signals(headers)
-            self._server_rtt(signals, scope, rtt_header)
+            extensions = scope.get("extensions")
+            extension = extensions.get(SCOPE_EXTENSION) if extensions else None
+            if self.behind_proxy or not isinstance(extension, dict):
+                self._server_rtt(signals, extension, rtt_header)
+            else:
+                server_rtt_signals(signals, extension)  # (server_rtt's figures: the extension's floats)
             cookies = headers.get("cookie")
-            peer = _peer(scope)  # who sends this request's report, and whose own cell reports it may see (edge.learning.trust)
-            self._last_measurement(signals, cookies, now, peer)
+            client = scope.get("client")
+            peer = client[0] if client else None  # who sends its report, whose own cell reports it may see (edge.learning.trust)
+            if signals.last_token is not None or (cookies and signals.last_ms is None):
+                self._last_measurement(signals, cookies, now, peer)
             cell = self.towers.lookup(signals.cell_id, now, client_group(peer)) if signals.cell_id else None
             x = to_features(signals, cell)
             stage = "predict"
+            model = self.model
             started = time.perf_counter()
-            p = self.model.predict(x)
+            p = model.predict(x)
             model_s = time.perf_counter() - started
             stage = "decide"
-            preference = cookie(cookies, policy.preference_cookie)
+            stability: TierStability | None = self.stability
+            if not self._stable:
+                stability = None
+            if cookies:
+                preference = cookie(cookies, policy.preference_cookie)
+                last = self.tier_cookie.read(cookie(cookies, TIER_COOKIE), now) if stability is not None else None
+            else:
+                preference = last = None
             draw = holdback_draw(_client_id(scope, headers)) if policy.holdback else None
-            last = self.tier_cookie.read(cookie(cookies, TIER_COOKIE), now) if self.stability.enabled else None
-            stability = self.stability if self.stability.enabled else None
             decision = policy.decide(
                 p,
-                source=self.model.source,
+                source=model.source,
                 save_data=signals.save_data,
                 preference=preference,
                 holdback_draw=draw,
                 path=scope["path"],
-                ceiling=_tier_ceiling(self.model, x),
+                ceiling=tier_ceiling_of(model, x),
                 last=last,
                 stability=stability,
                 now=now,
@@ -214,10 +232,8 @@ class AdaptiveMiddleware:
             self.fail_open(stage, exc)
             return Verdict(Decision("full", "error", "none"), 0.0, {}, None)
 
-    def _server_rtt(self, signals: Signals, scope: Scope, rtt_header: bytes | None) -> None:
+    def _server_rtt(self, signals: Signals, extension: Any, rtt_header: bytes | None) -> None:
         """The ``tcp_*`` signals from the server's scope extension (direct) or a trusted balancer's header."""
-        extensions = scope.get("extensions")
-        extension = extensions.get(SCOPE_EXTENSION) if extensions else None
         figures, missing = server_rtt(extension, self.behind_proxy, rtt_header, self.trusted_peers)
         if missing is not None:
             metrics.CLIENT_RTT_MISSING.labels(missing).inc()
@@ -262,12 +278,6 @@ def _key_bytes(key: str) -> bytes:
     return key.encode()
 
 
-def _tier_ceiling(model: NetworkModel, x: dict) -> str | None:
-    """The model's safety envelope for ``x`` (``"lite"``: never minimal), if the model has one."""
-    return tier_ceiling_of(model, x)
-
-
-
 def _with_date(send: Send) -> Send:
     """edge originates its /__edge/ responses, so it dates them (uvicorn's Date is off for the proxy)."""
 
@@ -277,12 +287,6 @@ def _with_date(send: Send) -> Send:
         await send(message)
 
     return dated
-
-
-def _peer(scope: Scope) -> str | None:
-    """The client's address (uvicorn takes it from X-Forwarded-For only for EDGE_FORWARDED_ALLOW_IPS)."""
-    client = scope.get("client")
-    return client[0] if client else None
 
 
 def _client_id(scope: Scope, headers: dict[str, str]) -> str:

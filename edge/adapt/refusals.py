@@ -56,7 +56,7 @@ class TierRefusals:
 
     def served(self, policy: str, route: str, tier: str) -> None:
         """One page of ``tier`` served on ``route``."""
-        entry = self._entry(policy, route, tier)
+        entry = self._counts.get((policy, route, tier)) or self._entry(policy, route, tier)  # (a known key: no call)
         if entry is not None:
             entry[0] += 1
 

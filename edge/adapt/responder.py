@@ -209,7 +209,7 @@ class Responder:
         counted = _PER_TIER[tier]
         _REQUESTS[tier, source]()
         if self.verdict is not None:
-            self.mw.refusals.served(self.mw.policy.name, self.verdict.decision.route, tier)
+            self.mw.refusals.served(self.mw._compiled[0].name, self.verdict.decision.route, tier)  # (the policy, no property call)
         counted.upstream_bytes(upstream_bytes)
         counted.served_bytes(served_bytes)
         elapsed = time.perf_counter() - self.started

@@ -203,8 +203,11 @@ def read_signals(headers: Mapping[str, str]) -> Signals:
             if len(_memo) >= _MEMO_ENTRIES:
                 _memo.clear()
             _memo[key] = {name: value for name in _MEMO_FIELDS if (value := getattr(s, name)) is not None}
-    _read_cell(s, headers.get("edge-cell"))
-    _read_last_request(s, headers.get("edge-last-request"))
+    cell, last = headers.get("edge-cell"), headers.get("edge-last-request")
+    if cell is not None:  # (each read is a no-op without its header: not called then)
+        _read_cell(s, cell)
+    if last is not None:
+        _read_last_request(s, last)
     return s
 
 

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import Receive, Scope, Send
 
 from edge.adapt.headers import adapted_headers
-from edge.adapt.middleware import EDGE_PATH_PREFIX, likely_page
+from edge.adapt.middleware import _ASSET_DESTINATIONS, _ASSET_SUFFIXES, EDGE_PATH_PREFIX
 from edge.adapt.responder import Responder, observe_upstream
 from edge.core import metrics
 from edge.core.errors import UpstreamStreamBroken
@@ -85,12 +85,17 @@ class FastPath:
         """Whether this request (its head parsed, header names lower-case) is the fast path's."""
         if scope["method"] != "GET" or scope["http_version"] != "1.1" or self.mw.strict:
             return False
-        if not isinstance(self.proxy.transport, Http1Transport) or scope["path"].startswith(EDGE_PATH_PREFIX):
+        path = scope["path"]
+        if not isinstance(self.proxy.transport, Http1Transport) or path.startswith(EDGE_PATH_PREFIX):
             return False
+        dest = None
         for name, value in scope["headers"]:
             if name in _NOT_FAST or (name == b"cache-control" and b"no-transform" in value.lower()):
                 return False
-        return likely_page(scope)
+            if name == b"sec-fetch-dest" and dest is None:
+                dest = value
+        # The middleware's likely_page, in this one pass over the headers: not an asset's path nor destination.
+        return not path.lower().endswith(_ASSET_SUFFIXES) and dest not in _ASSET_DESTINATIONS
 
     def start(self, protocol: EdgeHttpProtocol, cycle: _Cycle) -> bool:
         """Run this request (taken) without a task when it can be (:mod:`edge.runtime.callback_exchange`): True

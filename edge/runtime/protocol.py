@@ -48,12 +48,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HEADER_RE as _HEADER_NAME
-from uvicorn.protocols.http.httptools_impl import HEADER_VALUE_RE as _HEADER_VALUE
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from edge.core import metrics
 from edge.pipeline.client_rtt import SCOPE_EXTENSION, FdSocket, read_tcp_info
+from edge.runtime.cycle import _Cycle
 
 if TYPE_CHECKING:
     from edge.runtime.fast_path import FastPath
@@ -63,13 +62,6 @@ __all__ = ["ConnectionLimits", "protocol_class", "EdgeHttpProtocol"]
 #: host [":" port], where host is a reg-name, an IPv4 address or a bracketed IP literal (RFC 3986 §3.2.2);
 #: empty is allowed (RFC 9112 §3.2: a target without authority).
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]{0,5})?|")
-
-
-#: The bytes uvicorn's header name and value patterns do not match (each matches one byte): deleting these
-#: from the joined names (values) leaves a byte exactly when a field has one the pattern refuses. One
-#: ``translate`` is ~7x faster than the pattern's search over a response's ~1 KB of values (~10 us here).
-_NAME_BYTES = bytes(b for b in range(256) if not _HEADER_NAME.match(bytes([b])))
-_VALUE_BYTES = bytes(b for b in range(256) if not _HEADER_VALUE.match(bytes([b])))
 
 
 @dataclass(frozen=True)
@@ -86,160 +78,6 @@ class ConnectionLimits:
 
 class _Refused(Exception):
     """Raised from a parser callback to stop parsing; the protocol answers ``status``."""
-
-
-class _Cycle(RequestResponseCycle):
-    """uvicorn's request/response cycle (its ``send``, for uvicorn's httptools protocol), with three changes:
-
-    - a 204/304 with ``Content-Length`` ends without a body;
-    - the response head is held until the first body message and goes out with it in one write
-      (``writelines``): one system call, and one wake-up of the client, fewer per response. A head
-      whose body does not follow within the same loop step goes out on the next step by itself, so
-      a streamed response (a storefront that sends its head and then thinks) is not held back;
-    - header names and values are checked with one ``translate`` over all of them (deleting the bytes
-      uvicorn's patterns accept: the joined bytes keep one exactly when a field has a byte they refuse),
-      not two regex searches per field.
-
-    An access log (edge runs without one) takes uvicorn's own path for the head.
-    """
-
-    _held: bytes | None = None  # the response head, not yet written
-
-    async def send(self, message: Any) -> None:
-        if self.flow.write_paused and not self.disconnected:
-            await self.flow.drain()
-        if self.disconnected:
-            return
-        if not self.response_started:
-            if self.access_log or message["type"] != "http.response.start":
-                await super().send(message)  # logs, or raises for a body before the start
-                self._no_body_for(message.get("status"))
-                return
-            self._hold_head(message)
-            return
-        if self.response_complete or message["type"] != "http.response.body":
-            self._flush_head()
-            await super().send(message)  # raises: a message after the end, or of the wrong type
-            return
-        body = message.get("body", b"")
-        more_body = message.get("more_body", False)
-        if self.scope["method"] == "HEAD":
-            self.expected_content_length = 0
-            data = b""
-        elif self.chunked_encoding:
-            data = b"".join([b"%x\r\n" % len(body), body, b"\r\n"]) if body else b""
-            if not more_body:
-                data += b"0\r\n\r\n"
-        else:
-            if len(body) > self.expected_content_length:
-                raise RuntimeError("Response content longer than Content-Length")
-            self.expected_content_length -= len(body)
-            data = body
-        held = self._held
-        if held is not None:
-            self._held = None
-            if data:
-                self.transport.writelines([held, data])
-            else:
-                self.transport.write(held)
-        elif data:
-            self.transport.write(data)
-        if not more_body:
-            self._complete_response()
-
-    def _complete_response(self) -> None:
-        """The response's last bytes are written: check its length, end it, and let the connection go on (or close)."""
-        if self.expected_content_length != 0:
-            raise RuntimeError("Response content shorter than Content-Length")
-        self.response_complete = True
-        self.message_event.set()
-        if not self.keep_alive:
-            self.transport.close()
-        self.on_response()
-
-    def _hold_head(self, message: Any) -> None:
-        """uvicorn's status line and header fields for ``message``, held for the first body message."""
-        self._held = self._head(message["status"], message.get("headers", []))
-        asyncio.get_running_loop().call_soon(self._flush_head)
-
-    async def send_whole(self, status: int, headers: list[tuple[bytes, bytes]], body: list[bytes | memoryview]) -> None:
-        """A whole response in one write: what ``send`` does with its start message and one final body
-        message whose bytes are ``body``'s pieces joined (they are written as they are, never joined).
-
-        The fast path's (:mod:`edge.runtime.fast_path`) one call for a page it has whole; the same
-        checks, the same bytes and the same end of the response as the two messages through ``send``.
-        """
-        if self.flow.write_paused and not self.disconnected:
-            await self.flow.drain()
-        self.write_whole(status, headers, body)
-
-    def write_whole(self, status: int, headers: list[tuple[bytes, bytes]], body: list[bytes | memoryview]) -> None:
-        """:meth:`send_whole` once the client takes writes (the callback exchange's: it checked ``flow``)."""
-        if self.disconnected:
-            return
-        if self.response_started or self.access_log:
-            raise RuntimeError("send_whole starts a response (without an access log)")
-        head = self._head(status, headers)
-        size = sum(map(len, body))
-        if self.scope["method"] == "HEAD":
-            self.expected_content_length = 0
-            pieces: list[bytes | memoryview] = []
-        elif self.chunked_encoding:
-            pieces = [b"%x\r\n" % size, *body, b"\r\n0\r\n\r\n"] if size else [b"0\r\n\r\n"]
-        else:
-            if size > self.expected_content_length:
-                raise RuntimeError("Response content longer than Content-Length")
-            self.expected_content_length -= size
-            pieces = body if size else []
-        self.transport.writelines([head, *pieces])
-        self._complete_response()
-
-    def _head(self, status_code: int, message_headers: Any) -> bytes:
-        """The response head uvicorn would write for this status and these headers; the response has started."""
-        self.response_started = True
-        self.waiting_for_100_continue = False
-        headers = self.default_headers + list(message_headers)
-        if b"".join([n for n, _ in headers]).translate(None, _NAME_BYTES):
-            raise RuntimeError("Invalid HTTP header name.")
-        if b"".join([v for _, v in headers]).translate(None, _VALUE_BYTES):
-            raise RuntimeError("Invalid HTTP header value.")
-        content = [STATUS_LINE[status_code]]
-        has_connection_close = False
-        for name, value in headers:
-            name = name.lower()
-            if name == b"content-length" and self.chunked_encoding is None:
-                self.expected_content_length = int(value.decode())
-                self.chunked_encoding = False
-            elif name == b"transfer-encoding" and value.lower() == b"chunked":
-                self.expected_content_length = 0
-                self.chunked_encoding = True
-            elif name == b"connection":
-                connection = [token.lower().strip() for token in value.split(b",")]
-                if b"close" in connection:
-                    self.keep_alive = False
-                    has_connection_close = True
-            content.extend([name, b": ", value, b"\r\n"])
-        if not self.keep_alive and not has_connection_close:
-            content.append(b"connection: close\r\n")
-        if self.chunked_encoding is None and self.scope["method"] != "HEAD" and status_code not in (204, 304):
-            self.chunked_encoding = True
-            content.append(b"transfer-encoding: chunked\r\n")
-        content.append(b"\r\n")
-        self._no_body_for(status_code)
-        return b"".join(content)
-
-    def _no_body_for(self, status: int | None) -> None:
-        if status in (204, 304):
-            self.expected_content_length = 0
-            self.chunked_encoding = False
-
-    def _flush_head(self) -> None:
-        """The head alone (no body message came in the loop step that started the response)."""
-        held = self._held
-        if held is not None:
-            self._held = None
-            if not self.disconnected and not self.transport.is_closing():
-                self.transport.write(held)
 
 
 class EdgeHttpProtocol(HttpToolsProtocol):
@@ -305,8 +143,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         return (self.cycle is None or self.cycle.response_complete) and not self.pipeline
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        # The fast path stands in for the app only when the app is the one it was made for (uvicorn
-        # wraps it in nothing: no proxy headers, no message log) and nobody logs access.
+        # The fast path stands in for the app only when the app is the one it was made for (uvicorn wraps it in nothing: no proxy headers, no message log) and nobody logs access.
         fast = self.fast_path
         scope: Any = cycle.scope  # (uvicorn's TypedDict, an ASGI scope)
         if fast is not None and app is fast.app and not self.access_log and fast.takes(scope):
@@ -328,7 +165,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.flow.resume_reading()
+        if self.flow.read_paused:  # (FlowControl.resume_reading's own test: no call when reading was not paused)
+            self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
@@ -383,7 +221,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             if self._head_bytes > self.limits.max_head_bytes:
                 self._refuse(431, b"request header fields too large\n", "head_too_large")
                 return
-        self._unset_keepalive_if_required()
+        self._idle_since = None  # (_unset_keepalive_if_required, inline: bytes came)
         self._body_in_feed = 0
         try:
             self.parser.feed_data(data)
@@ -437,15 +275,28 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         raise _Refused(reason)
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's on_message_begin, inlined (one call less per request; uvicorn 0.54's, field for field):
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
         self._fields = 0
-        # The head deadline starts now; its timer only if the head is still incomplete once this
-        # read is parsed (data_received): a head that comes whole in one read (nearly every one)
-        # costs no timer made and cancelled.
+        # The head deadline starts now; its timer only if the head is still incomplete once this read is parsed
+        # (data_received): a head that comes whole in one read (nearly every one) costs no timer made and cancelled.
         self._head_begun = True
 
     def on_url(self, url: bytes) -> None:
-        super().on_url(url)
+        self.url += url  # (uvicorn's on_url, inlined)
         if len(self.url) > self.limits.max_request_line:
             self._stop(414, b"request target too long\n", "uri_too_long")
 
@@ -465,8 +316,12 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_begun = False
-        self._stop_head_timer()
-        hosts = [value for name, value in self.headers if name == b"host"]
+        if self._head_timer is not None:
+            self._stop_head_timer()
+        hosts = []  # (a loop, not a comprehension: no call per request)
+        for name, value in self.headers:
+            if name == b"host":
+                hosts.append(value)
         if len(hosts) > 1 or (not hosts and self.parser.get_http_version() == "1.1"):
             self._stop(400, b"exactly one Host header is required\n", "bad_host")
         if hosts and not _HOST.fullmatch(hosts[0]):
@@ -505,7 +360,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._in_head = True
         self._head_bytes = 0
-        super().on_message_complete()
+        # uvicorn's on_message_complete, inlined:
+        if (self.parser.should_upgrade() and self._should_upgrade()) or self.cycle.response_complete:
+            return
+        self.cycle.more_body = False
+        self.cycle.message_event.set()
 
 
 def protocol_class(limits: ConnectionLimits, *, tcp_info: bool = False, fast_path: FastPath | None = None) -> type[EdgeHttpProtocol]:

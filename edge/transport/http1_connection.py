@@ -106,7 +106,7 @@ class _Connection(asyncio.Protocol):
             # Count before parsing: httptools joins a header line's pieces as they arrive, so one endless
             # line must be refused before it is fed, not after it has been built.
             end = data.find(b"\r\n\r\n")
-            self._count_head(len(data) if end < 0 else end + 4)
+            self.head_size += len(data) if end < 0 else end + 4  # (_count_head, inline)
             if self.head_size > self.max_head:
                 self._fail(httpx.RemoteProtocolError(f"upstream response head over {self.max_head} bytes"))
                 self.close()
@@ -184,7 +184,11 @@ class _Connection(asyncio.Protocol):
                 elif name == b"transfer-encoding":
                     framed = v.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
             self.until_close = not framed
-        self._wake()
+        if self.waiter is None:  # (_wake, inline here and in on_body and on_message_complete: once per response each)
+            if self.listener is not None:
+                self.woken = True
+        else:
+            self._wake()
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
@@ -192,7 +196,11 @@ class _Connection(asyncio.Protocol):
         if self.buffered > self.max_buffer and not self.reading_paused and self.transport is not None:
             self.reading_paused = True
             self.transport.pause_reading()
-        self._wake()
+        if self.waiter is None:
+            if self.listener is not None:
+                self.woken = True
+        else:
+            self._wake()
 
     def on_message_complete(self) -> None:
         if self.interim:
@@ -201,12 +209,13 @@ class _Connection(asyncio.Protocol):
         self.complete = True
         # Asked now: once this callback returns, llhttp resets its flags for the next message.
         self.keep_alive = self.parser.should_keep_alive()
-        self._wake()
+        if self.waiter is None:
+            if self.listener is not None:
+                self.woken = True
+        else:
+            self._wake()
 
     # --- used by the transport --------------------------------------------------------------
-
-    def _count_head(self, n: int) -> None:
-        self.head_size += n
 
     def _ended(self) -> None:
         """The server closed the connection: the end of a read-until-close body, or an error."""

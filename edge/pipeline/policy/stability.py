@@ -112,9 +112,12 @@ class TierStability:
         crossing set or cleared.
         """
         raw: Tier = "minimal" if p >= minimal else "lite" if p >= lite else "full"
-        last = self.current(last, now)
-        if last is None:
-            return raw, (LastTier(raw, now) if self.enabled and self.worth_a_cookie(raw, p, lite, None) else None)
+        if last is not None:
+            last = self.current(last, now)
+        if last is None:  # (enabled and worth_a_cookie(raw, p, lite, None), inline: once per page)
+            if self.margin > 0 and self.dwell_s > 0 and (raw != "full" or _logit(p) > _logit(lite) - 2 * self.margin):
+                return raw, LastTier(raw, now)
+            return raw, None
         d = 0.0
         if raw != last.tier:
             lower, upper = {"full": (None, lite), "lite": (lite, minimal), "minimal": (minimal, None)}[last.tier]
