@@ -49,6 +49,7 @@ from typing import Any
 
 from edge.learning.model.scaler import WelfordScaler
 from edge.learning.model.unrolled import FirstPass, Layouts, compile_features_pass, compile_pass
+from edge.learning.model.unrolled_predict import PredictPass, compile_features_predict
 
 __all__ = ["ScaledLogReg", "COMPILE_AFTER", "MAX_LAYOUTS"]
 
@@ -81,7 +82,7 @@ class ScaledLogReg:
     __slots__ = (
         "index", "names", "count", "mean", "var", "std", "w", "intercept", "iterations",
         "lr", "intercept_lr", "l2", "clip", "weight_pos", "weight_neg", "_weighted", "constant", "_passes", "_seen",
-        "_x_passes", "_x_refused", "_x_last",
+        "_x_passes", "_x_refused", "_x_last", "_p_passes", "_p_last",
     )
 
     def __init__(self, *, lr: float, intercept_lr: float, l2: float, clip: float, weight_pos: float = 1.0, weight_neg: float = 1.0) -> None:
@@ -107,6 +108,9 @@ class ScaledLogReg:
         self._x_passes = Layouts(compile_features_pass, after=COMPILE_AFTER, limit=MAX_LAYOUTS)
         self._x_refused: set[tuple] = set()
         self._x_last: tuple = (None, None)  # the last layout given a compiled pass, and that pass
+        # The same for a prediction: straight-line transform-and-predict code by layout of inputs (RiverModel.predict).
+        self._p_passes = Layouts(compile_features_predict, after=COMPILE_AFTER, limit=MAX_LAYOUTS)
+        self._p_last: tuple = (None, None)
 
     def _slot(self, name: Any) -> int:
         i = self.index[name] = len(self.names)
@@ -245,6 +249,39 @@ class ScaledLogReg:
                 self._x_refused.add(layout)
         if run is not None:
             self._x_last = (layout, run)
+        return run
+
+    def predict_inputs(self, x: dict, features: Any, tables: dict[str, Any]) -> float:
+        """``self.predict(features.transform_one(x))`` for ``features`` an :class:`~edge.learning.model.river.EdgeFeatures`
+        and ``tables`` river's (:meth:`features_pass`): one straight-line pass for a layout of inputs seen often
+        (:meth:`predict_pass`); the same float (tests/learning/test_predict.py)."""
+        p = features._rule_model.predict(x) if features.rules else None  # transform_one's
+        run = self.predict_pass(x, tables)
+        if run is None:
+            return self.predict(features.transform_with_rules(x, p))
+        z = run(x, x.values(), p, features.freshness_half_life_s, features.rules, self.mean, self.var, self.std, self.w, self.index)
+        z += self.intercept  # predict's _sigmoid(dot + intercept), inline
+        if z < -30:
+            return 0.0
+        if z > 30:
+            return 1.0
+        return 1 / (1 + _exp(-z))
+
+    def predict_pass(self, x: dict, tables: dict[str, Any]) -> PredictPass | None:
+        """:meth:`features_pass` for a prediction: the straight-line transform-and-predict for ``x``'s layout of inputs
+        (:func:`~edge.learning.model.unrolled_predict.compile_features_predict` with ``tables``), once seen often; else None."""
+        layout = tuple(x)
+        last, run = self._p_last
+        if layout == last:  # a client's features keep their names request after request: compared, not hashed
+            return run
+        run = self._p_passes.get(layout)
+        if run is None and layout not in self._x_refused:
+            try:
+                run = self._p_passes.seen(layout, self.index.get, tables)
+            except ValueError:  # features that could collide: the transform's dict orders them
+                self._x_refused.add(layout)
+        if run is not None:
+            self._p_last = (layout, run)
         return run
 
     def finish(self, before: float, after: float, slots: list[int], scaled: list[float], y: bool) -> float:

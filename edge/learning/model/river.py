@@ -291,7 +291,7 @@ class RiverModel:
             return None
         fused = self._fused_learner()
         if fused is not None:
-            p = fused.predict(self._features.transform_one(x))
+            p = fused.predict_inputs(x, self._split[0], _TABLES)  # type: ignore[index]  # self._features; straight-line for a layout seen often
             return 0.0 if p < 0.0 else 1.0 if p > 1.0 else p
         steps = self._split_pipeline()
         if steps is None or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
