@@ -32,9 +32,13 @@ def _check(name: str, result: object) -> None:
         assert isinstance(result, Signals) and result.ect == "3g" and result.cell_id == "404-45-1207-88123"
     elif name == "features":
         assert isinstance(result, dict) and result
-    elif name in ("model predict", "river predict alone"):
+    elif name in ("model predict", "river predict alone", "model predict (River in force)"):
         # The model has learned 3000 labels before it is timed: it must answer, not abstain.
         assert isinstance(result, float) and 0.0 < result < 1.0, result
+        if name == "model predict (River in force)":  # elected by its labels, and serving x from the River model
+            in_force, x = STATE["river_in_force"], STATE["x"]
+            assert in_force.source == in_force.source_for(x) == "model"
+            assert result == in_force.calibrators["model"](in_force.model.predict(x))
     elif name in LEARNS:
         assert result is None  # learning returns nothing; test_stage checks what it did
     elif name == "decide (policy)":
