@@ -216,17 +216,17 @@ class ChampionChallenger:
 
     def predict(self, x: Features) -> float | None:
         champion = self._champion
-        calibrators = self._calibrators()
-        if champion == "stacker":
-            stacker = self.stacker
-            if stacker is not None:
-                return stacker.predict(self._stacker_inputs(x, self.model.predict(x), self.rules.predict(x)))
-        elif champion == "model":
+        calibrators = self.calibrators or self._calibrators()  # the method only for a checkpoint from before calibration
+        if champion == "model":  # first: per request while the River model is in force (the video traces)
             support = self.support
             if support is None or support_signature(x) in support:  # never an input unlike any it learned
                 p = self.model.predict(x)
                 if p is not None:
                     return calibrators["model"](p)
+        elif champion == "stacker":
+            stacker = self.stacker
+            if stacker is not None:
+                return stacker.predict(self._stacker_inputs(x, self.model.predict(x), self.rules.predict(x)))
         elif champion != "rules":
             p = FIXED_CANDIDATES[champion](x)
             if p is not None:
