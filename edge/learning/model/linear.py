@@ -267,6 +267,18 @@ class ScaledLogReg:
             return 1.0
         return 1 / (1 + _exp(-z))
 
+    def learn_inputs(self, x: dict, features: Any, tables: dict[str, Any], y: bool) -> None:
+        """``self.learn(features.transform_one(x), y)`` (``features`` and ``tables`` as :meth:`predict_inputs`): for a
+        layout of inputs seen often, :meth:`features_pass`'s transform and pass in one, as ``RiverModel.predict_then_learn``
+        runs it; the same state after (tests/learning/test_predict.py)."""
+        p = features._rule_model.predict(x) if features.rules else None  # transform_one's
+        run = self.features_pass(x, tables)
+        if run is None:
+            self.predict_learn(features.transform_with_rules(x, p), y)
+            return
+        args = (self.count, self.mean, self.var, self.std, self.w, self.constant, self.index, self._slot)
+        self.finish(*run(x, x.values(), p, features.freshness_half_life_s, features.rules, *args), y)
+
     def predict_pass(self, x: dict, tables: dict[str, Any]) -> PredictPass | None:
         """:meth:`features_pass` for a prediction: the straight-line transform-and-predict for ``x``'s layout of inputs
         (:func:`~edge.learning.model.unrolled_predict.compile_features_predict` with ``tables``), once seen often; else None."""

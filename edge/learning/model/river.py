@@ -313,7 +313,7 @@ class RiverModel:
         y = bool(degraded)
         fused = self._fused_learner()
         if fused is not None:
-            fused.learn(self._features.transform_one(x), y)
+            fused.learn_inputs(x, self._split[0], _TABLES, y)  # type: ignore[index]  # self._features; one pass for a layout seen often
             self.seen[y] += 1
             return
         steps = self._split_pipeline()
