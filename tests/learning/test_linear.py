@@ -201,12 +201,7 @@ def test_the_compiled_short_paths_give_the_general_codes_numbers_bit_for_bit():
 
     rng = random.Random(14)
     features = EdgeFeatures()
-    base = {
-        "save_data": 0.0, "device_class": "phone", "os": "android", "ect": "3g", "radio": "lte", "device_memory": 2.0,
-        "rtt_ms": 450.0, "downlink_kbps": 600.0, "rsrp": -101.0, "rsrq": -14.0, "sinr": 3.0, "cqi": 7.0, "speed": 22.0,
-        "last_ms": 840.0, "last_bytes": 51200.0, "last_kbps": 758.5, "last_rtt_ms": 300.0, "low_end": 1.0, "tcp_rtt_ms": 80.0,
-        "cell_degraded_share": 0.25, "cell_samples": 4.0, "last_age_s": 2.0,
-    }  # fmt: skip
+    from tests.learning.test_predict import BASE as base
     odd = [lambda v: int(v) if isinstance(v, float) and v == int(v) else v, lambda v: True, lambda v: _Float(v) if isinstance(v, float) else v,
            lambda v: -0.0, lambda v: math.nan, lambda v: math.inf, lambda v: -math.inf, lambda v: _Str(v) if isinstance(v, str) else v,
            lambda v: "nope", lambda v: None, lambda v: rng.choice(["nr", "4g", "ios", "tablet"]), lambda v: v * 1.5 if isinstance(v, float) else v,

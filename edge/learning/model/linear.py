@@ -241,14 +241,20 @@ class ScaledLogReg:
         last, run = self._x_last
         if layout == last:  # a client's features keep their names label after label: compared, not hashed
             return run
-        run = self._x_passes.get(layout)
-        if run is None and layout not in self._x_refused:
-            try:
-                run = self._x_passes.seen(layout, self.index.get, tables)
-            except ValueError:  # features that could collide: the transform's dict orders them
-                self._x_refused.add(layout)
+        run = self._compiled_for(self._x_passes, layout, tables)
         if run is not None:
             self._x_last = (layout, run)
+        return run
+
+    def _compiled_for(self, passes: Any, layout: tuple, tables: dict[str, Any]) -> Any:
+        """``passes``' code for ``layout`` (compiled once seen often), or None; a layout whose features
+        could collide is refused for good (the transform's dict orders them)."""
+        run = passes.get(layout)
+        if run is None and layout not in self._x_refused:
+            try:
+                run = passes.seen(layout, self.index.get, tables)
+            except ValueError:
+                self._x_refused.add(layout)
         return run
 
     def predict_inputs(self, x: dict, features: Any, tables: dict[str, Any]) -> float:
@@ -286,12 +292,7 @@ class ScaledLogReg:
         last, run = self._p_last
         if layout == last:  # a client's features keep their names request after request: compared, not hashed
             return run
-        run = self._p_passes.get(layout)
-        if run is None and layout not in self._x_refused:
-            try:
-                run = self._p_passes.seen(layout, self.index.get, tables)
-            except ValueError:  # features that could collide: the transform's dict orders them
-                self._x_refused.add(layout)
+        run = self._compiled_for(self._p_passes, layout, tables)
         if run is not None:
             self._p_last = (layout, run)
         return run
