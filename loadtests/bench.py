@@ -13,6 +13,10 @@ absolutes):
   with this script's own config on loopback (not as a system service), with
   upstream keep-alive — the floor an SRE would otherwise deploy. Skipped with
   a clear line if nginx cannot be installed;
+- ``python floor``: ``loadtests/floor_proxy.py``, the least a Python proxy does
+  to splice a snippet into the page (uvloop and httptools, callbacks only, no
+  decision): what any Python data plane costs on this machine before edge's own
+  work, so a target below it is out of reach for Python here;
 - ``edge full``: ``edge serve`` with 4G hints (the page gets the switch link
   and the beacon: a byte splice), with 1 and 2 workers;
 - ``edge lite``: the same with ``ECT: 2g`` (low-priority widgets dropped). The
@@ -26,6 +30,9 @@ absolutes):
   edge (one worker) at lite; ``… gzip`` the same with ``Accept-Encoding: gzip``
   (the storefront compresses, edge decodes, rewrites and compresses again). Their
   added p50 is over ``direct dynamic`` (``direct dynamic gzip``), not ``direct``;
+  ``nginx dynamic`` is nginx in front of that storefront, the reference for ``lite
+  dynamic``'s ratio (the gzip case has none). No proxy serves more pages per second
+  than the storefront behind it makes: ``direct dynamic``'s req/s bounds them all;
 - with ``--compare-transports``, ``full aiohttp`` and ``full httpx``: edge full
   (one worker) over httpx-aiohttp and over httpx's own httpcore instead of
   ``edge.transport.http1``, to show what the default transport buys in the same run.
@@ -33,7 +40,8 @@ absolutes):
 The load generator is ``wrk`` (Debian's package; one thread, keep-alive
 connections) at each concurrency for ``--duration`` seconds after a warm-up.
 The table gives req/s, p50 and p99 latency, the added p50 over ``direct`` in
-milliseconds and as a ratio to nginx's added p50, edge's CPU seconds per
+milliseconds and as a ratio to the added p50 of nginx in front of the same
+storefront, edge's CPU seconds per
 1,000 requests and its peak RSS; ``--json`` writes the same.
 """
 
@@ -237,9 +245,18 @@ def main() -> None:
         wait_ready(f"http://127.0.0.1:{shop_port}/")
         wait_ready(f"http://127.0.0.1:{dynamic_port}/")
         if have_nginx:
-            ports["nginx"] = free_port()
-            procs["nginx"] = start_nginx(shop_port, ports["nginx"], tmp)
-            wait_ready(f"http://127.0.0.1:{ports['nginx']}/")
+            # nginx in front of each storefront: the reference for the static page and for the dynamic one.
+            for name, upstream in (("nginx", shop_port), ("nginx dynamic", dynamic_port)):
+                ports[name] = free_port()
+                prefix = tmp / name.replace(" ", "-")  # (nginx's config takes no spaces in a path)
+                prefix.mkdir()
+                procs[name] = start_nginx(upstream, ports[name], prefix)
+                wait_ready(f"http://127.0.0.1:{ports[name]}/")
+        ports["python floor"] = free_port()
+        procs["python floor"] = subprocess.Popen([sys.executable, str(Path(__file__).with_name("floor_proxy.py")), str(shop_port), str(ports["python floor"])])
+        wait_ready(f"http://127.0.0.1:{ports['python floor']}/")
+        if b"/__edge/switch" not in fetch(ports["python floor"], HINTS_4G)[2]:
+            raise SystemExit("bench: the python floor did not splice its snippet into the page")
         edges = [(f"edge x{workers}", workers, "http1", [], shop_port) for workers in args.workers]
         # The demo page comes back byte for byte, so lite is a rewrite-cache hit; this edge lays out every page.
         edges.append(("edge uncached", args.workers[0], "http1", ["--rewrite-cache-bytes", "0"], shop_port))
@@ -261,11 +278,14 @@ def main() -> None:
         cases: list[tuple[str, str, dict[str, str], int, str]] = [("direct", "direct", HINTS_4G, 1, "direct")]
         if have_nginx:
             cases.append(("nginx", "nginx", HINTS_4G, 1, "direct"))
+        cases.append(("python floor", "python floor", HINTS_4G, 1, "direct"))  # loadtests/floor_proxy.py
         for workers in args.workers:
             cases.append((f"edge full x{workers}", f"edge x{workers}", HINTS_4G, workers, "direct"))
         cases.append((f"edge lite x{args.workers[0]}", f"edge x{args.workers[0]}", HINTS_2G, args.workers[0], "direct"))
         cases.append(("lite uncached", "edge uncached", HINTS_2G, args.workers[0], "direct"))
         cases.append(("direct dynamic", "direct dynamic", DYNAMIC, 1, "direct dynamic"))
+        if have_nginx:
+            cases.append(("nginx dynamic", "nginx dynamic", DYNAMIC, 1, "direct dynamic"))
         cases.append(("lite dynamic", "edge dynamic", DYNAMIC, args.workers[0], "direct dynamic"))
         cases.append(("direct dynamic gzip", "direct dynamic", DYNAMIC_GZIP, 1, "direct dynamic gzip"))
         cases.append(("lite dynamic gzip", "edge dynamic", DYNAMIC_GZIP, args.workers[0], "direct dynamic gzip"))
@@ -295,7 +315,9 @@ def main() -> None:
             direct = next(r for r in rows if r["case"] == row["baseline"] and r["concurrency"] == row["concurrency"])
             row["added_p50_ms"] = row["p50_ms"] - direct["p50_ms"]
         for row in rows:
-            nginx = next((r for r in rows if r["case"] == "nginx" and r["concurrency"] == row["concurrency"]), None)
+            # Each row against nginx in front of the same storefront (none for the gzip cases).
+            reference = {"direct": "nginx", "direct dynamic": "nginx dynamic"}.get(row["baseline"])
+            nginx = next((r for r in rows if r["case"] == reference and r["concurrency"] == row["concurrency"]), None)
             row["added_p50_vs_nginx"] = row["added_p50_ms"] / nginx["added_p50_ms"] if nginx and nginx["added_p50_ms"] > 0 else None
         print(f"{'case':<20}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'× nginx':>9}{'CPU ms/req':>11}")
         for r in rows:

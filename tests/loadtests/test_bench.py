@@ -34,8 +34,8 @@ def test_bench_runs_every_case_and_writes_its_table_as_json(tmp_path):
     cases = {(row["case"], row["concurrency"]) for row in report["rows"]}
     expected = {
         "direct", "edge full x1", "edge lite x1", "lite uncached",
-        "direct dynamic", "lite dynamic", "direct dynamic gzip", "lite dynamic gzip",
-    } | ({"nginx"} if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else set())  # fmt: skip
+        "direct dynamic", "lite dynamic", "direct dynamic gzip", "lite dynamic gzip", "python floor",
+    } | ({"nginx", "nginx dynamic"} if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else set())  # fmt: skip
     assert cases == {(case, c) for case in expected for c in (1, 4)}
     for row in report["rows"]:
         assert row["requests"] > 0 and row["rps"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"], row
@@ -44,7 +44,15 @@ def test_bench_runs_every_case_and_writes_its_table_as_json(tmp_path):
     # Each dynamic case's added p50 is over its own direct case (the dynamic storefront, gzip or not).
     baselines = {row["case"]: row["baseline"] for row in report["rows"]}
     assert baselines["lite dynamic"] == "direct dynamic" and baselines["lite dynamic gzip"] == "direct dynamic gzip"
-    assert baselines["edge lite x1"] == "direct"
+    assert baselines["edge lite x1"] == "direct" and baselines["python floor"] == "direct"
+    # Each ratio is to nginx in front of the same storefront: the dynamic rows to nginx dynamic's.
+    by_case = {(row["case"], row["concurrency"]): row for row in report["rows"]}
+    if "nginx" in expected:
+        for c in (1, 4):
+            lite, nginx = by_case["lite dynamic", c], by_case["nginx dynamic", c]
+            if nginx["added_p50_ms"] > 0:
+                assert lite["added_p50_vs_nginx"] == pytest.approx(lite["added_p50_ms"] / nginx["added_p50_ms"])
+            assert by_case["lite dynamic gzip", c]["added_p50_vs_nginx"] is None
     assert report["edge_peak_rss_mb"]["edge x1"] > 10 and report["edge_peak_rss_mb"]["edge dynamic"] > 10
     # The printed table carries the same rows.
     for case in expected:
