@@ -22,13 +22,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from starlette.types import Message, Scope, Send
 
 from edge.adapt.headers import adapted_headers, header, lower_names, not_modified_headers
 from edge.core import metrics
 from edge.core.errors import UpstreamStreamBroken
+from edge.pipeline.client_rtt import SCOPE_EXTENSION
 from edge.pipeline.features import Features
 from edge.pipeline.policy import Decision, Policy
 from edge.pipeline.rewrite import HtmlRewriter, JsonRewriter, StreamSplicer, beacon_script, switch_link
@@ -50,6 +51,7 @@ _DECODABLE = frozenset({"", "identity", "x-gzip", *CODINGS})
 #: Below this, compressing the adapted page costs more than it saves.
 _MIN_COMPRESS_BYTES = 1024
 _SWITCH_TEXT = {"full": "Light page", "lite": "Full page", "minimal": "Full page"}
+_NONE: dict[str, Any] = {}  # (a scope without extensions)
 
 
 class Compiled(NamedTuple):
@@ -193,9 +195,17 @@ class Responder:
     # ------------------------------------------------------------ what every decided response gets
 
     def _issue(self, verdict: Verdict, tier: str) -> str:
-        """This response's token: the features it was decided on, its tier, and how long the storefront took."""
+        """This response's token: the features it was decided on, its tier, and its server time: how long the
+        storefront took plus how long the request waited unread in edge's queue (the scope extension's
+        ``queued_ms``, edge.pipeline.client_rtt), which the beacon must not count as the shopper's round trip."""
         d = verdict.decision
-        return self.mw.feedback.issue(verdict.features, tier, d.source, d.p, self.upstream_s * 1000, verdict.cell_id, time.time())
+        server_ms = self.upstream_s * 1000
+        extension = self.scope.get("extensions", _NONE).get(SCOPE_EXTENSION)
+        if extension:
+            queued = extension.get("queued_ms")
+            if type(queued) is float:
+                server_ms += queued
+        return self.mw.feedback.issue(verdict.features, tier, d.source, d.p, server_ms, verdict.cell_id, time.time())
 
     def _snippet(self, tier: str, token: str) -> bytes:
         """The switch link to the other layout (back to this very URL) and the beacon carrying ``token``."""

@@ -53,6 +53,7 @@ __all__ = [
     "PROXIED",
     "CLIENT_REJECTED",
     "CLIENT_RTT_MISSING",
+    "REQUEST_QUEUE",
     "HOLDBACK_LABELS",
     "HOLDBACK_DURATION",
     "registry",
@@ -243,6 +244,13 @@ CLIENT_RTT_MISSING = Counter(
     "edge_client_rtt_missing_total",
     "Requests whose server-side round trip was unavailable, by reason.",
     ["reason"],
+)
+# Edge's own queue (edge.runtime.protocol, direct client sockets): how long requests sat in the kernel's receive
+# buffer before edge's event loop read them (TCP_INFO's last_data_recv when a head is complete). Only waits > 0
+# are added, so an idle sidecar pays nothing; rate() of it is the mean number of requests waiting.
+REQUEST_QUEUE = Counter(
+    "edge_request_queue_seconds",
+    "Seconds requests waited in the kernel's socket buffer before edge read them (direct client sockets only).",
 )
 
 # The holdback (a control group that always gets the full page), reported apart so a dashboard can

@@ -15,7 +15,14 @@ The extension is a plain dict, so any ASGI server can provide it::
 
     {"peer": "203.0.113.9",       # the socket's peer address (before any X-Forwarded-For rewriting)
      "rtt_ms": 41.2, "rttvar_ms": 3.1, "min_rtt_ms": 40.0,    # direct only, each when the kernel has it
-     "delivery_kbps": 8120.0, "app_limited": 0.0, "goodput_kbps": 7900.0}
+     "delivery_kbps": 8120.0, "app_limited": 0.0, "goodput_kbps": 7900.0,
+     "queued_ms": 12.0}           # direct only: how long the request's last bytes waited unread (when > 0)
+
+``queued_ms`` is not a network figure and never a model input (:func:`edge.pipeline.signals.server_rtt_signals`
+reads only the six above): it is edge's own queue, the time the request waited in the socket's receive
+buffer before edge's event loop read it, and it is added to the server time a page's token carries
+(docs/feedback.md, "Time spent in edge's queue"), so a busy sidecar's wait is not taken for the shopper's
+round trip.
 
 ``struct tcp_info`` is read by byte offsets (``include/uapi/linux/tcp.h``; every field this module
 uses has been at the same offset since it was added, and the kernel copies ``min(asked, its size)``
@@ -23,6 +30,9 @@ bytes, so a field past the returned length is simply absent)::
 
     offset  field                              used as
        7    u8  tcpi_delivery_rate_app_limited:1  app_limited (the last rate sample was app-limited)
+      52    u32 tcpi_last_data_recv (ms)          queued_ms: read when the head is complete, how long the
+                                                  request's last bytes have sat unread (the kernel counts it
+                                                  in jiffies, so to a tick of 1-10 ms)
       68    u32 tcpi_rtt      (µs, smoothed)      rtt_ms
       72    u32 tcpi_rttvar   (µs)                rttvar_ms
      120    u64 tcpi_bytes_acked                  goodput_kbps, with tcpi_busy_time
@@ -38,6 +48,8 @@ and slower to follow a change.
     >>> raw = bytearray(232); raw[68:72] = (412_000).to_bytes(4, "little"); raw[72:76] = (20_000).to_bytes(4, "little")
     >>> parse_tcp_info(bytes(raw[:104]))       # an old kernel: no min_rtt, no delivery rate
     {'rtt_ms': 412.0, 'rttvar_ms': 20.0}
+    >>> raw[52:56] = (640).to_bytes(4, "little"); parse_tcp_info(bytes(raw))   # read 640 ms after the bytes came
+    {'rtt_ms': 412.0, 'rttvar_ms': 20.0, 'queued_ms': 640.0}
     >>> parse_tcp_info(b"short") is None
     True
     >>> rtt_header_ms(b"412000"), rtt_header_ms(b"-1"), rtt_header_ms(b"12ms")
@@ -56,6 +68,7 @@ from typing import Any
 __all__ = [
     "SCOPE_EXTENSION",
     "TCP_INFO_SIZE",
+    "MAX_QUEUED_MS",
     "parse_tcp_info",
     "read_tcp_info",
     "rtt_header_ms",
@@ -69,29 +82,32 @@ SCOPE_EXTENSION = "edge.tcp_info"
 TCP_INFO_SIZE = 232
 _TCP_INFO = getattr(socket, "TCP_INFO", 11 if sys.platform.startswith("linux") else None)
 # The kernel's own byte order, no padding (the struct is copied as the kernel holds it; offsets in the
-# module docstring): flags byte at 7, rtt and rttvar at 68, bytes_acked at 120, min_rtt at 148,
-# delivery_rate at 160, busy_time at 168.
-_FULL = struct.Struct("=7xB60xII44xQ20xI8xQQ")
-_RTT = struct.Struct("=7xB60xII")
+# module docstring): flags byte at 7, last_data_recv at 52, rtt and rttvar at 68, bytes_acked at 120,
+# min_rtt at 148, delivery_rate at 160, busy_time at 168.
+_FULL = struct.Struct("=7xB44xI12xII44xQ20xI8xQQ")
+_RTT = struct.Struct("=7xB44xI12xII")
 _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
 #: Busy time below this (µs) gives no goodput: the kernel counts it in jiffies (1–10 ms each).
 MIN_BUSY_US = 100_000
 #: A round trip above this (µs) is not a round trip: a garbled header or a kernel value we misread.
 _MAX_RTT_US = 60_000_000
+#: A queue wait above this (ms) is a misread: edge's own header timeout ends a request long before.
+MAX_QUEUED_MS = 60_000
 
 
 def parse_tcp_info(raw: bytes) -> dict[str, float] | None:
     """The figures edge uses from a ``struct tcp_info``'s bytes (layout in the module docstring), or None.
 
     Zero is "no sample" for the kernel (a connection that has not measured a round trip), so a zero
-    field is absent, as is a field past the end of ``raw``.
+    field is absent, as is a field past the end of ``raw``; ``queued_ms`` is absent at zero (no wait)
+    and above :data:`MAX_QUEUED_MS`.
     """
     size = len(raw)
     if size >= _FULL.size:  # every kernel since 4.10: one unpack
-        flags, rtt, rttvar, acked, min_rtt, rate, busy = _FULL.unpack_from(raw)
+        flags, recv, rtt, rttvar, acked, min_rtt, rate, busy = _FULL.unpack_from(raw)
     elif size >= _RTT.size:
-        flags, rtt, rttvar = _RTT.unpack_from(raw)
+        flags, recv, rtt, rttvar = _RTT.unpack_from(raw)
         acked = busy = 0
         min_rtt = _U32.unpack_from(raw, 148)[0] if size >= 152 else 0
         rate = _U64.unpack_from(raw, 160)[0] if size >= 168 else 0
@@ -108,6 +124,8 @@ def parse_tcp_info(raw: bytes) -> dict[str, float] | None:
         out["app_limited"] = float(flags & 1)
     if busy >= MIN_BUSY_US and acked > 0:
         out["goodput_kbps"] = acked * 8000.0 / busy
+    if 0 < recv <= MAX_QUEUED_MS:
+        out["queued_ms"] = float(recv)
     return out or None
 
 

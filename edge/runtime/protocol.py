@@ -30,7 +30,9 @@ gets ``scope["extensions"]["edge.tcp_info"]``, a dict with the socket's peer add
 any ``X-Forwarded-For`` rewriting) and, on a listener made with ``tcp_info=True``, the kernel's round
 trip and delivery rate for this connection, read with one ``getsockopt(TCP_INFO)`` when the request head
 is complete (:mod:`edge.pipeline.client_rtt` documents the keys). A failing read leaves the figures out
-and is counted in ``edge_client_rtt_missing_total{reason="tcp_info_error"}``.
+and is counted in ``edge_client_rtt_missing_total{reason="tcp_info_error"}``. The same read tells how long
+the request waited unread (``queued_ms``: edge's queue, added to the server time its token carries),
+summed in ``edge_request_queue_seconds_total``.
 
     >>> limits = ConnectionLimits(max_head_bytes=16384)
     >>> protocol = protocol_class(limits)  # for uvicorn.Config(http=protocol, ...)
@@ -59,6 +61,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ConnectionLimits", "protocol_class", "EdgeHttpProtocol"]
 
+#: edge_request_queue_seconds_total.inc
+_QUEUED_SECONDS = metrics.adding(metrics.REQUEST_QUEUE)
 #: host [":" port], where host is a reg-name, an IPv4 address or a bracketed IP literal (RFC 3986 §3.2.2);
 #: empty is allowed (RFC 9112 §3.2: a target without authority).
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]{0,5})?|")
@@ -345,6 +349,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
                 metrics.CLIENT_RTT_MISSING.labels("tcp_info_error").inc()
                 figures = None
             if figures:
+                queued = figures.get("queued_ms")  # (the wait before this read: edge's queue)
+                if queued is not None:
+                    _QUEUED_SECONDS(queued * 0.001)
                 extension.update(figures)
         scope: dict[str, Any] = self.scope  # type: ignore[assignment]  # uvicorn's TypedDict types extensions narrowly
         extensions = scope.get("extensions")

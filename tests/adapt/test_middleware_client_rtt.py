@@ -7,6 +7,7 @@ import time
 from starlette.applications import Starlette
 
 from edge import AdaptiveMiddleware, Policy, Settings
+from edge.adapt.responder import Responder
 from edge.pipeline.client_rtt import SCOPE_EXTENSION
 
 POLICY = Policy.from_toml('[[widgets]]\nwidget = "ads"\npriority = 1\nlite = "drop"\n')
@@ -78,3 +79,29 @@ def test_behind_proxy_without_trusted_addresses_says_so_at_start(caplog) -> None
     with caplog.at_level("WARNING", logger="edge.adapt"):
         _middleware(client_socket="behind-proxy", forwarded_allow_ips="10.0.0.1")
     assert not any("EDGE_FORWARDED_ALLOW_IPS is empty" in r.getMessage() for r in caplog.records)
+
+
+def test_the_queue_wait_is_server_time_in_the_token_and_no_feature() -> None:
+    """``queued_ms`` (edge's own queue, edge.pipeline.client_rtt) goes into the token's server time ``u``, never
+    into the features; a scope without it, or with a foreign server's junk in it, issues the storefront's time."""
+    edge = _middleware()
+    figures = {"peer": "203.0.113.9", "rtt_ms": 412.0, "rttvar_ms": 40.0}
+    tokens = {}
+    for name, extension in [
+        ("waited", {**figures, "queued_ms": 640.0}),
+        ("prompt", figures),
+        ("junk", {**figures, "queued_ms": "640"}),
+        ("no hook", None),
+    ]:
+        responder = Responder(edge, _scope(extension), _no_send)
+        responder.verdict = edge.decide(responder.scope, time.time())
+        responder.upstream_s = 0.0125
+        payload = edge.feedback.signer.verify(responder._issue(responder.verdict, "full"), time.time())
+        tokens[name] = payload
+    assert tokens["waited"]["u"] == 652.5  # 640 ms unread in the socket + 12.5 ms of storefront
+    assert tokens["prompt"]["u"] == tokens["junk"]["u"] == tokens["no hook"]["u"] == 12.5
+    assert tokens["waited"]["x"] == tokens["prompt"]["x"] and not any("queue" in key for key in tokens["waited"]["x"])
+
+
+async def _no_send(message: dict) -> None:
+    raise AssertionError("nothing is sent")

@@ -29,7 +29,8 @@ USERS, DURATION, WARMUP = 20, "30s", 10.0
 # Users arrive over 5 s, all before the warm-up ends. Twenty cold clients in the same second saw
 # 1.6-1.9 s to their first byte on a loaded 2-core machine (edge's queue or Locust's own CPU: not
 # separated): every first beacon then read a 2G-like round trip whatever the profile, and those
-# labels and cookies said "degraded" for the 4G users too (docs/feedback.md, "Known limit").
+# labels and cookies said "degraded" for the 4G users too. A wait in edge's socket buffer is now server time
+# in the token (docs/feedback.md, "Time spent in edge's queue"); Locust's own delays are not, so the spread stays.
 SPAWN_RATE = 4
 ON_ERROR = 3  # Locust's exit code when requests failed; 1 is a crash, 2 an unhandled exception in a user
 

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import sys
+import time
 
 import pytest
 
 from edge.learning.model import RuleModel
 from edge.learning.model.river import EdgeFeatures
 from edge.learning.model.rules import tcp_rtt_class
-from edge.pipeline.client_rtt import TrustedPeers, parse_tcp_info, read_tcp_info, rtt_header_ms, server_rtt
+from edge.pipeline.client_rtt import MAX_QUEUED_MS, TrustedPeers, parse_tcp_info, read_tcp_info, rtt_header_ms, server_rtt
 from edge.pipeline.features import to_features
 from edge.pipeline.signals import Signals, server_rtt_signals
 
 
 def _tcp_info(
-    size: int = 232, *, rtt: int = 0, rttvar: int = 0, min_rtt: int = 0, rate: int = 0, flags: int = 0, acked: int = 0, busy: int = 0
-) -> bytes:
+    size: int = 232, *, rtt: int = 0, rttvar: int = 0, min_rtt: int = 0, rate: int = 0, flags: int = 0, acked: int = 0, busy: int = 0,
+    last_data_recv: int = 0,
+) -> bytes:  # fmt: skip
     """A ``struct tcp_info`` as the kernel returns it (``size`` bytes), with the fields edge reads set."""
     raw = bytearray(max(size, 232))
     raw[7] = flags
+    struct.pack_into("=I", raw, 52, last_data_recv)
     struct.pack_into("=II", raw, 68, rtt, rttvar)
     struct.pack_into("=Q", raw, 120, acked)
     struct.pack_into("=I", raw, 148, min_rtt)
@@ -50,15 +54,56 @@ _CAPTURED = bytes.fromhex(
 
 def test_captured_bytes_match_ss() -> None:
     assert len(_CAPTURED) == 232
+    # (That socket had sent for a while and received nothing for 212 ms: tcpi_last_data_recv, "lastrcv:212" in ss.)
     assert parse_tcp_info(_CAPTURED) == {
         "rtt_ms": 0.14,
         "rttvar_ms": 0.171,
         "min_rtt_ms": 0.014,
         "delivery_kbps": pytest.approx(14_580_707.752),
         "app_limited": 0.0,
+        "queued_ms": 212.0,
     }
     # Every kernel returns a prefix of the same layout: the first 104 bytes (Linux 3.x) still give the RTT.
-    assert parse_tcp_info(_CAPTURED[:104]) == {"rtt_ms": 0.14, "rttvar_ms": 0.171}
+    assert parse_tcp_info(_CAPTURED[:104]) == {"rtt_ms": 0.14, "rttvar_ms": 0.171, "queued_ms": 212.0}
+
+
+@pytest.mark.parametrize(
+    ("size", "last_data_recv", "queued_ms"),
+    [
+        (232, 640, 640.0),  # read 640 ms after the request's last bytes came: edge's queue
+        (232, 1, 1.0),
+        (232, 0, None),  # read at once (within the kernel's tick): no wait, no key
+        (232, MAX_QUEUED_MS, float(MAX_QUEUED_MS)),
+        (232, MAX_QUEUED_MS + 1, None),  # past the cap: a misread, not a wait
+        (232, 0xFFFFFFFF, None),
+        (104, 640, 640.0),  # Linux 3.x's shorter struct has it too (it is at offset 52)
+        (76, 640, 640.0),
+        (56, 640, None),  # too short for the round trip: nothing at all, as before
+    ],
+)
+def test_the_wait_is_tcpi_last_data_recv(size: int, last_data_recv: int, queued_ms: float | None) -> None:
+    figures = parse_tcp_info(_tcp_info(size, rtt=40_000, rttvar=2_000, last_data_recv=last_data_recv))
+    if size < 76:
+        assert figures is None
+        return
+    assert figures is not None and figures.get("queued_ms") == queued_ms
+    assert figures["rtt_ms"] == 40.0 and figures["rttvar_ms"] == 2.0  # the fields around it are read as before
+    # A connection with no round-trip sample yet still tells its wait.
+    alone = parse_tcp_info(_tcp_info(size, last_data_recv=last_data_recv))
+    assert alone == (None if queued_ms is None else {"queued_ms": queued_ms})
+
+
+def test_the_wait_is_never_a_model_input() -> None:
+    figures = parse_tcp_info(_tcp_info(rtt=412_000, rttvar=20_000, last_data_recv=900))
+    assert figures is not None and figures["queued_ms"] == 900.0
+    extension = {"peer": "203.0.113.9", **figures}
+    with_wait, without = Signals(os="ios"), Signals(os="ios")
+    server_rtt_signals(with_wait, server_rtt(extension, False, None, TrustedPeers(""))[0])
+    server_rtt_signals(without, {k: v for k, v in figures.items() if k != "queued_ms"})
+    assert with_wait == without
+    x = to_features(with_wait)
+    assert x == to_features(without) and not any("queue" in key for key in x)
+    assert EdgeFeatures().transform_one(x) == EdgeFeatures().transform_one(to_features(without))
 
 
 def test_app_limited_flag_is_bit_0_of_byte_7() -> None:
@@ -109,6 +154,24 @@ def test_a_real_loopback_socket_is_small_and_present() -> None:
     assert figures is not None
     assert 0.0 < figures["rtt_ms"] < 50.0 and 0.0 < figures["min_rtt_ms"] < 50.0
     assert figures["delivery_kbps"] > 10_000.0  # loopback: far above any phone's link
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_INFO is Linux's")
+def test_a_real_socket_tells_how_long_its_bytes_sat_unread() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        with socket.create_connection(server.getsockname()) as client:
+            conn, _ = server.accept()
+            with conn:
+                client.sendall(b"GET / HTTP/1.1\r\nHost: shop\r\n\r\n")
+                time.sleep(0.3)  # the bytes wait in conn's receive buffer, as behind a busy event loop
+                waited = read_tcp_info(conn)
+                conn.recv(65536)
+                client.sendall(b"GET / HTTP/1.1\r\nHost: shop\r\n\r\n")
+                while not select.select([conn], [], [], 5.0)[0]:
+                    pass
+                prompt = read_tcp_info(conn)
+    assert waited is not None and 280.0 <= waited["queued_ms"] < 5_000.0
+    assert prompt is not None and prompt.get("queued_ms", 0.0) < 100.0  # read as they came: (at most a few ticks)
 
 
 def test_a_unix_socket_fails_like_getsockopt() -> None:
