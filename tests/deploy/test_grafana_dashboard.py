@@ -38,7 +38,8 @@ def test_rows_cover_what_sres_watch() -> None:
     text = {title: json.dumps(panels) for title, panels in _rows().items()}
     expected = {
         "Traffic and tiers": ["edge_requests_total", "source"],
-        "Latency per tier": ["edge_request_duration_seconds", "edge_upstream_duration_seconds", "edge_rewrite_duration_seconds", "edge_rewrite_cache_total"],
+        "Latency per tier": ["edge_request_duration_seconds", "edge_upstream_duration_seconds", "edge_rewrite_duration_seconds", "edge_rewrite_cache_total",
+                             "edge_request_queue_seconds_total"],
         "Bytes saved": ["edge_served_bytes", "edge_upstream_bytes"],
         "Model health": ["edge_model_roc_auc", "edge_model_log_loss", "edge_model_champion", "edge_model_drift_detections_total", "edge_model_checkpoints_total"],
         "Feedback and labels": ["edge_labels_total", "edge_feedback_rejected_total", "by (source, label)", "by (reason)"],
