@@ -316,7 +316,10 @@ class Feedback:
         time to first byte when reported. Without either, a request slower than
         the RTT threshold is still degraded, and a small response so fast that
         even bytes·8/ms clears the throughput threshold is not; anything else is
-        ambiguous and gives no label.
+        ambiguous and gives no label. As for a beacon, the server time the token carries
+        (``u``: the storefront's time and edge's queue) is the server's, not the network's:
+        it is taken off the time to first byte, and off ``ms`` where ``ms`` stands for the
+        round trips (no ``ttfb``), so a slow storefront page is not a slow network.
 
         ``client`` (the request's address) is who sent it. With ``ttfb``, the download (``ms − ttfb``)
         cannot have lasted longer than the time since edge sent that response: if it claims to, the
@@ -332,10 +335,16 @@ class Feedback:
         untrusted = None
         if ttfb_ms is not None and ms - ttfb_ms > (now - float(payload["t"]) + PLAUSIBILITY_SLACK_S) * 1000.0:
             untrusted = "too-slow-for-the-clock"
-        kbps = app_throughput(ms, size, ttfb_ms)
-        if kbps is None and size and size * 8.0 / ms >= self.labels.threshold_kbps:
-            kbps = size * 8.0 / ms  # a lower bound, and already fast enough
-        rtt = ttfb_ms if ttfb_ms is not None else (ms if ms > self.labels.rtt_ms else None)
+        server_ms = float(payload.get("u") or 0.0)  # (signed by us: a finite number of ms)
+        network_ms = max(1.0, ms - server_ms)  # the request without the server's time: round trips and download
+        # With ttfb the download alone is known (no server time in it); without, the whole request stands for it.
+        kbps = app_throughput(ms, size, ttfb_ms) if ttfb_ms is not None else app_throughput(network_ms, size, None)
+        if kbps is None and size and size * 8.0 / network_ms >= self.labels.threshold_kbps:
+            kbps = size * 8.0 / network_ms  # a lower bound, and already fast enough
+        if ttfb_ms is not None:
+            rtt: float | None = max(1.0, ttfb_ms - server_ms)
+        else:
+            rtt = network_ms if network_ms > self.labels.rtt_ms else None
         return self._learn(payload, Measurement(kbps, rtt), "app", now, client, untrusted)
 
     def _learn(

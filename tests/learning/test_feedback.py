@@ -270,6 +270,32 @@ def test_a_beacon_claiming_a_download_longer_than_edge_saw_is_untrusted(metric):
     assert fb.towers.lookup("cell-2", now=1002.5, client="203.0.113.1") is not None
 
 
+@pytest.mark.parametrize(
+    ("report", "server_ms", "expected"),
+    [
+        # ttfb 1,600 ms on a page the storefront took 1,500 ms to make: a 100 ms round trip, 64 KB in 200 ms.
+        ({"ms": 1800.0, "size": 65536.0, "ttfb_ms": 1600.0}, 1500.0, False),
+        # The same report for a page made in 10 ms: a 1.6 s round trip.
+        ({"ms": 1800.0, "size": 65536.0, "ttfb_ms": 1600.0}, 10.0, True),
+        # No ttfb: 1.8 s for 8 KB stands for the round trips, less the 1,500 ms the storefront took: 300 ms, no label.
+        ({"ms": 1800.0, "size": 8192.0, "ttfb_ms": None}, 1500.0, None),
+        ({"ms": 1800.0, "size": 8192.0, "ttfb_ms": None}, 10.0, True),
+        # No ttfb, 200 KB: its throughput is over the time the network had it, 2,000 - 1,500 ms (3,277 kbit/s).
+        ({"ms": 2000.0, "size": 204800.0, "ttfb_ms": None}, 1500.0, False),
+        ({"ms": 2000.0, "size": 204800.0, "ttfb_ms": None}, 10.0, True),  # (823 kbit/s... and a 2 s round trip)
+    ],
+    ids=["ttfb-slow-storefront", "ttfb-slow-network", "no-ttfb-slow-storefront", "no-ttfb-slow-network", "large-slow-storefront", "large-slow-network"],
+)
+def test_an_app_report_takes_the_server_time_off_as_the_beacon_does(report, server_ms, expected):
+    """The token's server time (the storefront's, and edge's queue) is not the network's: a slow storefront page
+    reported by an app is no slow network, as for a browser's beacon."""
+    fb, model = make_feedback()
+    token = fb.issue({"ect": "4g"}, "full", "rules", 0.1, server_ms, None, now=1000.0)
+    label = fb.app_report(token, report["ms"], report["size"], now=1005.0, ttfb_ms=report["ttfb_ms"], client="198.51.100.7")
+    assert label is expected
+    assert model.seen == ([] if expected is None else [({"ect": "4g"}, expected)])
+
+
 def test_workers_share_one_replay_table(tmp_path):
     from edge.learning.feedback import SHARED_GUARD_FILE, SharedReplayGuard, shared_guard_for_workers
 
