@@ -77,9 +77,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, deadline_s: float = 30.0) -> None:
+def wait_ready(url: str, deadline_s: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until ``url`` answers; ``proc``, the process serving it, must not exit meanwhile."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"bench: the process for {url} exited ({proc.returncode}) before it answered")
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return

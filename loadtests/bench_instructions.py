@@ -37,7 +37,6 @@ import sys
 import tempfile
 import time
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,19 +132,6 @@ def read_dump(path: Path) -> tuple[int, int]:
     return total, copied
 
 
-def wait_up(url: str, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + START_DEADLINE_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"bench_instructions: {what} exited ({proc.returncode}) under valgrind")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"bench_instructions: {what} did not come up under valgrind within {START_DEADLINE_S:.0f} s")
-
-
 def first_page(port: int, headers: dict[str, str]) -> str | None:
     """The tier of edge's first page. Under valgrind its first pages translate new code for seconds, which
     can outlast edge's upstream deadlines (a 504): a few tries."""
@@ -189,11 +175,11 @@ def main() -> None:
             (prefix / "nginx.conf").write_text(bench.NGINX_CONF.format(prefix=prefix, upstream=upstream, port=port))
             nginx = shutil.which("nginx") or "/usr/sbin/nginx"
             procs[name] = valgrind([nginx, "-c", str(prefix / "nginx.conf"), "-p", str(prefix), "-g", "daemon off; master_process off;"], tmp)
-            wait_up(f"http://127.0.0.1:{port}/", procs[name], name)
+            bench.wait_ready(f"http://127.0.0.1:{port}/", START_DEADLINE_S, procs[name])
             cases.append((name, name, port, headers, None))
         port = bench.free_port()
         procs["python floor"] = valgrind([sys.executable, str(Path(__file__).with_name("floor_proxy.py")), str(shop), str(port)], tmp)
-        wait_up(f"http://127.0.0.1:{port}/", procs["python floor"], "the python floor")
+        bench.wait_ready(f"http://127.0.0.1:{port}/", START_DEADLINE_S, procs["python floor"])
         cases.append(("python floor", "python floor", port, bench.HINTS_4G, b"/__edge/switch"))
         for name, tree in edges:
             for label, upstream, headers in [(name, shop, bench.HINTS_4G)] + ([(f"lite dynamic ({name})", dynamic, bench.DYNAMIC)] if args.dynamic else []):
@@ -204,7 +190,7 @@ def main() -> None:
                      "--admin-port", str(admin), "--log-level", "warning", "--workers", "1", "--upstream-transport", "http1"],
                     tmp, env=env, cwd=tree,
                 )  # fmt: skip
-                wait_up(f"http://127.0.0.1:{admin}/readyz", procs[label], label)
+                bench.wait_ready(f"http://127.0.0.1:{admin}/readyz", START_DEADLINE_S, procs[label])
                 tier = "full" if headers is bench.HINTS_4G else "lite"
                 if first_page(port, headers) != tier:
                     raise SystemExit(f"bench_instructions: {label} does not serve tier {tier}")
