@@ -126,6 +126,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open_connections.pop(self, None)
+        self._sock = None  # (its descriptor is closed: its number may be the next connection's)
         self._stop_head_timer()
         if self.timeout_keep_alive_task is not None:
             self.timeout_keep_alive_task.cancel()

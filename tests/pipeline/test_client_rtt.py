@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import select
 import socket
 import struct
@@ -13,7 +14,7 @@ import pytest
 from edge.learning.model import RuleModel
 from edge.learning.model.river import EdgeFeatures
 from edge.learning.model.rules import tcp_rtt_class
-from edge.pipeline.client_rtt import MAX_QUEUED_MS, TrustedPeers, parse_tcp_info, read_tcp_info, rtt_header_ms, server_rtt
+from edge.pipeline.client_rtt import MAX_QUEUED_MS, FdSocket, TrustedPeers, parse_tcp_info, read_tcp_info, rtt_header_ms, server_rtt
 from edge.pipeline.features import to_features
 from edge.pipeline.signals import Signals, server_rtt_signals
 
@@ -172,6 +173,24 @@ def test_a_real_socket_tells_how_long_its_bytes_sat_unread() -> None:
                 prompt = read_tcp_info(conn)
     assert waited is not None and 280.0 <= waited["queued_ms"] < 5_000.0
     assert prompt is not None and prompt.get("queued_ms", 0.0) < 100.0  # read as they came: (at most a few ticks)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_INFO is Linux's")
+def test_an_fd_socket_reads_every_request_and_never_closes_the_descriptor() -> None:
+    # One FdSocket per connection (edge.runtime.protocol), read once per request: the descriptor is the
+    # transport's, so neither reading nor collecting the FdSocket may close it.
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        with socket.create_connection(server.getsockname()) as client:
+            conn, _ = server.accept()
+            with conn:
+                borrowed = FdSocket(conn)
+                readings = [read_tcp_info(borrowed) for _ in range(3)]
+                del borrowed
+                gc.collect()
+                conn.sendall(b"still open")
+                assert client.recv(64) == b"still open"
+                assert read_tcp_info(FdSocket(conn)) is not None
+    assert all(r is not None and "rtt_ms" in r for r in readings)
 
 
 def test_a_unix_socket_fails_like_getsockopt() -> None:
