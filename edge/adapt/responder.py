@@ -205,6 +205,9 @@ class Responder:
             queued = extension.get("queued_ms")
             if type(queued) is float:
                 server_ms += queued
+            head_at = extension.get("head_at")  # (and from the head read to this request's start: a task's turn, a pipeline's wait)
+            if type(head_at) is float and head_at < self.started:
+                server_ms += (self.started - head_at) * 1000
         return self.mw.feedback.issue(verdict.features, tier, d.source, d.p, server_ms, verdict.cell_id, time.time())
 
     def _snippet(self, tier: str, token: str) -> bytes:

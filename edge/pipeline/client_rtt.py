@@ -16,13 +16,17 @@ The extension is a plain dict, so any ASGI server can provide it::
     {"peer": "203.0.113.9",       # the socket's peer address (before any X-Forwarded-For rewriting)
      "rtt_ms": 41.2, "rttvar_ms": 3.1, "min_rtt_ms": 40.0,    # direct only, each when the kernel has it
      "delivery_kbps": 8120.0, "app_limited": 0.0, "goodput_kbps": 7900.0,
-     "queued_ms": 12.0}           # direct only: how long the request's last bytes waited unread (when > 0)
+     "queued_ms": 12.0,           # how long the request's last bytes waited unread (when > 0; behind a proxy too)
+     "head_at": 5021.337}         # edge's server only: time.perf_counter() when the request head was complete
 
 ``queued_ms`` is not a network figure and never a model input (:func:`edge.pipeline.signals.server_rtt_signals`
 reads only the six above): it is edge's own queue, the time the request waited in the socket's receive
 buffer before edge's event loop read it, and it is added to the server time a page's token carries
 (docs/feedback.md, "Time spent in edge's queue"), so a busy sidecar's wait is not taken for the shopper's
-round trip.
+round trip. Behind a proxy it is read too (the socket's round trip is then the balancer's and left out, but
+the wait in edge's receive buffer is still edge's). ``head_at`` is not a network figure either: the time
+from it to the request's start (a task's turn of the event loop, or a pipelined request's wait for the one
+before it) is added to the token's server time as well.
 
 ``struct tcp_info`` is read by byte offsets (``include/uapi/linux/tcp.h``; every field this module
 uses has been at the same offset since it was added, and the kernel copies ``min(asked, its size)``

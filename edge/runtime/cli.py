@@ -186,7 +186,7 @@ def serve(**flags: Any) -> None:
                 edge.public, settings.host, settings.port, "public",
                 forwarded_allow_ips=settings.forwarded_allow_ips, date_header=False, sock=public_sock,
                 limits=limits, keepalive_timeout=settings.keepalive_timeout,
-                tcp_info=settings.client_socket == "direct", fast_path=edge.fast_path,
+                tcp_info=True, queue_only=settings.client_socket != "direct", fast_path=edge.fast_path,
             ),
             Listener(
                 edge.admin, settings.admin_host, settings.admin_port, "admin", lifespan="off", sock=admin_sock,

@@ -27,12 +27,15 @@ Each refusal is counted in ``edge_client_rejected_total{reason}``.
 
 It is also edge's one hook into the connection for the pure-ASGI middleware: every request's scope
 gets ``scope["extensions"]["edge.tcp_info"]``, a dict with the socket's peer address (``"peer"``, before
-any ``X-Forwarded-For`` rewriting) and, on a listener made with ``tcp_info=True``, the kernel's round
+any ``X-Forwarded-For`` rewriting), when its head was complete (``"head_at"``, ``time.perf_counter()``:
+the wait from then to the request's start is server time in its token too) and, on a listener made with
+``tcp_info=True``, the kernel's round
 trip and delivery rate for this connection, read with one ``getsockopt(TCP_INFO)`` when the request head
 is complete (:mod:`edge.pipeline.client_rtt` documents the keys). A failing read leaves the figures out
 and is counted in ``edge_client_rtt_missing_total{reason="tcp_info_error"}``. The same read tells how long
 the request waited unread (``queued_ms``: edge's queue, added to the server time its token carries),
-summed in ``edge_request_queue_seconds_total``.
+summed in ``edge_request_queue_seconds_total``. With ``queue_only=True`` (``edge serve --client-socket
+behind-proxy``: the socket's round trip is the balancer's) only that wait goes in the scope.
 
     >>> limits = ConnectionLimits(max_head_bytes=16384)
     >>> protocol = protocol_class(limits)  # for uvicorn.Config(http=protocol, ...)
@@ -47,6 +50,7 @@ import re
 import socket
 from collections import OrderedDict
 from dataclasses import dataclass
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
@@ -92,6 +96,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     open_connections: ClassVar[OrderedDict[EdgeHttpProtocol, None]] = OrderedDict()
     #: Read TCP_INFO into each request's scope (a direct edge's public port; see the module docstring).
     tcp_info: ClassVar[bool] = False
+    #: With ``tcp_info``: put only ``queued_ms`` in the scope (behind a balancer the socket's round trip is
+    #: the balancer's, not the shopper's; the wait in edge's own receive buffer is still edge's queue).
+    queue_only: ClassVar[bool] = False
     #: The full tier's fast path (:mod:`edge.runtime.fast_path`): runs, instead of the listener's app, the
     #: requests it takes. None: every request goes to the app.
     fast_path: ClassVar[FastPath | None] = None
@@ -341,8 +348,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self.open_connections.move_to_end(self)  # the table stays in order of last request
 
     def _add_tcp_info(self) -> None:
-        """The scope extension ``edge.tcp_info``: the peer and, when asked, one TCP_INFO read (module docstring)."""
-        extension: dict[str, Any] = {"peer": self.client[0] if self.client else None}
+        """The scope extension ``edge.tcp_info``: the peer, when the head was complete and, when asked, one
+        TCP_INFO read (module docstring)."""
+        extension: dict[str, Any] = {"peer": self.client[0] if self.client else None, "head_at": perf_counter()}
         if self._sock is not None:
             try:
                 figures = read_tcp_info(self._sock)
@@ -353,7 +361,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
                 queued = figures.get("queued_ms")  # (the wait before this read: edge's queue)
                 if queued is not None:
                     _QUEUED_SECONDS(queued * 0.001)
-                extension.update(figures)
+                if self.queue_only:
+                    if queued is not None:
+                        extension["queued_ms"] = queued
+                else:
+                    extension.update(figures)
         scope: dict[str, Any] = self.scope  # type: ignore[assignment]  # uvicorn's TypedDict types extensions narrowly
         extensions = scope.get("extensions")
         if extensions is None:
@@ -375,11 +387,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.cycle.message_event.set()
 
 
-def protocol_class(limits: ConnectionLimits, *, tcp_info: bool = False, fast_path: FastPath | None = None) -> type[EdgeHttpProtocol]:
+def protocol_class(
+    limits: ConnectionLimits, *, tcp_info: bool = False, queue_only: bool = False, fast_path: FastPath | None = None
+) -> type[EdgeHttpProtocol]:
     """A protocol class for one listener: its own limits, its own table of open connections, whether
-    each request's scope carries the connection's TCP_INFO figures, and the fast path it runs (if any)."""
-    return type(
-        "EdgeHttpProtocol",
-        (EdgeHttpProtocol,),
-        {"limits": limits, "open_connections": OrderedDict(), "tcp_info": tcp_info, "fast_path": fast_path, "__module__": __name__},
-    )
+    each request's scope carries the connection's TCP_INFO figures (or, ``queue_only``, only the wait in
+    edge's receive buffer), and the fast path it runs (if any)."""
+    members = {"limits": limits, "open_connections": OrderedDict(), "tcp_info": tcp_info, "queue_only": queue_only}
+    return type("EdgeHttpProtocol", (EdgeHttpProtocol,), {**members, "fast_path": fast_path, "__module__": __name__})

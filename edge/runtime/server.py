@@ -57,6 +57,8 @@ class Listener:
     keepalive_timeout: float = 15.0
     #: Read each request's TCP_INFO into the scope (edge.runtime.protocol): the public port of a direct edge.
     tcp_info: bool = False
+    #: With ``tcp_info``, only the wait in edge's receive buffer (``queued_ms``): behind a balancer.
+    queue_only: bool = False
     #: The full tier's fast path (edge.runtime.fast_path), run instead of ``app`` for the requests it takes.
     fast_path: FastPath | None = None
 
@@ -91,7 +93,7 @@ async def serve_all(listeners: list[Listener], *, log_level: str = "info", grace
                 lifespan=item.lifespan,
                 log_level=log_level,
                 access_log=False,
-                http=protocol_class(item.limits, tcp_info=item.tcp_info, fast_path=item.fast_path),
+                http=protocol_class(item.limits, tcp_info=item.tcp_info, queue_only=item.queue_only, fast_path=item.fast_path),
                 # uvicorn annotates these as int but hands them to loop.call_later / asyncio.wait_for,
                 # which take seconds as float: a sub-second value is honoured as given.
                 timeout_keep_alive=cast(int, item.keepalive_timeout),
