@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import select
 import socket
 import struct
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -141,17 +143,24 @@ def test_no_sample_yet_is_absent_not_zero() -> None:
     assert parse_tcp_info(_tcp_info(rtt=412_000, min_rtt=0xFFFFFFFF)) == {"rtt_ms": 412.0, "rttvar_ms": 0.0}
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_INFO is Linux's")
-def test_a_real_loopback_socket_is_small_and_present() -> None:
+@contextlib.contextmanager
+def _loopback() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected loopback TCP pair: (the client's socket, the server's accepted one)."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         with socket.create_connection(server.getsockname()) as client:
             conn, _ = server.accept()
             with conn:
-                conn.sendall(b"x" * 200_000)
-                got = 0
-                while got < 200_000:
-                    got += len(client.recv(65536))
-                figures = read_tcp_info(conn)
+                yield client, conn
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_INFO is Linux's")
+def test_a_real_loopback_socket_is_small_and_present() -> None:
+    with _loopback() as (client, conn):
+        conn.sendall(b"x" * 200_000)
+        got = 0
+        while got < 200_000:
+            got += len(client.recv(65536))
+        figures = read_tcp_info(conn)
     assert figures is not None
     assert 0.0 < figures["rtt_ms"] < 50.0 and 0.0 < figures["min_rtt_ms"] < 50.0
     assert figures["delivery_kbps"] > 10_000.0  # loopback: far above any phone's link
@@ -159,18 +168,15 @@ def test_a_real_loopback_socket_is_small_and_present() -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_INFO is Linux's")
 def test_a_real_socket_tells_how_long_its_bytes_sat_unread() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        with socket.create_connection(server.getsockname()) as client:
-            conn, _ = server.accept()
-            with conn:
-                client.sendall(b"GET / HTTP/1.1\r\nHost: shop\r\n\r\n")
-                time.sleep(0.3)  # the bytes wait in conn's receive buffer, as behind a busy event loop
-                waited = read_tcp_info(conn)
-                conn.recv(65536)
-                client.sendall(b"GET / HTTP/1.1\r\nHost: shop\r\n\r\n")
-                while not select.select([conn], [], [], 5.0)[0]:
-                    pass
-                prompt = read_tcp_info(conn)
+    with _loopback() as (client, conn):
+        client.sendall(b"GET / HTTP/1.1\r\nHost: shop\r\n\r\n")
+        time.sleep(0.3)  # the bytes wait in conn's receive buffer, as behind a busy event loop
+        waited = read_tcp_info(conn)
+        conn.recv(65536)
+        client.sendall(b"GET / HTTP/1.1\r\nHost: shop\r\n\r\n")
+        while not select.select([conn], [], [], 5.0)[0]:
+            pass
+        prompt = read_tcp_info(conn)
     assert waited is not None and 280.0 <= waited["queued_ms"] < 5_000.0
     assert prompt is not None and prompt.get("queued_ms", 0.0) < 100.0  # read as they came: (at most a few ticks)
 
@@ -179,17 +185,14 @@ def test_a_real_socket_tells_how_long_its_bytes_sat_unread() -> None:
 def test_an_fd_socket_reads_every_request_and_never_closes_the_descriptor() -> None:
     # One FdSocket per connection (edge.runtime.protocol), read once per request: the descriptor is the
     # transport's, so neither reading nor collecting the FdSocket may close it.
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        with socket.create_connection(server.getsockname()) as client:
-            conn, _ = server.accept()
-            with conn:
-                borrowed = FdSocket(conn)
-                readings = [read_tcp_info(borrowed) for _ in range(3)]
-                del borrowed
-                gc.collect()
-                conn.sendall(b"still open")
-                assert client.recv(64) == b"still open"
-                assert read_tcp_info(FdSocket(conn)) is not None
+    with _loopback() as (client, conn):
+        borrowed = FdSocket(conn)
+        readings = [read_tcp_info(borrowed) for _ in range(3)]
+        del borrowed
+        gc.collect()
+        conn.sendall(b"still open")
+        assert client.recv(64) == b"still open"
+        assert read_tcp_info(FdSocket(conn)) is not None
     assert all(r is not None and "rtt_ms" in r for r in readings)
 
 
