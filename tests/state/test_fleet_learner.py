@@ -178,7 +178,9 @@ def test_a_leader_cut_off_longer_than_its_lock_keeps_its_model_and_takes_the_loc
 def test_a_model_kept_through_an_outage_is_dropped_once_another_learner_leads(redis_url):
     async def scenario():
         leader = new_learner(redis_url, "leader", lock_ms=300)
-        standby = new_learner(redis_url, "standby", lock_ms=300)
+        # The standby's lock must outlast the steps below: with 300 ms it expired, on a busy CI machine,
+        # before the old leader's step, which then rightly took the lock back.
+        standby = new_learner(redis_url, "standby", lock_ms=30_000)
         send_labels(redis_url, 6)
         for _ in range(3):
             await leader.step()
@@ -188,6 +190,7 @@ def test_a_model_kept_through_an_outage_is_dropped_once_another_learner_leads(re
         await standby.step()
         await standby.step()
         assert standby.leader
+        await asyncio.sleep(0.4)  # a busy machine between the two learners' steps: longer than the old leader's lock
         await leader.step()  # the lock is someone else's: the kept model is not resumed
         assert not leader.leader and leader.model is None
         await leader.link.aclose()
