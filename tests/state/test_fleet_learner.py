@@ -83,7 +83,7 @@ def test_the_learner_learns_every_label_and_publishes_a_version_holding_them(red
 def test_a_standby_waits_then_takes_over_and_relearns_what_the_dead_leader_had_not_acknowledged(redis_url):
     async def scenario():
         leader = new_learner(redis_url, "leader", lock_ms=400)
-        standby = new_learner(redis_url, "standby", lock_ms=400)
+        standby = new_learner(redis_url, "standby", lock_ms=30_000)  # (its lock must outlast the test: see below)
         await leader.step()
         await leader.step()  # leads (the lock seen free twice), publishes version 1 (nothing learned)
         await standby.step()
