@@ -94,7 +94,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     limits: ClassVar[ConnectionLimits] = ConnectionLimits()
     #: This listener's open connections, oldest first (one table per class made by protocol_class).
     open_connections: ClassVar[OrderedDict[EdgeHttpProtocol, None]] = OrderedDict()
-    #: Read TCP_INFO into each request's scope (a direct edge's public port; see the module docstring).
+    #: Read TCP_INFO into each request's scope (edge serve's public port; see the module docstring).
     tcp_info: ClassVar[bool] = False
     #: With ``tcp_info``: put only ``queued_ms`` in the scope (behind a balancer the socket's round trip is
     #: the balancer's, not the shopper's; the wait in edge's own receive buffer is still edge's queue).

@@ -55,7 +55,7 @@ class Listener:
     limits: ConnectionLimits = ConnectionLimits()
     #: Idle seconds a keep-alive connection is kept between requests.
     keepalive_timeout: float = 15.0
-    #: Read each request's TCP_INFO into the scope (edge.runtime.protocol): the public port of a direct edge.
+    #: Read each request's TCP_INFO into the scope (edge.runtime.protocol): edge serve's public port.
     tcp_info: bool = False
     #: With ``tcp_info``, only the wait in edge's receive buffer (``queued_ms``): behind a balancer.
     queue_only: bool = False
