@@ -38,28 +38,32 @@ GOOD_4G = {"ECT": "4g", "RTT": "50", "Downlink": "10"}
 TWO_G = {"ECT": "2g"}
 
 
-def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes, float, float]:
-    """One response (with a Content-Length) off a keep-alive socket: status, headers (lower-case names), body,
-    and the ``time.perf_counter()`` of its first byte and of its last."""
-    data = sock.recv(65536)
-    first_byte = time.perf_counter()
-    assert data, "edge closed the connection"
-    while b"\r\n\r\n" not in data:
-        more = sock.recv(65536)
-        assert more, f"edge closed the connection mid-head: {data[:300]!r}"
-        data += more
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers["content-length"])
-    while len(body) < length:
-        more = sock.recv(65536)
-        assert more, "edge closed the connection mid-body"
-        body += more
-    return int(lines[0].split()[1]), headers, body, first_byte, time.perf_counter()
+class _Responses:
+    """Responses (each with a Content-Length) read one after another off one socket, bytes kept between them."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.buffer = sock, b""
+
+    def _more(self) -> None:
+        data = self.sock.recv(65536)
+        assert data, f"edge closed the connection: {self.buffer[:300]!r}"
+        self.buffer += data
+
+    def next(self) -> tuple[int, dict[str, str], bytes, float, float]:
+        """(status, headers with lower-case names, body, ``time.perf_counter()`` of its first byte seen, of its last)."""
+        if not self.buffer:
+            self._more()
+        first_byte = time.perf_counter()
+        while b"\r\n\r\n" not in self.buffer:
+            self._more()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+        length = int(headers["content-length"])
+        while len(self.buffer) < length:
+            self._more()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return int(lines[0].split()[1]), headers, body, first_byte, time.perf_counter()
 
 
 def _upstream_ms(server_timing: str) -> float:
@@ -87,8 +91,9 @@ def test_a_wait_in_edges_queue_is_server_time_not_the_shoppers_round_trip(stack,
     fields = "".join(f"{name}: {value}\r\n" for name, value in hints.items())
     head = f"GET / HTTP/1.1\r\nHost: {HOST}:{edge.port}\r\nUser-Agent: {ua}\r\n{fields}\r\n".encode()
     with socket.create_connection((HOST, edge.port), timeout=15.0) as sock:
+        responses = _Responses(sock)
         sock.sendall(head)
-        status, headers, _, _, _ = _read_response(sock)
+        status, headers, _, _, _ = responses.next()
         assert status == 200 and headers["edge-tier"] == tier, headers
         fast_pages = metric(edge.admin_url, "edge_fast_path_pages_total")
         queued_s = metric(edge.admin_url, "edge_request_queue_seconds_total")
@@ -100,7 +105,7 @@ def test_a_wait_in_edges_queue_is_server_time_not_the_shoppers_round_trip(stack,
             time.sleep(STOP_S)  # the request sits in edge's socket buffer, unread
         finally:
             os.kill(edge.pid, signal.SIGCONT)
-        status, headers, body, first_byte, last_byte = _read_response(sock)
+        status, headers, body, first_byte, last_byte = responses.next()
 
     assert status == 200 and headers["edge-tier"] == tier, headers
     assert metric(edge.admin_url, "edge_fast_path_pages_total") == fast_pages + fast  # the fast path served it, or not
@@ -128,35 +133,6 @@ def test_a_wait_in_edges_queue_is_server_time_not_the_shoppers_round_trip(stack,
     assert metric(edge.admin_url, "edge_labels_total", source="beacon", label="ok") == (1 if "k" in measured else 0)
 
 
-class _Responses:
-    """Responses (each with a Content-Length) read one after another off one socket, bytes kept between them."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock, self.buffer = sock, b""
-
-    def _more(self) -> None:
-        data = self.sock.recv(65536)
-        assert data, f"edge closed the connection: {self.buffer[:300]!r}"
-        self.buffer += data
-
-    def next(self) -> tuple[dict[str, str], bytes, float, float]:
-        """(headers with lower-case names, body, perf_counter of its first byte seen, of its last)."""
-        if not self.buffer:
-            self._more()
-        first_byte = time.perf_counter()
-        while b"\r\n\r\n" not in self.buffer:
-            self._more()
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        assert lines[0].split()[1] == "200", lines[0]
-        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
-        length = int(headers["content-length"])
-        while len(self.buffer) < length:
-            self._more()
-        body, self.buffer = self.buffer[:length], self.buffer[length:]
-        return headers, body, first_byte, time.perf_counter()
-
-
 #: How long the storefront takes over the page ahead (the demo's /slow?ms=): above the label rule's 1000 ms.
 AHEAD_MS = 1300
 
@@ -173,9 +149,10 @@ def test_a_request_waiting_for_its_turn_in_edge_is_server_time_not_the_shoppers_
         sent = time.perf_counter()
         sock.sendall((ahead + page).encode())
         responses = _Responses(sock)
-        first, _, _, _ = responses.next()
-        headers, body, first_byte, last_byte = responses.next()
+        first_status, first, _, _, _ = responses.next()
+        status, headers, body, first_byte, last_byte = responses.next()
 
+    assert first_status == status == 200, (first_status, status)
     assert first["edge-tier"] == "full" and headers["edge-tier"] == "full", (first, headers)
     ttfb_ms = (first_byte - sent) * 1000.0
     u = token_payload(headers["edge-token"])["u"]
