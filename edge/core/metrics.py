@@ -17,7 +17,10 @@ from functools import partial
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
+from edge.core import metric_values
 from edge.core.tiers import TIERS
+
+metric_values.install()  # before any metric is made: no getpid system call per increment with --workers N
 
 __all__ = [
     "adding",

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
+from edge.core import metric_values
+
+metric_values.install()  # (as edge.core.metrics: this module may be the first to make a metric)
+
 __all__ = [
     "CONNECTED",
     "ERRORS",
