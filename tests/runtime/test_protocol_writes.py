@@ -12,6 +12,8 @@ import asyncio
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
@@ -137,3 +139,49 @@ def test_a_disconnected_client_gets_nothing():
         assert transport.writes == []
 
     asyncio.run(go())
+
+
+# Fields a response head may carry: edge's own (lower-case, one Content-Length) take _Cycle._head's C-level
+# joins, the rest uvicorn's loop; either way the head and what it sets must be uvicorn's.
+_FIELDS = st.sampled_from(
+    [
+        (b"content-length", b"10"),
+        (b"content-length", b"7"),
+        (b"Content-Length", b"12"),
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"Content-Type", b"text/html"),
+        (b"transfer-encoding", b"chunked"),
+        (b"transfer-encoding", b"gzip"),
+        (b"connection", b"close"),
+        (b"Connection", b"keep-alive, Close"),
+        (b"connection", b"keep-alive"),
+        (b"edge-tier", b"full"),
+        (b"server-timing", b"upstream;dur=1.5"),
+        (b"x-content-length", b"5"),
+        (b"set-cookie", b"a=b; Path=/"),
+        (b"", b"empty name"),
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    headers=st.lists(_FIELDS, max_size=8),
+    status=st.sampled_from([200, 204, 304, 404]),
+    method=st.sampled_from(["GET", "HEAD"]),
+    keep_alive=st.booleans(),
+    as_lists=st.booleans(),
+)
+def test_a_head_is_uvicorns_whatever_its_fields(headers, status, method, keep_alive, as_lists):
+    fields = [list(field) for field in headers] if as_lists else headers
+
+    async def theirs():
+        made, transport = cycle(UvicornCycle, method, keep_alive)
+        await made.send(start(status, fields))
+        return made, transport.writes[0]
+
+    their_cycle, their_head = asyncio.run(theirs())
+    our_cycle, _ = cycle(_Cycle, method, keep_alive)
+    assert our_cycle._head(status, fields) == their_head
+    for state in ("expected_content_length", "chunked_encoding", "keep_alive"):
+        assert getattr(our_cycle, state) == getattr(their_cycle, state), state
