@@ -16,7 +16,9 @@ absolutes):
 - ``python floor``: ``loadtests/floor_proxy.py``, the least a Python proxy does
   to splice a snippet into the page (uvloop and httptools, callbacks only, no
   decision): what any Python data plane costs on this machine before edge's own
-  work, so a target below it is out of reach for Python here;
+  work, so a target below it is out of reach for Python here; ``python floor x2``
+  is two of them on one port (``SO_REUSEPORT``, as edge's workers), with
+  ``--workers 2``;
 - ``edge full``: ``edge serve`` with 4G hints (the page gets the switch link
   and the beacon: a byte splice), with 1 and 2 workers;
 - ``edge lite``: the same with ``ECT: 2g`` (low-priority widgets dropped). The
@@ -41,8 +43,8 @@ The load generator is ``wrk`` (Debian's package; one thread, keep-alive
 connections) at each concurrency for ``--duration`` seconds after a warm-up.
 The table gives req/s, p50 and p99 latency, the added p50 over ``direct`` in
 milliseconds and as a ratio to the added p50 of nginx in front of the same
-storefront, edge's CPU seconds per
-1,000 requests and its peak RSS; ``--json`` writes the same.
+storefront, the proxy's CPU seconds per 1,000 requests (edge's processes, or the
+floor's) and edge's peak RSS; ``--json`` writes the same.
 """
 
 from __future__ import annotations
@@ -208,6 +210,30 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def proxy_cpu_seconds(procs: dict[str, subprocess.Popen], target: str) -> float | None:
+    """CPU seconds so far of the proxy under test: edge's processes (a supervisor's workers too), or the
+    floor's; None for the others (the storefront, nginx: its workers are not this script's children)."""
+    if not target.startswith(("edge", "python floor")):
+        return None
+    return sum(cpu_seconds(p.pid) for name, p in procs.items() if name == target or name.startswith(target + " #"))
+
+
+def start_floors(worker_counts: list[int], shop_port: int, procs: dict[str, subprocess.Popen], ports: dict[str, int]) -> dict[int, str]:
+    """One floor per edge worker count, as edge's workers share a port: ``python floor`` (one process),
+    ``python floor x2`` (two on one port, ``SO_REUSEPORT``). Returns {worker count: case name}."""
+    floors = {workers: "python floor" if workers == 1 else f"python floor x{workers}" for workers in worker_counts}
+    for workers, name in floors.items():
+        ports[name] = free_port()
+        for index in range(workers):
+            procs[name if index == 0 else f"{name} #{index}"] = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("floor_proxy.py")), str(shop_port), str(ports[name])]
+            )
+        wait_ready(f"http://127.0.0.1:{ports[name]}/")
+        if b"/__edge/switch" not in fetch(ports[name], HINTS_4G)[2]:
+            raise SystemExit(f"bench: the {name} did not splice its snippet into the page")
+    return floors
+
+
 def peak_rss_mb(pid: int) -> float:
     total = 0.0
     for p in tree_pids(pid):
@@ -255,11 +281,7 @@ def main() -> None:
                 prefix.mkdir()
                 procs[name] = start_nginx(upstream, ports[name], prefix)
                 wait_ready(f"http://127.0.0.1:{ports[name]}/")
-        ports["python floor"] = free_port()
-        procs["python floor"] = subprocess.Popen([sys.executable, str(Path(__file__).with_name("floor_proxy.py")), str(shop_port), str(ports["python floor"])])
-        wait_ready(f"http://127.0.0.1:{ports['python floor']}/")
-        if b"/__edge/switch" not in fetch(ports["python floor"], HINTS_4G)[2]:
-            raise SystemExit("bench: the python floor did not splice its snippet into the page")
+        floors = start_floors(args.workers, shop_port, procs, ports)
         edges = [(f"edge x{workers}", workers, "http1", [], shop_port) for workers in args.workers]
         # The demo page comes back byte for byte, so lite is a rewrite-cache hit; this edge lays out every page.
         edges.append(("edge uncached", args.workers[0], "http1", ["--rewrite-cache-bytes", "0"], shop_port))
@@ -281,7 +303,8 @@ def main() -> None:
         cases: list[tuple[str, str, dict[str, str], int, str]] = [("direct", "direct", HINTS_4G, 1, "direct")]
         if have_nginx:
             cases.append(("nginx", "nginx", HINTS_4G, 1, "direct"))
-        cases.append(("python floor", "python floor", HINTS_4G, 1, "direct"))  # loadtests/floor_proxy.py
+        for workers, name in floors.items():  # loadtests/floor_proxy.py
+            cases.append((name, name, HINTS_4G, workers, "direct"))
         for workers in args.workers:
             cases.append((f"edge full x{workers}", f"edge x{workers}", HINTS_4G, workers, "direct"))
         cases.append((f"edge lite x{args.workers[0]}", f"edge x{args.workers[0]}", HINTS_2G, args.workers[0], "direct"))
@@ -303,16 +326,16 @@ def main() -> None:
                 elif "dynamic" in label:
                     expect_tier(ports[target], headers, None, label)
                 wrk(ports[target], headers, concurrency, args.warmup)  # warm-up: pools, caches, the model
-                proc = procs.get(target)
-                cpu_before = cpu_seconds(proc.pid) if target.startswith("edge") else 0.0
+                cpu_before = proxy_cpu_seconds(procs, target)
                 run = wrk(ports[target], headers, concurrency, args.duration)
-                cpu = cpu_seconds(proc.pid) - cpu_before if target.startswith("edge") else None
+                cpu = proxy_cpu_seconds(procs, target)
+                cpu = None if cpu is None or cpu_before is None else cpu - cpu_before
                 if run.non_2xx:
                     raise SystemExit(f"bench: {label} got {run.non_2xx} non-2xx responses")
                 rows.append({
                     "case": label, "baseline": baseline, "concurrency": concurrency, "workers": workers, "requests": run.requests,
                     "rps": run.rps, "p50_ms": run.p50_ms, "p99_ms": run.p99_ms,
-                    "edge_cpu_ms_per_request": None if cpu is None else cpu * 1000 / run.requests,
+                    "proxy_cpu_ms_per_request": None if cpu is None else cpu * 1000 / run.requests,
                 })  # fmt: skip
         for row in rows:
             direct = next(r for r in rows if r["case"] == row["baseline"] and r["concurrency"] == row["concurrency"])
@@ -325,9 +348,9 @@ def main() -> None:
         print(f"{'case':<20}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'× nginx':>9}{'CPU ms/req':>11}")
         for r in rows:
             ratio = f"{r['added_p50_vs_nginx']:.1f}" if r["added_p50_vs_nginx"] is not None else "-"
-            cpu = f"{r['edge_cpu_ms_per_request']:.3f}" if r["edge_cpu_ms_per_request"] is not None else "-"
+            cpu = f"{r['proxy_cpu_ms_per_request']:.3f}" if r["proxy_cpu_ms_per_request"] is not None else "-"
             print(f"{r['case']:<20}{r['concurrency']:>5}{r['rps']:>9.0f}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.2f}{r['added_p50_ms']:>9.3f}{ratio:>9}{cpu:>11}")
-        rss = {name: peak_rss_mb(p.pid) for name, p in procs.items() if name.startswith("edge")}
+        rss = {name: peak_rss_mb(p.pid) for name, p in procs.items() if name.startswith("edge")}  # (a supervisor's workers counted)
         print("edge peak RSS: " + ", ".join(f"{name} {mb:.1f} MB" for name, mb in rss.items()))
         if args.json:
             Path(args.json).write_text(json.dumps({"rows": rows, "edge_peak_rss_mb": rss}, indent=2))

@@ -112,7 +112,8 @@ class Client(asyncio.Protocol):
 
 
 async def serve(port: int) -> None:
-    server = await asyncio.get_running_loop().create_server(Client, "127.0.0.1", port)
+    # reuse_port: two floors on one port are the two-worker reference (bench.py's "python floor x2").
+    server = await asyncio.get_running_loop().create_server(Client, "127.0.0.1", port, reuse_port=True)
     await server.serve_forever()
 
 
