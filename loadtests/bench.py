@@ -328,8 +328,8 @@ def main() -> None:
                 wrk(ports[target], headers, concurrency, args.warmup)  # warm-up: pools, caches, the model
                 cpu_before = proxy_cpu_seconds(procs, target)
                 run = wrk(ports[target], headers, concurrency, args.duration)
-                cpu = proxy_cpu_seconds(procs, target)
-                cpu = None if cpu is None or cpu_before is None else cpu - cpu_before
+                cpu_after = proxy_cpu_seconds(procs, target)
+                cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
                 if run.non_2xx:
                     raise SystemExit(f"bench: {label} got {run.non_2xx} non-2xx responses")
                 rows.append({

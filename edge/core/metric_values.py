@@ -4,7 +4,7 @@ With ``edge serve --workers N`` prometheus-client keeps every sample in a per-pr
 (``PROMETHEUS_MULTIPROC_DIR``), and its value class checks the process id on every increment and set,
 to notice a fork (a forked child must not write into its parent's file). It asks ``os.getpid()``, a
 system call: about ten per full-tier page (``strace -c`` on a worker under load: 9.87 ``getpid`` a
-page, against 5.3 calls a page for everything else). :func:`install` gives the value class a process id
+page, against 5.4 calls a page for everything else). :func:`install` gives the value class a process id
 kept in a variable instead, refreshed in a child after every ``os.fork`` (``os.register_at_fork``), which
 is when it can change; the fork check itself is prometheus-client's, unchanged.
 

@@ -141,8 +141,8 @@ def test_a_disconnected_client_gets_nothing():
     asyncio.run(go())
 
 
-# Fields a response head may carry: edge's own (lower-case, one Content-Length) take _Cycle._head's C-level
-# joins, the rest uvicorn's loop; either way the head and what it sets must be uvicorn's.
+# Fields a response head may carry, edge's own (lower-case, one Content-Length) and anything a storefront's
+# app may send through the ASGI path: whatever the mix, _Cycle._head's bytes and what it sets are uvicorn's.
 _FIELDS = st.sampled_from(
     [
         (b"content-length", b"10"),
