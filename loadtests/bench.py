@@ -210,6 +210,26 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def context_switches(pid: int) -> int:
+    """Context switches so far of pid and its descendants, voluntary (it slept) and not (preempted), summed
+    over their threads: ``/proc/PID/task/*/status``.
+
+    >>> context_switches(os.getpid()) > 0
+    True
+    """
+    total = 0
+    for p in tree_pids(pid):
+        for status in Path(f"/proc/{p}/task").glob("*/status"):
+            try:
+                text = status.read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if "ctxt_switches:" in line:  # (voluntary_ and nonvoluntary_)
+                    total += int(line.split()[1])
+    return total
+
+
 def proxy_cpu_seconds(procs: dict[str, subprocess.Popen], target: str) -> float | None:
     """CPU seconds so far of the proxy under test: edge's processes (a supervisor's workers too), or the
     floor's; None for the others (the storefront, nginx: its workers are not this script's children)."""

@@ -22,7 +22,7 @@ from typing import Any, Literal, get_args, get_type_hints
 
 from edge.core.errors import SettingsError
 
-__all__ = ["Settings", "DEFAULT_POLICY", "ClientSocket"]
+__all__ = ["Settings", "DEFAULT_POLICY", "ClientSocket", "CpuPolicy"]
 
 #: The policy of the demo storefront: ``policies/demo.toml``, shipped inside the package as
 #: ``edge/demo/policy.toml`` (a symlink in the source tree, a copy in wheels and images).
@@ -35,6 +35,8 @@ UpstreamTransport = Literal["http1", "aiohttp", "httpx"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 #: What edge's client socket is: the shopper's own TCP connection, or a load balancer's (edge.pipeline.client_rtt).
 ClientSocket = Literal["direct", "behind-proxy"]
+#: How the kernel schedules edge's processes (edge.runtime.cpu_policy).
+CpuPolicy = Literal["normal", "batch"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +129,9 @@ class Settings:
     log_level: LogLevel = "info"
     # Worker processes sharing the ports (edge.runtime.workers); 1 per sidecar is the default: scale by pods.
     workers: int = 1
+    # How the kernel schedules edge's processes (edge.runtime.cpu_policy, docs/performance.md): "normal", or
+    # "batch" (Linux SCHED_BATCH: a waking worker does not preempt the storefront on a shared, saturated CPU).
+    cpu_policy: CpuPolicy = "normal"
     # A fleet of sidecars learning as one (edge.state, docs/operations.md "A fleet on Redis"): a redis:// or
     # rediss:// URL (password and db in the URL). Empty: this process learns alone, nothing to install.
     state: str = ""

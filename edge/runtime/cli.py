@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, get_args
 import click
 
 from edge.core.errors import PolicyError, SettingsError
-from edge.core.settings import ClientSocket, FailMode, LogLevel, ModelName, Settings, UpstreamTransport
+from edge.core.settings import ClientSocket, CpuPolicy, FailMode, LogLevel, ModelName, Settings, UpstreamTransport
 
 if TYPE_CHECKING:
     from edge.pipeline.policy import Policy
@@ -123,6 +123,7 @@ _serve_options = [
     click.option("--fail-mode", type=click.Choice(get_args(FailMode)), help="open: serve the original on errors.  [env EDGE_FAIL_MODE]"),
     click.option("--log-level", type=click.Choice(get_args(LogLevel)), help="How much edge logs.  [env EDGE_LOG_LEVEL; default info]"),
     click.option("--workers", type=int, help="Worker processes sharing the ports (1: one per sidecar, scale by pods).  [env EDGE_WORKERS; default 1]"),
+    click.option("--cpu-policy", type=click.Choice(get_args(CpuPolicy)), help="batch: Linux SCHED_BATCH for edge's processes, for CPUs shared with the storefront.  [env EDGE_CPU_POLICY; default normal]"),
     *_state_options,
 ]
 
@@ -168,6 +169,14 @@ def serve(**flags: Any) -> None:
 
     settings = _settings(**flags)
     _logging(settings.log_level)
+    if settings.cpu_policy != "normal":  # (before the workers start: they inherit it)
+        from edge.runtime import cpu_policy
+
+        try:
+            cpu_policy.apply(settings.cpu_policy)
+        except SettingsError as exc:
+            raise click.UsageError(str(exc)) from None
+        click.echo(f"edge: cpu policy {settings.cpu_policy}", err=True)
     workers = settings.workers
     inherited = worker_sockets()
     if workers > 1 and inherited is None:
