@@ -120,6 +120,25 @@ def test_valid_host_is_forwarded(edge, up, host):
     assert got.header("host") == [host]
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])  # a page GET takes the fast path; a POST the ASGI path
+def test_trailing_whitespace_of_a_header_value_never_reaches_the_upstream(edge, up, method):
+    """A field value's trailing spaces and tabs are not part of it (RFC 9110 §5.5; llhttp keeps them): the
+    storefront gets the value without them, and a Host with them is still one valid Host."""
+    e = edge()
+    t = _tok()
+    body = "" if method == "GET" else "Content-Length: 2\r\n"
+    data = (
+        f"{method} /echo/{t} HTTP/1.1\r\nHost: shop.example \t\r\nX-Basket: 3 items \t \r\nX-Inner: a  b\r\n"
+        f"{body}Connection: close\r\n\r\n{'ok' if body else ''}"
+    ).encode()
+    result = exchange(e.port, data, timeout=10)
+    assert result.first.status == 200, result.responses
+    (got,) = up.complete()
+    assert got.header("host") == ["shop.example"]
+    assert got.header("x-basket") == ["3 items"]
+    assert got.header("x-inner") == ["a  b"]  # (whitespace inside a value is the value's)
+
+
 def test_http10_without_host_is_served(edge, up):
     """HTTP/1.0 has no Host requirement: the control for the HTTP/1.1 rule."""
     e = edge()
