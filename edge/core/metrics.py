@@ -18,9 +18,13 @@ from functools import partial
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 from edge.core import metric_values
+from edge.core.sidecar_process import SidecarProcessCollector
 from edge.core.tiers import TIERS
 
 metric_values.install()  # before any metric is made: no getpid system call per increment with --workers N
+# One process: edge_process_context_switches_total beside prometheus-client's own process_* (with
+# --workers N, registry() adds the whole sidecar's, both).
+SidecarProcessCollector(None, registry=REGISTRY, standard=False)
 
 __all__ = [
     "adding",
@@ -81,8 +85,20 @@ def registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         collected = CollectorRegistry()
         multiprocess.MultiProcessCollector(collected)
+        SidecarProcessCollector(_sidecar_root(), registry=collected)  # (the workers' files hold no process_*)
         return collected
     return REGISTRY
+
+
+#: Set by ``edge serve --workers N``'s supervisor in each worker (edge.runtime.workers.WORKER_INDEX_ENV).
+_WORKER_INDEX_ENV = "EDGE_WORKER_INDEX"
+
+
+def _sidecar_root() -> int:
+    """The process whose tree is this sidecar: a worker's supervisor (its parent, while it lives), else
+    this process (``PROMETHEUS_MULTIPROC_DIR`` set for one process)."""
+    parent = os.getppid()
+    return parent if os.environ.get(_WORKER_INDEX_ENV) is not None and parent > 1 else os.getpid()
 
 
 REQUESTS = Counter(
