@@ -4,8 +4,8 @@ A sidecar shares its CPUs with the storefront it fronts. Once they are saturated
 (a shopper's request came, the storefront answered) preempts whatever runs on its CPU, often the
 storefront in the middle of a page, and each switch costs both processes their caches. Measured with two
 workers under ``wrk -c16`` on a 2-core machine (docs/performance.md, "What a second worker costs: context
-switches"), each worker switched ~0.8 times a page against ~0.2 for one worker, and its CPU a page rose
-by about a third.
+switches"), the two switched ~0.8 times a page between them against ~0.1–0.4 for one worker, and their
+CPU a page rose by about a fifth.
 
 ``batch`` asks Linux for ``SCHED_BATCH`` (sched(7)): the same fair share of CPU, but a waking edge process
 does not preempt the running task; it runs when that task sleeps or its slice ends. Fewer switches, more
