@@ -212,22 +212,10 @@ def cpu_seconds(pid: int) -> float:
 
 def context_switches(pid: int) -> int:
     """Context switches so far of pid and its descendants, voluntary (it slept) and not (preempted), summed
-    over their threads: ``/proc/PID/task/*/status``.
+    over their threads (edge's own reading of ``/proc``: :func:`edge.core.sidecar_process.context_switches`)."""
+    from edge.core.sidecar_process import context_switches as by_kind
 
-    >>> context_switches(os.getpid()) > 0
-    True
-    """
-    total = 0
-    for p in tree_pids(pid):
-        for status in Path(f"/proc/{p}/task").glob("*/status"):
-            try:
-                text = status.read_text()
-            except OSError:
-                continue
-            for line in text.splitlines():
-                if "ctxt_switches:" in line:  # (voluntary_ and nonvoluntary_)
-                    total += int(line.split()[1])
-    return total
+    return sum(sum(by_kind(p).values()) for p in tree_pids(pid))
 
 
 def proxy_cpu_seconds(procs: dict[str, subprocess.Popen], target: str) -> float | None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-__all__ = ["SidecarProcessCollector", "sidecar_pids"]
+__all__ = ["SidecarProcessCollector", "sidecar_pids", "context_switches"]
 
 
 def sidecar_pids(root: int, proc: str = "/proc") -> list[int]:
@@ -79,7 +79,8 @@ class SidecarProcessCollector(Collector):
         start: float | None = None
         switches = {"voluntary": 0, "involuntary": 0}
         for pid in sidecar_pids(root, self.proc):
-            _count_switches(Path(self.proc, str(pid), "task"), switches)
+            for kind, count in context_switches(pid, self.proc).items():
+                switches[kind] += count
             if not self.standard:
                 continue
             try:
@@ -123,9 +124,15 @@ class SidecarProcessCollector(Collector):
         return None
 
 
-def _count_switches(tasks: Path, switches: dict[str, int]) -> None:
-    """Add the context switches of every thread under ``tasks`` (``/proc/PID/task``) to ``switches``."""
-    for status in tasks.glob("*/status"):
+def context_switches(pid: int, proc: str = "/proc") -> dict[str, int]:
+    """The context switches so far of every thread of ``pid`` (``/proc/PID/task/*/status``), by kind:
+    ``voluntary`` (slept) and ``involuntary`` (preempted). ``loadtests/bench.py`` reads them too.
+
+    >>> sorted(context_switches(os.getpid()))
+    ['involuntary', 'voluntary']
+    """
+    switches = {"voluntary": 0, "involuntary": 0}
+    for status in Path(proc, str(pid), "task").glob("*/status"):
         try:
             text = status.read_text()
         except OSError:
@@ -135,3 +142,4 @@ def _count_switches(tasks: Path, switches: dict[str, int]) -> None:
                 switches["voluntary"] += int(line.split()[1])
             elif line.startswith("nonvoluntary_ctxt_switches:"):
                 switches["involuntary"] += int(line.split()[1])
+    return switches
