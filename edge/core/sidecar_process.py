@@ -26,6 +26,7 @@ it alone (``standard=False``: prometheus-client's own collector gives the ``proc
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -57,18 +58,9 @@ class SidecarProcessCollector(Collector):
         self.standard = standard
         self._ticks = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
         self._pagesize = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        self._btime = self._boot_time()
+        self._btime = _boot_time(proc)
         if registry is not None:
             registry.register(self)
-
-    def _boot_time(self) -> float | None:
-        try:
-            for line in Path(self.proc, "stat").read_bytes().splitlines():
-                if line.startswith(b"btime "):
-                    return float(line.split()[1])
-        except OSError:
-            pass
-        return None
 
     def collect(self) -> Iterable[Metric]:
         if self._btime is None:
@@ -122,6 +114,18 @@ class SidecarProcessCollector(Collector):
         except (OSError, IndexError, ValueError):
             pass
         return None
+
+
+@functools.cache
+def _boot_time(proc: str) -> float | None:
+    """The boot time (``btime`` in ``/proc/stat``), read once: a multiprocess registry makes a collector per scrape."""
+    try:
+        for line in Path(proc, "stat").read_bytes().splitlines():
+            if line.startswith(b"btime "):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 def context_switches(pid: int, proc: str = "/proc") -> dict[str, int]:

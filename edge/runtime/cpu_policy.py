@@ -17,8 +17,6 @@ The policy is set on every thread of the calling process; processes it starts af
 
     >>> apply("normal")
     'normal'
-    >>> current() in ("normal", "batch", "other")
-    True
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ import os
 from edge.core.errors import SettingsError
 from edge.core.settings import CpuPolicy
 
-__all__ = ["apply", "current"]
+__all__ = ["apply"]
 
 
 def apply(policy: CpuPolicy) -> str:
@@ -48,16 +46,6 @@ def apply(policy: CpuPolicy) -> str:
     except OSError as exc:
         raise SettingsError(f"EDGE_CPU_POLICY: the kernel refused {policy!r}: {exc.strerror}") from None
     return policy
-
-
-def current(pid: int = 0) -> str:
-    """The policy of ``pid``'s main thread (0: this process): ``normal``, ``batch``, or ``other``."""
-    policy = os.sched_getscheduler(pid)
-    if policy == os.SCHED_OTHER:
-        return "normal"
-    if policy == getattr(os, "SCHED_BATCH", None):
-        return "batch"
-    return "other"
 
 
 def _threads() -> list[int]:

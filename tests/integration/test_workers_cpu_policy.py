@@ -4,10 +4,11 @@ under SCHED_BATCH (every thread), serving; without the flag, the kernel's defaul
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import httpx
 import pytest
+
+from edge.core.sidecar_process import sidecar_pids
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling")]
 
@@ -20,7 +21,7 @@ def _policies(pid: int) -> dict[int, int]:
 def test_edge_serve_with_two_workers_runs_supervisor_and_workers_under_batch(stack, start_edge):
     edge = start_edge(stack.storefront_url, "--workers", "2", "--cpu-policy", "batch", name="edge-batch")
     supervisor = edge.proc.pid
-    workers = [int(pid) for task in Path(f"/proc/{supervisor}/task").glob("*/children") for pid in task.read_text().split()]
+    workers = sidecar_pids(supervisor)[1:]
     assert len(workers) == 2
     for pid in [supervisor, *workers]:
         assert set(_policies(pid).values()) == {os.SCHED_BATCH}, pid

@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edge.core.sidecar_process import sidecar_pids
+
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux /proc")]
 
 
@@ -26,7 +28,7 @@ def test_two_workers_report_the_sidecars_cpu_memory_and_descriptors(stack, start
     # (flags of its own: the factory hands out a running edge started with the same flags)
     edge = start_edge(stack.storefront_url, "--workers", "2", "--graceful-timeout", "5", name="edge-process-metrics")
     supervisor = edge.proc.pid
-    workers = [int(pid) for task in Path(f"/proc/{supervisor}/task").glob("*/children") for pid in task.read_text().split()]
+    workers = sidecar_pids(supervisor)[1:]
     assert len(workers) == 2
     with httpx.Client(timeout=10) as client:
         for _ in range(20):  # some CPU to count
