@@ -18,7 +18,10 @@ absolutes):
   decision): what any Python data plane costs on this machine before edge's own
   work, so a target below it is out of reach for Python here; ``python floor x2``
   is two of them on one port (``SO_REUSEPORT``, as edge's workers), with
-  ``--workers 2``;
+  ``--workers 2``; ``python floor + edge work`` (``… x2``) is the floor doing edge's
+  per-page work through edge's own objects (TCP_INFO, the decision, the token,
+  the headers, the counters): the bound for a data plane of edge's own around
+  its logic, without uvicorn's machinery;
 - ``edge full``: ``edge serve`` with 4G hints (the page gets the switch link
   and the beacon: a byte splice), with 1 and 2 workers;
 - ``edge lite``: the same with ``ECT: 2g`` (low-priority widgets dropped). The
@@ -226,19 +229,25 @@ def proxy_cpu_seconds(procs: dict[str, subprocess.Popen], target: str) -> float 
     return sum(cpu_seconds(p.pid) for name, p in procs.items() if name == target or name.startswith(target + " #"))
 
 
-def start_floors(worker_counts: list[int], shop_port: int, procs: dict[str, subprocess.Popen], ports: dict[str, int]) -> dict[int, str]:
-    """One floor per edge worker count, as edge's workers share a port: ``python floor`` (one process),
-    ``python floor x2`` (two on one port, ``SO_REUSEPORT``). Returns {worker count: case name}."""
-    floors = {workers: "python floor" if workers == 1 else f"python floor x{workers}" for workers in worker_counts}
-    for workers, name in floors.items():
-        ports[name] = free_port()
-        for index in range(workers):
-            procs[name if index == 0 else f"{name} #{index}"] = subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("floor_proxy.py")), str(shop_port), str(ports[name])]
-            )
-        wait_ready(f"http://127.0.0.1:{ports[name]}/")
-        if b"/__edge/switch" not in fetch(ports[name], HINTS_4G)[2]:
-            raise SystemExit(f"bench: the {name} did not splice its snippet into the page")
+def start_floors(worker_counts: list[int], shop_port: int, procs: dict[str, subprocess.Popen], ports: dict[str, int]) -> dict[str, int]:
+    """The floors (``loadtests/floor_proxy.py``), one per edge worker count, as edge's workers share a port:
+    ``python floor`` (one process), ``python floor x2`` (two on one port, ``SO_REUSEPORT``); and the same
+    doing edge's per-page work (``--edge-work``): ``python floor + edge work`` (``… x2``). Returns
+    {case name: its process count}, in that order."""
+    floors: dict[str, int] = {}
+    for flags, case in (([], "python floor"), (["--edge-work"], "python floor + edge work")):
+        for workers in worker_counts:
+            name = case if workers == 1 else f"{case} x{workers}"
+            floors[name] = workers
+            ports[name] = free_port()
+            for index in range(workers):
+                procs[name if index == 0 else f"{name} #{index}"] = subprocess.Popen(
+                    [sys.executable, str(Path(__file__).with_name("floor_proxy.py")), str(shop_port), str(ports[name]), *flags]
+                )
+            wait_ready(f"http://127.0.0.1:{ports[name]}/")
+            tier, _, body = fetch(ports[name], HINTS_4G)
+            if (b"/__edge/switch" if not flags else b"/__edge/beacon") not in body or tier != (None if not flags else "full"):
+                raise SystemExit(f"bench: the {name} did not splice its snippet into the page")
     return floors
 
 
@@ -311,7 +320,7 @@ def main() -> None:
         cases: list[tuple[str, str, dict[str, str], int, str]] = [("direct", "direct", HINTS_4G, 1, "direct")]
         if have_nginx:
             cases.append(("nginx", "nginx", HINTS_4G, 1, "direct"))
-        for workers, name in floors.items():  # loadtests/floor_proxy.py
+        for name, workers in floors.items():  # loadtests/floor_proxy.py
             cases.append((name, name, HINTS_4G, workers, "direct"))
         for workers in args.workers:
             cases.append((f"edge full x{workers}", f"edge x{workers}", HINTS_4G, workers, "direct"))

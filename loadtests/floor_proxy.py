@@ -9,13 +9,22 @@ it is not a product and serves only what the benchmark sends (``GET`` without a 
 declared length). Where the floor's added p50 is already over a target's multiple of nginx's, no
 Python data plane meets that target on this machine, whatever it leaves out.
 
-    python loadtests/floor_proxy.py UPSTREAM_PORT LISTEN_PORT
+With ``--edge-work`` the floor also does, per page, the work edge must do whatever carries it, through
+edge's own objects (:class:`EdgeWork`): the connection's TCP_INFO read, the tier decision (signals,
+features, the model, the policy), the token and the snippet that carries it, edge's response headers and
+its counters. That is the bound for a bespoke data plane around edge's logic: what edge would cost
+without uvicorn's protocol and cycle, the ASGI scope's machinery, the fast path's checks, the limits and
+the timeouts (``bench.py``'s ``python floor + edge work`` rows; docs/performance.md).
+
+    python loadtests/floor_proxy.py UPSTREAM_PORT LISTEN_PORT [--edge-work]
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections import deque
+from time import perf_counter
 from typing import Any
 
 import httptools
@@ -26,6 +35,65 @@ SNIPPET = b"<a href='/__edge/switch?to=lite'>lite</a><script>" + b"/*" + b"x" * 
 #: The storefront's port (the first argument).
 UPSTREAM_PORT = 0
 _DROPPED = frozenset({b"connection", b"keep-alive", b"content-length", b"transfer-encoding", b"date", b"server"})
+
+
+class EdgeWork:
+    """Edge's per-page work, through edge's own objects (an :class:`edge.runtime.app.Edge` on ``upstream_port``):
+    a request's decision, then its answer's token, snippet, headers and counters (the fast path's steps).
+
+    Only what the benchmark sends: a ``GET`` decided at the full tier (4G hints), a ``200`` HTML page of
+    declared length, uncompressed.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        from edge.core.settings import Settings
+        from edge.runtime.app import build_edge
+
+        settings = Settings(upstream=f"http://127.0.0.1:{upstream_port}", feedback_key="bench-key-0123456789abcdef")
+        edge = build_edge(settings)
+        self.middleware, self.fast = edge.middleware, edge.fast_path
+        assert self.fast is not None
+
+    def decide(self, peer: Any, tcp: Any, target: bytes, headers: list[tuple[bytes, bytes]]) -> Any:
+        """The request's responder with its verdict (``headers``: lower-case names), as edge's protocol and
+        fast path make it: the scope with the ``edge.tcp_info`` extension, then the decision."""
+        from edge.adapt.responder import Responder
+        from edge.pipeline.client_rtt import SCOPE_EXTENSION, read_tcp_info
+
+        extension: dict[str, Any] = {"peer": peer[0], "head_at": perf_counter()}
+        figures = read_tcp_info(tcp)
+        if figures:
+            extension.update(figures)
+        path, _, query = target.partition(b"?")
+        scope = {
+            "type": "http", "method": "GET", "http_version": "1.1", "path": path.decode("latin-1"), "query_string": query,
+            "headers": headers, "client": peer, "extensions": {SCOPE_EXTENSION: extension},
+        }  # fmt: skip
+        responder = Responder(self.middleware, scope, None)  # type: ignore[arg-type]
+        responder.decide_early()
+        return responder
+
+    def answer(self, responder: Any, raw_headers: list[tuple[bytes, bytes]], body: bytes) -> list[bytes]:
+        """The head and body pieces edge writes for this page, its counters counted."""
+        from edge.transport.proxy import response_headers
+
+        headers = response_headers(raw_headers)
+        page = self.fast._page(headers)
+        spliced = self.fast.splice_head(responder, headers, page) if page is not None else None
+        if spliced is None:
+            raise RuntimeError("floor_proxy --edge-work serves full-tier HTML pages of declared length only")
+        out, splicer = spliced
+        head = [b"HTTP/1.1 200 OK\r\n"]
+        for name, value in out:
+            head += (name, b": ", value, b"\r\n")
+        head.append(b"\r\n")
+        pieces = [b"".join(head), *splicer.finish_pieces(body)]
+        self.fast.spliced(responder, body, splicer)
+        return pieces
+
+
+#: With ``--edge-work``: edge's per-page work (None: the floor alone).
+WORK: EdgeWork | None = None
 
 
 class Upstream(asyncio.Protocol):
@@ -55,6 +123,9 @@ class Upstream(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         body = b"".join(self.body)
+        if WORK is not None:
+            self.client.transport.writelines(WORK.answer(self.client.responders.popleft(), self.headers, body))
+            return
         cut = body.rfind(b"</body>")
         pieces = [body] if cut < 0 else [body[:cut], SNIPPET, body[cut:]]
         length = sum(map(len, pieces))
@@ -75,6 +146,12 @@ class Client(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.upstream: Upstream | None = None
         self.pending: list[bytes] | None = []
+        if WORK is not None:
+            from edge.pipeline.client_rtt import FdSocket
+
+            self.peer = transport.get_extra_info("peername")
+            self.tcp = FdSocket(transport.get_extra_info("socket"))
+            self.responders: deque[Any] = deque()  # one per request sent upstream, in order
         asyncio.get_running_loop().create_task(self.connect())
 
     async def connect(self) -> None:
@@ -92,12 +169,15 @@ class Client(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.headers: list[bytes] = []
+        self.fields: list[tuple[bytes, bytes]] = []  # (lower-case names: edge's scope; with --edge-work only)
 
     def on_url(self, url: bytes) -> None:
         self.url = url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append(name + b": " + value + b"\r\n")
+        if WORK is not None:
+            self.fields.append((name.lower(), value))
 
     def on_message_complete(self) -> None:
         request = b"".join([b"GET " + self.url + b" HTTP/1.1\r\n", *self.headers, b"x-forwarded-for: 127.0.0.1\r\n\r\n"])
@@ -105,6 +185,8 @@ class Client(asyncio.Protocol):
             self.pending.append(request)
         elif self.upstream is not None:
             self.upstream.transport.write(request)
+        if WORK is not None:  # (decided once the request is on its way, as edge's fast path does)
+            self.responders.append(WORK.decide(self.peer, self.tcp, self.url, self.fields))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.upstream is not None and self.upstream.transport is not None:
@@ -119,4 +201,6 @@ async def serve(port: int) -> None:
 
 if __name__ == "__main__":
     UPSTREAM_PORT = int(sys.argv[1])
+    if "--edge-work" in sys.argv[3:]:
+        WORK = EdgeWork(UPSTREAM_PORT)
     uvloop.run(serve(int(sys.argv[2])))

@@ -35,6 +35,7 @@ def test_bench_runs_every_case_and_writes_its_table_as_json(tmp_path):
     expected = {
         "direct", "edge full x1", "edge full x2", "edge lite x1", "lite uncached", "python floor x2",
         "direct dynamic", "lite dynamic", "direct dynamic gzip", "lite dynamic gzip", "python floor",
+        "python floor + edge work", "python floor + edge work x2",
     } | ({"nginx", "nginx dynamic"} if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else set())  # fmt: skip
     assert cases == {(case, c) for case in expected for c in (1, 4)}
     for row in report["rows"]:
@@ -56,6 +57,7 @@ def test_bench_runs_every_case_and_writes_its_table_as_json(tmp_path):
     assert report["edge_peak_rss_mb"]["edge x1"] > 10 and report["edge_peak_rss_mb"]["edge dynamic"] > 10
     assert report["edge_peak_rss_mb"]["edge x2"] > report["edge_peak_rss_mb"]["edge x1"]  # its two workers' (and the supervisor's)
     assert {row["workers"] for row in report["rows"] if row["case"] == "python floor x2"} == {2}
+    assert {row["workers"] for row in report["rows"] if row["case"] == "python floor + edge work x2"} == {2}
     # The printed table carries the same rows.
     for case in expected:
         assert case in run.stdout
