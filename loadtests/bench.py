@@ -362,11 +362,11 @@ def main() -> None:
             reference = {"direct": "nginx", "direct dynamic": "nginx dynamic"}.get(row["baseline"])
             nginx = next((r for r in rows if r["case"] == reference and r["concurrency"] == row["concurrency"]), None)
             row["added_p50_vs_nginx"] = row["added_p50_ms"] / nginx["added_p50_ms"] if nginx and nginx["added_p50_ms"] > 0 else None
-        print(f"{'case':<20}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'× nginx':>9}{'CPU ms/req':>11}")
+        print(f"{'case':<28}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'× nginx':>9}{'CPU ms/req':>11}")
         for r in rows:
             ratio = f"{r['added_p50_vs_nginx']:.1f}" if r["added_p50_vs_nginx"] is not None else "-"
             cpu = f"{r['proxy_cpu_ms_per_request']:.3f}" if r["proxy_cpu_ms_per_request"] is not None else "-"
-            print(f"{r['case']:<20}{r['concurrency']:>5}{r['rps']:>9.0f}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.2f}{r['added_p50_ms']:>9.3f}{ratio:>9}{cpu:>11}")
+            print(f"{r['case']:<28}{r['concurrency']:>5}{r['rps']:>9.0f}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.2f}{r['added_p50_ms']:>9.3f}{ratio:>9}{cpu:>11}")
         rss = {name: peak_rss_mb(p.pid) for name, p in procs.items() if name.startswith("edge")}  # (a supervisor's workers counted)
         print("edge peak RSS: " + ", ".join(f"{name} {mb:.1f} MB" for name, mb in rss.items()))
         if args.json:
