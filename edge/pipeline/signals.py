@@ -36,6 +36,8 @@ from typing import Any
 import http_sfv
 from ua_parser import parse as parse_user_agent
 
+from edge.pipeline.structured_fields import sf_dictionary
+
 __all__ = [
     "Signals",
     "read_signals",
@@ -296,13 +298,7 @@ def _sf_item(raw: str | None) -> object | None:
 def _sf_dict(raw: str | None, limit: int = MAX_HEADER_BYTES) -> dict[str, object] | None:
     if raw is None or len(raw) > limit:
         return None
-    parsed = http_sfv.Dictionary()
-    try:
-        parsed.parse(raw.encode("ascii"))
-    except (ValueError, UnicodeEncodeError):
-        return None
-    # Members are Items (value + params) or InnerLists; edge only uses bare items.
-    return {k: v.value for k, v in parsed.items() if isinstance(v, http_sfv.Item)}
+    return sf_dictionary(raw)
 
 
 _OS_NAMES = {
