@@ -46,38 +46,40 @@ class EdgeWork:
     """
 
     def __init__(self, upstream_port: int) -> None:
+        # (edge is imported here, not at the top: the bare floor imports nothing of it)
+        from edge.adapt.responder import Responder
         from edge.core.settings import Settings
+        from edge.pipeline.client_rtt import SCOPE_EXTENSION, read_tcp_info
         from edge.runtime.app import build_edge
+        from edge.transport.proxy import response_headers
 
         settings = Settings(upstream=f"http://127.0.0.1:{upstream_port}", feedback_key="bench-key-0123456789abcdef")
         edge = build_edge(settings)
         self.middleware, self.fast = edge.middleware, edge.fast_path
         assert self.fast is not None
+        self.responder, self.extension_key, self.read_tcp_info, self.response_headers = (
+            Responder, SCOPE_EXTENSION, read_tcp_info, response_headers
+        )
 
     def decide(self, peer: Any, tcp: Any, target: bytes, headers: list[tuple[bytes, bytes]]) -> Any:
         """The request's responder with its verdict (``headers``: lower-case names), as edge's protocol and
         fast path make it: the scope with the ``edge.tcp_info`` extension, then the decision."""
-        from edge.adapt.responder import Responder
-        from edge.pipeline.client_rtt import SCOPE_EXTENSION, read_tcp_info
-
         extension: dict[str, Any] = {"peer": peer[0], "head_at": perf_counter()}
-        figures = read_tcp_info(tcp)
+        figures = self.read_tcp_info(tcp)
         if figures:
             extension.update(figures)
         path, _, query = target.partition(b"?")
         scope = {
             "type": "http", "method": "GET", "http_version": "1.1", "path": path.decode("latin-1"), "query_string": query,
-            "headers": headers, "client": peer, "extensions": {SCOPE_EXTENSION: extension},
+            "headers": headers, "client": peer, "extensions": {self.extension_key: extension},
         }  # fmt: skip
-        responder = Responder(self.middleware, scope, None)  # type: ignore[arg-type]
+        responder = self.responder(self.middleware, scope, None)
         responder.decide_early()
         return responder
 
     def answer(self, responder: Any, raw_headers: list[tuple[bytes, bytes]], body: bytes) -> list[bytes]:
         """The head and body pieces edge writes for this page, its counters counted."""
-        from edge.transport.proxy import response_headers
-
-        headers = response_headers(raw_headers)
+        headers = self.response_headers(raw_headers)
         page = self.fast._page(headers)
         spliced = self.fast.splice_head(responder, headers, page) if page is not None else None
         if spliced is None:
@@ -123,9 +125,6 @@ class Upstream(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         body = b"".join(self.body)
-        if WORK is not None:
-            self.client.transport.writelines(WORK.answer(self.client.responders.popleft(), self.headers, body))
-            return
         cut = body.rfind(b"</body>")
         pieces = [body] if cut < 0 else [body[:cut], SNIPPET, body[cut:]]
         length = sum(map(len, pieces))
@@ -141,22 +140,18 @@ class Upstream(asyncio.Protocol):
 class Client(asyncio.Protocol):
     """One shopper connection: each request head passed upstream with ``X-Forwarded-For``."""
 
+    upstream_protocol: type[Upstream] = Upstream
+
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.parser = httptools.HttpRequestParser(self)
         self.upstream: Upstream | None = None
         self.pending: list[bytes] | None = []
-        if WORK is not None:
-            from edge.pipeline.client_rtt import FdSocket
-
-            self.peer = transport.get_extra_info("peername")
-            self.tcp = FdSocket(transport.get_extra_info("socket"))
-            self.responders: deque[Any] = deque()  # one per request sent upstream, in order
         asyncio.get_running_loop().create_task(self.connect())
 
     async def connect(self) -> None:
         loop = asyncio.get_running_loop()
-        _, self.upstream = await loop.create_connection(lambda: Upstream(self), "127.0.0.1", UPSTREAM_PORT)
+        _, self.upstream = await loop.create_connection(lambda: self.upstream_protocol(self), "127.0.0.1", UPSTREAM_PORT)
         for request in self.pending or ():
             self.upstream.transport.write(request)
         self.pending = None
@@ -169,15 +164,12 @@ class Client(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.headers: list[bytes] = []
-        self.fields: list[tuple[bytes, bytes]] = []  # (lower-case names: edge's scope; with --edge-work only)
 
     def on_url(self, url: bytes) -> None:
         self.url = url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append(name + b": " + value + b"\r\n")
-        if WORK is not None:
-            self.fields.append((name.lower(), value))
 
     def on_message_complete(self) -> None:
         request = b"".join([b"GET " + self.url + b" HTTP/1.1\r\n", *self.headers, b"x-forwarded-for: 127.0.0.1\r\n\r\n"])
@@ -185,17 +177,53 @@ class Client(asyncio.Protocol):
             self.pending.append(request)
         elif self.upstream is not None:
             self.upstream.transport.write(request)
-        if WORK is not None:  # (decided once the request is on its way, as edge's fast path does)
-            self.responders.append(WORK.decide(self.peer, self.tcp, self.url, self.fields))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.close()
 
 
-async def serve(port: int) -> None:
+class EdgeWorkUpstream(Upstream):
+    """With ``--edge-work``: the answer as edge writes it (:meth:`EdgeWork.answer`)."""
+
+    client: EdgeWorkClient
+
+    def on_message_complete(self) -> None:
+        assert WORK is not None
+        self.client.transport.writelines(WORK.answer(self.client.responders.popleft(), self.headers, b"".join(self.body)))
+
+
+class EdgeWorkClient(Client):
+    """With ``--edge-work``: each request also decided (:meth:`EdgeWork.decide`) once it is on its way
+    upstream, as edge's fast path decides while the storefront works."""
+
+    upstream_protocol = EdgeWorkUpstream
+
+    def connection_made(self, transport: Any) -> None:
+        from edge.pipeline.client_rtt import FdSocket
+
+        self.peer = transport.get_extra_info("peername")
+        self.tcp = FdSocket(transport.get_extra_info("socket"))
+        self.responders: deque[Any] = deque()  # one per request sent upstream, in order
+        super().connection_made(transport)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.fields: list[tuple[bytes, bytes]] = []  # (lower-case names, as edge's scope has them)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self.fields.append((name.lower(), value))
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        assert WORK is not None
+        self.responders.append(WORK.decide(self.peer, self.tcp, self.url, self.fields))
+
+
+async def serve(port: int, client: type[Client] = Client) -> None:
     # reuse_port: two floors on one port are the two-worker reference (bench.py's "python floor x2").
-    server = await asyncio.get_running_loop().create_server(Client, "127.0.0.1", port, reuse_port=True)
+    server = await asyncio.get_running_loop().create_server(client, "127.0.0.1", port, reuse_port=True)
     await server.serve_forever()
 
 
@@ -203,4 +231,4 @@ if __name__ == "__main__":
     UPSTREAM_PORT = int(sys.argv[1])
     if "--edge-work" in sys.argv[3:]:
         WORK = EdgeWork(UPSTREAM_PORT)
-    uvloop.run(serve(int(sys.argv[2])))
+    uvloop.run(serve(int(sys.argv[2]), Client if WORK is None else EdgeWorkClient))
