@@ -5,7 +5,7 @@ client's requests and differs on every one, so it is parsed on every one. http_s
 parser, reads it character by character in Python (~11 µs here, the largest part of reading a
 request's signals). Nearly every such header is a plain list of ``key=value`` members whose values are
 integers, decimals, strings, tokens or booleans: :func:`sf_dictionary` reads those with one regular
-expression per member (~2 µs) and gives everything else (parameters, inner lists, byte sequences,
+expression per member (~2.5 µs) and gives everything else (parameters, inner lists, byte sequences,
 anything malformed) to http_sfv. The two agree on every input: the result is http_sfv's, member for
 member, value for value and type for type (``tests/pipeline/test_structured_fields.py``, a Hypothesis
 property over well-formed, near-well-formed and random headers).
